@@ -1,0 +1,1 @@
+//! Cloudflare Workers bindings emulated by pyflare.

@@ -1,0 +1,653 @@
+//! The isolate host: one Node process running Pyodide and the worker,
+//! connected to pyflare over a Unix socket speaking `protocol` in `transport`
+//! frames.
+//!
+//! A `Host` multiplexes many events over the one connection, as an isolate
+//! interleaves them at `await` points. Request and response bodies stream as
+//! chunk frames under a credit window (`protocol::BODY_WINDOW_BYTES`) in each
+//! direction, so a large body is never held whole in memory. A watchdog
+//! pings the host; a host whose event loop does not answer within the
+//! worker's CPU limit is running away and is killed.
+
+pub mod protocol;
+pub mod supervisor;
+pub mod transport;
+
+use anyhow::{Context, anyhow};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::UnixListener;
+use tokio::process::{Child, Command};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::logging;
+use crate::runtime::Runtime;
+use protocol::{BODY_WINDOW_BYTES, FromHost, PROTOCOL_VERSION, ToHost, WorkerInit};
+use transport::{CHUNK_BYTES, Frame};
+
+/// How long a host may take to load Pyodide and the worker.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a host stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExitReason {
+    /// An event ran longer than `limits.cpu_ms` without yielding.
+    CpuLimit,
+    /// The process exited or the connection broke.
+    Crashed(String),
+    /// pyflare asked it to stop (shutdown or reload).
+    Stopped,
+}
+
+/// Why a host could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The worker's Python failed to load; the message is its traceback.
+    Load(String),
+    /// The host process itself failed.
+    Host(anyhow::Error),
+}
+
+/// An HTTP request for the worker.
+#[derive(Debug)]
+pub struct FetchRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<axum::body::Body>,
+}
+
+/// The worker's answer to a fetch event.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(HostResponse),
+    /// The handler raised; the message is the Python traceback.
+    Exception(String),
+    /// The host went away before answering.
+    HostGone(ExitReason),
+}
+
+/// Status line and headers of the worker's response, and its body stream.
+#[derive(Debug)]
+pub struct HostResponse {
+    pub status: u16,
+    pub status_text: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<ResponseBody>,
+}
+
+type BodyItem = Result<Bytes, BodyError>;
+
+/// A response body that broke off before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(String);
+
+enum Outgoing {
+    Json(Bytes),
+    Chunk(u32, Bytes),
+}
+
+#[derive(Default)]
+struct PingState {
+    next_seq: u64,
+    outstanding: Option<(u64, Instant)>,
+}
+
+struct Shared {
+    out: mpsc::UnboundedSender<Outgoing>,
+    next_id: AtomicU32,
+    pending: Mutex<HashMap<u32, oneshot::Sender<Outcome>>>,
+    /// Request bodies being sent: credit granted by the host.
+    credit: Mutex<HashMap<u32, Arc<Semaphore>>>,
+    /// Response bodies being received.
+    bodies: Mutex<HashMap<u32, mpsc::UnboundedSender<BodyItem>>>,
+    ping: Mutex<PingState>,
+    exit: watch::Sender<Option<ExitReason>>,
+    /// Requests dispatched to this host (for logs and tests).
+    dispatched: AtomicU64,
+}
+
+impl Shared {
+    fn send(&self, message: &ToHost) {
+        let json = serde_json::to_vec(message).expect("protocol messages serialize");
+        let _ = self.out.send(Outgoing::Json(Bytes::from(json)));
+    }
+
+    fn set_exit(&self, reason: ExitReason) {
+        self.exit.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn exit_reason(&self) -> Option<ExitReason> {
+        self.exit.borrow().clone()
+    }
+
+    fn finish_request_body(&self, id: u32) {
+        if let Some(sem) = lock(&self.credit).remove(&id) {
+            sem.close();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data (plain
+    // map operations), so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running isolate host.
+pub struct Host {
+    shared: Arc<Shared>,
+    child: Mutex<Option<Child>>,
+    /// Milliseconds the host took to load Pyodide and the worker.
+    pub startup_ms: u64,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("startup_ms", &self.startup_ms).finish()
+    }
+}
+
+static SOCKET_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Host {
+    /// Starts a host, sends it the worker and waits until it is ready.
+    pub async fn start(
+        runtime: &Runtime,
+        init: WorkerInit,
+        socket_dir: &Path,
+        cpu_limit: Duration,
+    ) -> Result<Arc<Self>, StartError> {
+        let n = SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let socket_path: PathBuf = socket_dir.join(format!("host-{n}.sock"));
+        let _ = std::fs::remove_file(&socket_path);
+        let listener = UnixListener::bind(&socket_path)
+            .with_context(|| format!("cannot listen on {}", socket_path.display()))
+            .map_err(StartError::Host)?;
+
+        let mut child = Command::new(&runtime.node)
+            .arg("--no-warnings")
+            .arg(&runtime.host_main)
+            .arg(&socket_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", runtime.node.display()))
+            .map_err(StartError::Host)?;
+        forward_output(&mut child);
+
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted.map(|(s, _)| s).context("host did not connect").map_err(StartError::Host)?,
+            status = child.wait() => {
+                return Err(StartError::Host(anyhow!("the host process exited before connecting ({})", status.map(|s| s.to_string()).unwrap_or_default())));
+            }
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                return Err(StartError::Host(anyhow!("the host process did not connect within 30 s")));
+            }
+        };
+        drop(listener);
+        let _ = std::fs::remove_file(&socket_path);
+
+        let (read, write) = stream.into_split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(write, out_rx));
+        let (exit_tx, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            out: out_tx,
+            next_id: AtomicU32::new(1),
+            pending: Mutex::default(),
+            credit: Mutex::default(),
+            bodies: Mutex::default(),
+            ping: Mutex::default(),
+            exit: exit_tx,
+            dispatched: AtomicU64::new(0),
+        });
+        shared.send(&ToHost::Hello {
+            version: PROTOCOL_VERSION,
+            worker: init,
+        });
+
+        let mut reader = FrameReader::new(read);
+        let startup_ms = tokio::select! {
+            ready = wait_ready(&mut reader) => ready?,
+            status = child.wait() => {
+                return Err(StartError::Host(anyhow!("the host process exited while loading the worker ({})", status.map(|s| s.to_string()).unwrap_or_default())));
+            }
+            _ = tokio::time::sleep(LOAD_TIMEOUT) => {
+                return Err(StartError::Host(anyhow!("the worker did not load within {} s", LOAD_TIMEOUT.as_secs())));
+            }
+        };
+
+        let host = Arc::new(Self {
+            shared: shared.clone(),
+            child: Mutex::new(Some(child)),
+            startup_ms,
+        });
+        tokio::spawn(read_loop(reader, shared.clone()));
+        tokio::spawn(watchdog(Arc::downgrade(&host), cpu_limit));
+        Ok(host)
+    }
+
+    /// Resolves when the host has stopped, with the reason.
+    pub async fn exited(&self) -> ExitReason {
+        let mut rx = self.shared.exit.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return ExitReason::Crashed("host state dropped".into());
+            }
+        }
+    }
+
+    /// Whether the host is still serving.
+    pub fn is_alive(&self) -> bool {
+        self.shared.exit_reason().is_none()
+    }
+
+    /// Number of fetch events dispatched to this host.
+    pub fn dispatched(&self) -> u64 {
+        self.shared.dispatched.load(Ordering::Relaxed)
+    }
+
+    /// Stops the host process.
+    pub fn stop(&self, reason: ExitReason) {
+        self.shared.set_exit(reason);
+        self.shared.send(&ToHost::Shutdown);
+        if let Some(child) = lock(&self.child).as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+
+    /// Delivers a fetch event and waits for the response head.
+    pub async fn fetch(self: &Arc<Self>, request: FetchRequest) -> Outcome {
+        let shared = &self.shared;
+        if let Some(reason) = shared.exit_reason() {
+            return Outcome::HostGone(reason);
+        }
+        shared.dispatched.fetch_add(1, Ordering::Relaxed);
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&shared.pending).insert(id, tx);
+        let mut guard = CancelGuard {
+            shared: shared.clone(),
+            id,
+            armed: true,
+        };
+        let has_body = request.body.is_some();
+        shared.send(&ToHost::Fetch {
+            id,
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            has_body,
+        });
+        if let Some(body) = request.body {
+            let credit = Arc::new(Semaphore::new(BODY_WINDOW_BYTES));
+            lock(&shared.credit).insert(id, credit.clone());
+            tokio::spawn(pump_request_body(shared.clone(), id, body, credit));
+        }
+        let outcome = match rx.await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::HostGone(
+                shared
+                    .exit_reason()
+                    .unwrap_or_else(|| ExitReason::Crashed("connection lost".into())),
+            ),
+        };
+        guard.armed = false;
+        outcome
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop(ExitReason::Stopped);
+    }
+}
+
+/// Tells the host to drop a request whose client went away.
+struct CancelGuard {
+    shared: Arc<Shared>,
+    id: u32,
+    armed: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.shared.pending).remove(&self.id);
+            self.shared.finish_request_body(self.id);
+            self.shared.send(&ToHost::Cancel { stream: self.id });
+        }
+    }
+}
+
+async fn pump_request_body(shared: Arc<Shared>, id: u32, body: axum::body::Body, credit: Arc<Semaphore>) {
+    let mut stream = body.into_data_stream();
+    let mut error = None;
+    'outer: while let Some(item) = stream.next().await {
+        match item {
+            Ok(bytes) => {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let piece = rest.split_to(rest.len().min(CHUNK_BYTES));
+                    // The window is far below u32::MAX, as is a chunk.
+                    let Ok(permit) = credit.acquire_many(piece.len() as u32).await else {
+                        error = Some("request body no longer read".to_owned());
+                        break 'outer;
+                    };
+                    permit.forget();
+                    let _ = shared.out.send(Outgoing::Chunk(id, piece));
+                }
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    shared.send(&ToHost::BodyEnd { stream: id, error });
+}
+
+fn forward_output(child: &mut Child) {
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                logging::host_output(&line);
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                logging::host_output(&line);
+            }
+        });
+    }
+}
+
+async fn write_frames(write: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut writer = BufWriter::with_capacity(256 * 1024, write);
+    let mut header = BytesMut::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            header.clear();
+            let result = match item {
+                Outgoing::Json(json) => {
+                    transport::encode_json(&json, &mut header);
+                    writer.write_all(&header).await
+                }
+                Outgoing::Chunk(stream, data) => {
+                    transport::encode_chunk_header(stream, data.len(), &mut header);
+                    match writer.write_all(&header).await {
+                        Ok(()) => writer.write_all(&data).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            if result.is_err() {
+                return;
+            }
+            next = rx.try_recv().ok();
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+struct FrameReader {
+    read: tokio::net::unix::OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn new(read: tokio::net::unix::OwnedReadHalf) -> Self {
+        Self {
+            read,
+            buf: BytesMut::with_capacity(256 * 1024),
+        }
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = transport::decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < 64 * 1024 {
+                self.buf.reserve(256 * 1024);
+            }
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+async fn wait_ready(reader: &mut FrameReader) -> Result<u64, StartError> {
+    loop {
+        let frame = reader
+            .next()
+            .await
+            .map_err(StartError::Host)?
+            .ok_or_else(|| StartError::Host(anyhow!("the host closed the connection while loading")))?;
+        let Frame::Json(json) = frame else { continue };
+        match serde_json::from_slice::<FromHost>(&json) {
+            Ok(FromHost::Ready { version, startup_ms }) => {
+                if version != PROTOCOL_VERSION {
+                    return Err(StartError::Host(anyhow!(
+                        "protocol version mismatch: pyflare speaks {PROTOCOL_VERSION}, the host speaks {version}"
+                    )));
+                }
+                return Ok(startup_ms);
+            }
+            Ok(FromHost::LoadError { message }) => return Err(StartError::Load(message)),
+            Ok(FromHost::Log { level, message }) => logging::worker(level, &message),
+            Ok(_) => {}
+            Err(e) => return Err(StartError::Host(anyhow!("bad message from the host: {e}"))),
+        }
+    }
+}
+
+async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
+    let reason = loop {
+        match reader.next().await {
+            Ok(Some(Frame::Chunk { stream, data })) => {
+                if let Some(tx) = lock(&shared.bodies).get(&stream) {
+                    let _ = tx.send(Ok(data));
+                }
+            }
+            Ok(Some(Frame::Json(json))) => match serde_json::from_slice::<FromHost>(&json) {
+                Ok(message) => handle_message(&shared, message),
+                Err(e) => tracing::warn!("ignoring a bad message from the host: {e}"),
+            },
+            Ok(None) => break ExitReason::Crashed("the host process exited".into()),
+            Err(e) => break ExitReason::Crashed(format!("connection to the host failed: {e}")),
+        }
+    };
+    shared.set_exit(reason);
+    let reason = shared.exit_reason().unwrap_or(ExitReason::Stopped);
+    let pending: Vec<_> = lock(&shared.pending).drain().collect();
+    for (_, tx) in pending {
+        let _ = tx.send(Outcome::HostGone(reason.clone()));
+    }
+    let bodies: Vec<_> = lock(&shared.bodies).drain().collect();
+    for (_, tx) in bodies {
+        let _ = tx.send(Err(BodyError("the worker host stopped".into())));
+    }
+    let credits: Vec<_> = lock(&shared.credit).drain().collect();
+    for (_, sem) in credits {
+        sem.close();
+    }
+}
+
+fn handle_message(shared: &Arc<Shared>, message: FromHost) {
+    match message {
+        FromHost::Response {
+            id,
+            status,
+            status_text,
+            headers,
+            has_body,
+        } => {
+            let Some(tx) = lock(&shared.pending).remove(&id) else {
+                // The client went away; tell the host to stop the body.
+                if has_body {
+                    shared.send(&ToHost::Cancel { stream: id });
+                }
+                return;
+            };
+            let body = if has_body {
+                let (body_tx, body_rx) = mpsc::unbounded_channel();
+                lock(&shared.bodies).insert(id, body_tx);
+                Some(ResponseBody {
+                    id,
+                    rx: body_rx,
+                    shared: shared.clone(),
+                    finished: false,
+                })
+            } else {
+                shared.finish_request_body(id);
+                None
+            };
+            let _ = tx.send(Outcome::Response(HostResponse {
+                status,
+                status_text,
+                headers,
+                body,
+            }));
+        }
+        FromHost::Exception { id, message } => {
+            shared.finish_request_body(id);
+            if let Some(tx) = lock(&shared.pending).remove(&id) {
+                let _ = tx.send(Outcome::Exception(message));
+            } else {
+                logging::worker(protocol::LogLevel::Error, &message);
+            }
+        }
+        FromHost::BodyEnd { stream, error } => {
+            shared.finish_request_body(stream);
+            if let Some(tx) = lock(&shared.bodies).remove(&stream)
+                && let Some(error) = error
+            {
+                let _ = tx.send(Err(BodyError(error)));
+            }
+        }
+        FromHost::Credit { stream, bytes } => {
+            if let Some(sem) = lock(&shared.credit).get(&stream) {
+                sem.add_permits(bytes);
+            }
+        }
+        FromHost::Pong { seq } => {
+            let mut ping = lock(&shared.ping);
+            if ping.outstanding.is_some_and(|(s, _)| s == seq) {
+                ping.outstanding = None;
+            }
+        }
+        FromHost::Log { level, message } => logging::worker(level, &message),
+        FromHost::Ready { .. } | FromHost::LoadError { .. } => {}
+    }
+}
+
+/// Kills the host when its event loop stays blocked past the CPU limit.
+async fn watchdog(host: std::sync::Weak<Host>, cpu_limit: Duration) {
+    let tick = (cpu_limit / 10).clamp(Duration::from_millis(10), Duration::from_millis(100));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        interval.tick().await;
+        let Some(host) = host.upgrade() else { return };
+        if !host.is_alive() {
+            return;
+        }
+        let mut ping = lock(&host.shared.ping);
+        match ping.outstanding {
+            Some((_, sent)) if sent.elapsed() > cpu_limit => {
+                drop(ping);
+                logging::error("Worker exceeded CPU time limit.");
+                host.stop(ExitReason::CpuLimit);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                let seq = ping.next_seq;
+                ping.next_seq += 1;
+                ping.outstanding = Some((seq, Instant::now()));
+                drop(ping);
+                host.shared.send(&ToHost::Ping { seq });
+            }
+        }
+    }
+}
+
+/// The worker's response body as it streams in from the host; every chunk
+/// taken grants the host credit for another.
+pub struct ResponseBody {
+    id: u32,
+    rx: mpsc::UnboundedReceiver<BodyItem>,
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").field("id", &self.id).finish()
+    }
+}
+
+impl Stream for ResponseBody {
+    type Item = BodyItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<BodyItem>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.shared.send(&ToHost::Credit {
+                    stream: self.id,
+                    bytes: bytes.len(),
+                });
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finished = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.shared.bodies).remove(&self.id);
+            self.shared.send(&ToHost::Cancel { stream: self.id });
+        }
+    }
+}

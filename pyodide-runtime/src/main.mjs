@@ -1,0 +1,90 @@
+// Entry point of the isolate host: `node main.mjs <socket-path>`.
+//
+// pyflare starts one such process per worker. It connects back to pyflare
+// over a Unix socket, waits for `hello`, loads Pyodide and the worker, then
+// serves events until the socket closes. When pyflare goes away for any
+// reason (even kill -9) the socket closes and this process exits, so no Node
+// process outlives its emulator.
+
+import net from "node:net";
+import { FrameDecoder } from "./transport.mjs";
+import { PROTOCOL_VERSION } from "./protocol.mjs";
+import { Channel } from "./channel.mjs";
+import { loadWorker } from "./pyodide.mjs";
+import { Events } from "./events.mjs";
+import { describeError } from "./errors.mjs";
+
+const socketPath = process.argv[2];
+if (!socketPath) {
+  console.error("usage: node main.mjs <socket-path>");
+  process.exit(2);
+}
+
+const socket = net.connect(socketPath);
+const channel = new Channel(socket);
+const decoder = new FrameDecoder();
+let events = null;
+let helloSeen = false;
+
+socket.on("close", () => process.exit(0));
+socket.on("error", () => process.exit(0));
+socket.on("data", (data) => {
+  let frames;
+  try {
+    frames = decoder.push(data);
+  } catch (error) {
+    console.error(`pyflare host: protocol error: ${error.message}`);
+    process.exit(3);
+  }
+  for (const frame of frames) {
+    if (frame.kind === "chunk") {
+      events?.onChunk(frame.stream, frame.data);
+    } else {
+      onMessage(frame.message);
+    }
+  }
+});
+
+function onMessage(message) {
+  switch (message.type) {
+    case "hello":
+      if (helloSeen) return;
+      helloSeen = true;
+      start(message);
+      break;
+    case "ping":
+      channel.send({ type: "pong", seq: message.seq });
+      break;
+    case "shutdown":
+      process.exit(0);
+      break;
+    default:
+      if (events) events.onMessage(message);
+  }
+}
+
+async function start(hello) {
+  if (hello.version !== PROTOCOL_VERSION) {
+    channel.send({
+      type: "load_error",
+      message: `protocol version mismatch: pyflare speaks ${hello.version}, the host speaks ${PROTOCOL_VERSION}`,
+    });
+    return;
+  }
+  const started = performance.now();
+  try {
+    const worker = await loadWorker(hello.worker, channel);
+    events = new Events(worker, channel);
+    channel.send({
+      type: "ready",
+      version: PROTOCOL_VERSION,
+      startup_ms: Math.round(performance.now() - started),
+    });
+  } catch (error) {
+    channel.send({ type: "load_error", message: describeError(error) });
+  }
+}
+
+process.on("unhandledRejection", (reason) => {
+  channel.send({ type: "log", level: "error", message: `Uncaught (in promise) ${describeError(reason)}` });
+});

@@ -1,0 +1,27 @@
+// Protocol messages between pyflare (Rust) and this host, mirror of
+// emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
+// message is added, removed or changes shape.
+
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes a body sender may have in flight before the receiver grants credit. */
+export const BODY_WINDOW_BYTES = 1024 * 1024;
+
+// Messages pyflare sends to the host (`ToHost`), by `type`:
+//   hello      { version, worker }                 first message; host answers ready | load_error
+//   fetch      { id, method, url, headers, has_body }
+//   body_end   { stream, error? }                  end of a request body (chunks carry stream = id)
+//   credit     { stream, bytes }                   the consumer took `bytes` of a response body
+//   cancel     { stream }                          the client went away; stop sending that body
+//   ping       { seq }
+//   shutdown   {}
+//
+// Messages the host sends to pyflare (`FromHost`):
+//   ready      { version, startup_ms }
+//   load_error { message }                         the worker failed to load (Python traceback)
+//   response   { id, status, status_text, headers, has_body }
+//   body_end   { stream, error? }
+//   credit     { stream, bytes }                   the worker took `bytes` of a request body
+//   exception  { id, message }                     the handler raised (Python traceback)
+//   pong       { seq }
+//   log        { level, message }

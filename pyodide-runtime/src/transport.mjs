@@ -1,0 +1,91 @@
+// Framing between pyflare (Rust) and this host, mirror of
+// emulator/src/host/transport.rs. Nothing else knows the byte layout.
+//
+// A frame is a 4-byte big-endian length of what follows, then one kind byte:
+//   kind 0 (JSON):  UTF-8 JSON text of one protocol message
+//   kind 1 (CHUNK): 4-byte big-endian stream id, then raw body bytes
+// Bodies therefore never travel as JSON or base64.
+
+export const KIND_JSON = 0;
+export const KIND_CHUNK = 1;
+/** Largest frame either side accepts (length field value). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** Body chunks are cut to at most this many bytes. */
+export const CHUNK_BYTES = 64 * 1024;
+
+/** Encodes one JSON message as a single frame. */
+export function encodeJson(message) {
+  const text = Buffer.from(JSON.stringify(message), "utf8");
+  const frame = Buffer.allocUnsafe(5 + text.length);
+  frame.writeUInt32BE(1 + text.length, 0);
+  frame.writeUInt8(KIND_JSON, 4);
+  text.copy(frame, 5);
+  return frame;
+}
+
+/** Encodes the header of a chunk frame; the body bytes follow it on the wire. */
+export function encodeChunkHeader(stream, byteLength) {
+  const header = Buffer.allocUnsafe(9);
+  header.writeUInt32BE(5 + byteLength, 0);
+  header.writeUInt8(KIND_CHUNK, 4);
+  header.writeUInt32BE(stream >>> 0, 5);
+  return header;
+}
+
+/**
+ * Incremental decoder: feed it socket data, get whole frames back as
+ * `{ kind: "json", message }` or `{ kind: "chunk", stream, data }`.
+ */
+export class FrameDecoder {
+  #buffers = [];
+  #buffered = 0;
+
+  push(data) {
+    this.#buffers.push(data);
+    this.#buffered += data.length;
+    const frames = [];
+    for (;;) {
+      if (this.#buffered < 4) break;
+      const head = this.#peek(4);
+      const length = head.readUInt32BE(0);
+      if (length < 1 || length > MAX_FRAME_BYTES) {
+        throw new Error(`invalid frame length ${length}`);
+      }
+      if (this.#buffered < 4 + length) break;
+      const frame = this.#take(4 + length).subarray(4);
+      const kind = frame[0];
+      if (kind === KIND_JSON) {
+        frames.push({
+          kind: "json",
+          message: JSON.parse(frame.toString("utf8", 1)),
+        });
+      } else if (kind === KIND_CHUNK) {
+        if (frame.length < 5) throw new Error("chunk frame without stream id");
+        frames.push({
+          kind: "chunk",
+          stream: frame.readUInt32BE(1),
+          data: frame.subarray(5),
+        });
+      } else {
+        throw new Error(`unknown frame kind ${kind}`);
+      }
+    }
+    return frames;
+  }
+
+  #peek(n) {
+    if (this.#buffers[0].length >= n) return this.#buffers[0];
+    const joined = Buffer.concat(this.#buffers);
+    this.#buffers = [joined];
+    return joined;
+  }
+
+  #take(n) {
+    const all = this.#buffers.length === 1 ? this.#buffers[0] : Buffer.concat(this.#buffers);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#buffers = rest.length ? [rest] : [];
+    this.#buffered -= n;
+    return out;
+  }
+}

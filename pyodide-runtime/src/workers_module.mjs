@@ -1,0 +1,81 @@
+// What a worker gets from `cloudflare:workers` and the execution context
+// passed to every event, shaped as workerd's (src/cloudflare/workers.ts).
+
+/** Base classes; Python classes are wrapped in JS subclasses of these. */
+export class WorkerEntrypoint {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+  }
+}
+export class DurableObject {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+  }
+}
+export class WorkflowEntrypoint {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+  }
+}
+export class RpcTarget {}
+
+/**
+ * Tracks `waitUntil` promises so their failures are logged and so tests and
+ * shutdown can tell when background work has finished.
+ */
+export class BackgroundWork {
+  #pending = new Set();
+  #log;
+
+  constructor(log) {
+    this.#log = log;
+  }
+
+  add(promise) {
+    const tracked = Promise.resolve(promise)
+      .catch((error) => this.#log(error))
+      .finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+  }
+
+  get size() {
+    return this.#pending.size;
+  }
+}
+
+/** `ExecutionContext` as workerd passes it to fetch, scheduled and queue. */
+export class ExecutionContext {
+  #background;
+
+  constructor(background) {
+    this.#background = background;
+    this.props = {};
+  }
+
+  waitUntil(promise) {
+    this.#background.add(promise);
+  }
+
+  passThroughOnException() {
+    // Not emulated: there is no origin behind pyflare to pass through to.
+  }
+
+  get [Symbol.toStringTag]() {
+    return "ExecutionContext";
+  }
+}
+
+/** The `cloudflare:workers` module namespace for this worker. */
+export function makeWorkersModule(env, background) {
+  return Object.freeze({
+    WorkerEntrypoint,
+    DurableObject,
+    WorkflowEntrypoint,
+    RpcTarget,
+    env,
+    waitUntil: (promise) => background.add(promise),
+  });
+}
