@@ -1,1 +1,15 @@
-fn main(){}
+//! pyflare's integration tests: each starts the real `pyflare dev` binary
+//! on a fixture worker under `tests/fixtures/` (real Node, Pyodide and
+//! Cloudflare's Python SDK) and talks HTTP to it.
+
+// Shared harness: TestWorker starts and stops `pyflare dev`.
+mod util;
+
+// Config and command-line errors.
+mod cli;
+// HTTP fidelity: methods, URLs, headers, bodies, statuses, streaming.
+mod http;
+// Python runtime surface: env, modules, globals, waitUntil, concurrency.
+mod runtime;
+// Exceptions, CPU limit, crashes, load errors, shutdown.
+mod failures;

@@ -1,0 +1,2 @@
+//! Integration tests for pyflare live in `integration/`; this crate has no
+//! library code of its own.

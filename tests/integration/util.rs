@@ -1,0 +1,175 @@
+//! `TestWorker`: runs the built `pyflare` binary on a fixture and waits for
+//! its `Ready on http://...` line, as tools driving `wrangler dev` do.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `pyflare` binary next to this test binary (`target/<profile>/pyflare`).
+pub(crate) fn pyflare_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PYFLARE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let bin = profile_dir.join("pyflare");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build -p pyflare` (or set PYFLARE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+pub(crate) fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A running `pyflare dev`.
+pub(crate) struct TestWorker {
+    child: Child,
+    pub(crate) base: String,
+    output: Arc<Mutex<String>>,
+    _state: tempfile::TempDir,
+}
+
+impl TestWorker {
+    pub(crate) async fn start(fixture_name: &str) -> Self {
+        Self::start_with(fixture_name, &[]).await
+    }
+
+    pub(crate) async fn start_with(fixture_name: &str, args: &[&str]) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = Command::new(pyflare_bin())
+            .arg("dev")
+            .arg(fixture(fixture_name))
+            .args(["--port", "0", "--persist-to"])
+            .arg(state.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start pyflare");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let ready_tx = ready_tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(url) = line.strip_prefix("Ready on ") {
+                        let _ = ready_tx.send(url.trim().to_owned());
+                    }
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let base = tokio::time::timeout(Duration::from_secs(120), ready_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("pyflare never became ready:\n{}", output.lock().unwrap()));
+        Self {
+            child,
+            base,
+            output,
+            _state: state,
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        Self::client().get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Everything pyflare printed so far (stdout and stderr).
+    pub(crate) fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the output contains `needle`.
+    pub(crate) async fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("pyflare is running")
+    }
+
+    /// Sends SIGTERM and waits for pyflare to exit.
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("pyflare exits after SIGTERM")
+            .unwrap()
+    }
+}
+
+/// Direct children of `pid` (Linux /proc).
+pub(crate) fn children(pid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// Whether a process exists and is not a zombie.
+pub(crate) fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Peak resident memory of a process, in KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
