@@ -37,7 +37,8 @@ pub fn render(error: &anyhow::Error) -> String {
         if let Some(h) = e.downcast_ref::<Hinted>() {
             return Some(h.hint.clone());
         }
-        e.downcast_ref::<crate::config::ConfigError>().and_then(|c| c.hint())
+        e.downcast_ref::<crate::config::ConfigError>()
+            .and_then(|c| c.hint())
     });
     if let Some(hint) = hint {
         out.push_str(&format!("\nhint: {hint}"));

@@ -9,7 +9,9 @@ use std::time::Duration;
 /// One line per request: method, path, status and duration.
 pub fn request(method: &str, path: &str, status: u16, reason: &str, elapsed: Duration) {
     let ms = elapsed.as_secs_f64() * 1000.0;
-    line_out(&format!("[pyflare] {method} {path} {status} {reason} ({ms:.0}ms)"));
+    line_out(&format!(
+        "[pyflare] {method} {path} {status} {reason} ({ms:.0}ms)"
+    ));
 }
 
 /// A line the worker printed.

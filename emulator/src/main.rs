@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev(args) => pyflare::cli::dev::run(args).await,
+            Command::Setup => pyflare::cli::setup(),
         }
     });
     // Do not wait for blocked tasks (a host being killed) on the way out.

@@ -21,20 +21,62 @@ pub const SDK_VERSION: &str = "1.9.5";
 
 /// Files of the isolate host, embedded at build time.
 const HOST_FILES: &[(&str, &str)] = &[
-    ("package.json", include_str!("../../pyodide-runtime/package.json")),
-    ("src/main.mjs", include_str!("../../pyodide-runtime/src/main.mjs")),
-    ("src/channel.mjs", include_str!("../../pyodide-runtime/src/channel.mjs")),
-    ("src/compat.mjs", include_str!("../../pyodide-runtime/src/compat.mjs")),
-    ("src/env.mjs", include_str!("../../pyodide-runtime/src/env.mjs")),
-    ("src/errors.mjs", include_str!("../../pyodide-runtime/src/errors.mjs")),
-    ("src/events.mjs", include_str!("../../pyodide-runtime/src/events.mjs")),
-    ("src/globals.mjs", include_str!("../../pyodide-runtime/src/globals.mjs")),
-    ("src/protocol.mjs", include_str!("../../pyodide-runtime/src/protocol.mjs")),
-    ("src/pyodide.mjs", include_str!("../../pyodide-runtime/src/pyodide.mjs")),
-    ("src/transport.mjs", include_str!("../../pyodide-runtime/src/transport.mjs")),
-    ("src/workers_module.mjs", include_str!("../../pyodide-runtime/src/workers_module.mjs")),
-    ("python/_pyflare/__init__.py", include_str!("../../pyodide-runtime/python/_pyflare/__init__.py")),
-    ("python/_pyflare/entrypoints.py", include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py")),
+    (
+        "package.json",
+        include_str!("../../pyodide-runtime/package.json"),
+    ),
+    (
+        "src/main.mjs",
+        include_str!("../../pyodide-runtime/src/main.mjs"),
+    ),
+    (
+        "src/channel.mjs",
+        include_str!("../../pyodide-runtime/src/channel.mjs"),
+    ),
+    (
+        "src/compat.mjs",
+        include_str!("../../pyodide-runtime/src/compat.mjs"),
+    ),
+    (
+        "src/env.mjs",
+        include_str!("../../pyodide-runtime/src/env.mjs"),
+    ),
+    (
+        "src/errors.mjs",
+        include_str!("../../pyodide-runtime/src/errors.mjs"),
+    ),
+    (
+        "src/events.mjs",
+        include_str!("../../pyodide-runtime/src/events.mjs"),
+    ),
+    (
+        "src/globals.mjs",
+        include_str!("../../pyodide-runtime/src/globals.mjs"),
+    ),
+    (
+        "src/protocol.mjs",
+        include_str!("../../pyodide-runtime/src/protocol.mjs"),
+    ),
+    (
+        "src/pyodide.mjs",
+        include_str!("../../pyodide-runtime/src/pyodide.mjs"),
+    ),
+    (
+        "src/transport.mjs",
+        include_str!("../../pyodide-runtime/src/transport.mjs"),
+    ),
+    (
+        "src/workers_module.mjs",
+        include_str!("../../pyodide-runtime/src/workers_module.mjs"),
+    ),
+    (
+        "python/_pyflare/__init__.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/__init__.py"),
+    ),
+    (
+        "python/_pyflare/entrypoints.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py"),
+    ),
 ];
 
 /// Everything needed to start an isolate host.
@@ -58,12 +100,14 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(dir).join("pyflare"));
     }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
-        Hinted::new(
-            "cannot find a cache directory: HOME is not set",
-            "set PYFLARE_CACHE_DIR to a folder pyflare may write to",
-        )
-    })?;
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Hinted::new(
+                "cannot find a cache directory: HOME is not set",
+                "set PYFLARE_CACHE_DIR to a folder pyflare may write to",
+            )
+        })?;
     Ok(PathBuf::from(home).join(".cache").join("pyflare"))
 }
 
@@ -73,14 +117,23 @@ impl Runtime {
         let cache = cache_dir()?;
         std::fs::create_dir_all(&cache)
             .with_context(|| format!("cannot create the cache directory {}", cache.display()))?;
-        let pyodide_root = ensure_installed(&cache, &format!("pyodide-{PYODIDE_VERSION}"), |dir| {
-            progress(&format!("installing Pyodide {PYODIDE_VERSION} from npm (once)"));
-            npm_install(dir, &format!("pyodide@{PYODIDE_VERSION}"))
-        })?;
-        let sdk_dir = ensure_installed(&cache, &format!("workers-runtime-sdk-{SDK_VERSION}"), |dir| {
-            progress(&format!("installing workers-runtime-sdk {SDK_VERSION} from PyPI (once)"));
-            pip_install(dir, &format!("workers-runtime-sdk=={SDK_VERSION}"))
-        })?;
+        let pyodide_root =
+            ensure_installed(&cache, &format!("pyodide-{PYODIDE_VERSION}"), |dir| {
+                progress(&format!(
+                    "installing Pyodide {PYODIDE_VERSION} from npm (once)"
+                ));
+                npm_install(dir, &format!("pyodide@{PYODIDE_VERSION}"))
+            })?;
+        let sdk_dir = ensure_installed(
+            &cache,
+            &format!("workers-runtime-sdk-{SDK_VERSION}"),
+            |dir| {
+                progress(&format!(
+                    "installing workers-runtime-sdk {SDK_VERSION} from PyPI (once)"
+                ));
+                pip_install(dir, &format!("workers-runtime-sdk=={SDK_VERSION}"))
+            },
+        )?;
         let node = find_node(&cache)?;
         let host = write_host_files(&cache)?;
         Ok(Self {
@@ -99,11 +152,16 @@ fn progress(message: &str) {
 
 /// Installs into `<cache>/<name>` through a temporary folder, so an
 /// interrupted install is never mistaken for a finished one.
-fn ensure_installed(cache: &Path, name: &str, install: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+fn ensure_installed(
+    cache: &Path,
+    name: &str,
+    install: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let dir = cache.join(name);
     if dir.join(".complete").is_file() {
         return Ok(dir);
     }
+    std::fs::create_dir_all(cache)?;
     let tmp = cache.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
@@ -113,7 +171,14 @@ fn ensure_installed(cache: &Path, name: &str, install: impl FnOnce(&Path) -> Res
     }
     std::fs::write(tmp.join(".complete"), "")?;
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another pyflare finished the same install first: use its copy.
+        if dir.join(".complete").is_file() {
+            return Ok(dir);
+        }
+        return Err(e).with_context(|| format!("cannot move the install into {}", dir.display()));
+    }
     Ok(dir)
 }
 
@@ -126,7 +191,14 @@ fn npm_install(dir: &Path, package: &str) -> Result<()> {
     })?;
     std::fs::write(dir.join("package.json"), "{\"private\":true}\n")?;
     let status = Command::new(npm)
-        .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", package])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--loglevel=error",
+            package,
+        ])
         .current_dir(dir)
         .stdin(Stdio::null())
         .status()
@@ -180,7 +252,10 @@ fn find_node(cache: &Path) -> Result<PathBuf> {
         let node = PathBuf::from(node);
         if !has_jspi(&node) {
             return Err(Hinted::new(
-                format!("PYFLARE_NODE={} has no JSPI (WebAssembly.Suspending)", node.display()),
+                format!(
+                    "PYFLARE_NODE={} has no JSPI (WebAssembly.Suspending)",
+                    node.display()
+                ),
                 format!("use Node {NODE_VERSION} or newer, or unset PYFLARE_NODE"),
             )
             .into());
@@ -197,7 +272,11 @@ fn find_node(cache: &Path) -> Result<PathBuf> {
         ));
         npm_install(dir, &format!("{package}@{NODE_VERSION}"))
     })?;
-    Ok(dir.join("node_modules").join(package).join("bin").join("node"))
+    Ok(dir
+        .join("node_modules")
+        .join(package)
+        .join("bin")
+        .join("node"))
 }
 
 fn node_package() -> Result<&'static str> {
@@ -209,7 +288,9 @@ fn node_package() -> Result<&'static str> {
         (os, arch) => {
             return Err(Hinted::new(
                 format!("no pinned Node for {os}/{arch}"),
-                format!("install Node {NODE_VERSION} or newer and put it on PATH, or set PYFLARE_NODE"),
+                format!(
+                    "install Node {NODE_VERSION} or newer and put it on PATH, or set PYFLARE_NODE"
+                ),
             )
             .into());
         }
@@ -218,7 +299,10 @@ fn node_package() -> Result<&'static str> {
 
 fn has_jspi(node: &Path) -> bool {
     Command::new(node)
-        .args(["-e", "process.exit(typeof WebAssembly.Suspending === 'function' ? 0 : 1)"])
+        .args([
+            "-e",
+            "process.exit(typeof WebAssembly.Suspending === 'function' ? 0 : 1)",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -245,16 +329,20 @@ fn write_host_files(cache: &Path) -> Result<PathBuf> {
     let digest = hasher.finalize();
     let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = cache.join("host").join(hash);
-    ensure_installed(&cache.join("host"), dir.file_name().and_then(|n| n.to_str()).unwrap_or("host"), |tmp| {
-        for (name, text) in HOST_FILES {
-            let path = tmp.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+    ensure_installed(
+        &cache.join("host"),
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("host"),
+        |tmp| {
+            for (name, text) in HOST_FILES {
+                let path = tmp.join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(path, text)?;
             }
-            std::fs::write(path, text)?;
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
@@ -266,8 +354,14 @@ mod tests {
         for sub in ["src", "python/_pyflare"] {
             for entry in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
                 let path = entry.unwrap().path();
-                if matches!(path.extension().and_then(|e| e.to_str()), Some("mjs" | "py")) {
-                    on_disk.push(format!("{sub}/{}", path.file_name().unwrap().to_string_lossy()));
+                if matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("mjs" | "py")
+                ) {
+                    on_disk.push(format!(
+                        "{sub}/{}",
+                        path.file_name().unwrap().to_string_lossy()
+                    ));
                 }
             }
         }

@@ -15,7 +15,21 @@ export class Channel {
   }
 
   send(message) {
-    this.#socket.write(encodeJson(message));
+    this.#write(encodeJson(message));
+  }
+
+  // Writes issued in one turn of the event loop leave in one syscall.
+  #corked = false;
+  #write(buffer) {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
+    this.#socket.write(buffer);
   }
 
   /** Sends `bytes` as chunks of `stream`, waiting for credit when the window is full. */
@@ -32,8 +46,8 @@ export class Channel {
       }
       if (state.cancelled) return false;
       state.inFlight += piece.byteLength;
-      this.#socket.write(encodeChunkHeader(stream, piece.byteLength));
-      this.#socket.write(piece);
+      this.#write(encodeChunkHeader(stream, piece.byteLength));
+      this.#write(piece);
     }
     return !state.cancelled;
   }

@@ -18,7 +18,8 @@ fn dev_in(files: &[(&str, &str)], args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
     (out.status.code().unwrap_or(-1), stderr)
 }
 
@@ -27,7 +28,13 @@ const ENTRY: (&str, &str) = ("src/entry.py", "");
 #[test]
 fn cli_malformed_jsonc_names_file_line_and_column() {
     let (code, stderr) = dev_in(
-        &[("wrangler.jsonc", "{\n  \"name\": \"x\",\n  \"main\" \"src/entry.py\"\n}\n"), ENTRY],
+        &[
+            (
+                "wrangler.jsonc",
+                "{\n  \"name\": \"x\",\n  \"main\" \"src/entry.py\"\n}\n",
+            ),
+            ENTRY,
+        ],
         &[],
     );
     assert_eq!(code, 1);
@@ -51,7 +58,9 @@ fn cli_wrong_type_names_the_key() {
     );
     assert_eq!(code, 1);
     assert!(
-        stderr.starts_with("pyflare: error: DIR/wrangler.toml:3:23: `compatibility_flags`: invalid type: string"),
+        stderr.starts_with(
+            "pyflare: error: DIR/wrangler.toml:3:23: `compatibility_flags`: invalid type: string"
+        ),
         "{stderr}"
     );
 }
@@ -80,7 +89,12 @@ fn cli_python_without_python_workers_flag_fails_as_wrangler_does() {
 fn cli_missing_config_has_a_hint() {
     let (code, stderr) = dev_in(&[ENTRY], &[]);
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("pyflare: error: no wrangler.jsonc, wrangler.json or wrangler.toml in DIR\nhint: "), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "pyflare: error: no wrangler.jsonc, wrangler.json or wrangler.toml in DIR\nhint: "
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -91,8 +105,15 @@ fn cli_unknown_env_and_bad_var() {
     );
     let (code, stderr) = dev_in(&[config, ENTRY], &["--env", "nope"]);
     assert_eq!(code, 1);
-    assert!(stderr.starts_with("pyflare: error: environment `nope` is not defined in DIR/wrangler.jsonc"), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("pyflare: error: environment `nope` is not defined in DIR/wrangler.jsonc"),
+        "{stderr}"
+    );
     let (code, stderr) = dev_in(&[config, ENTRY], &["--var", "NOCOLON"]);
     assert_eq!(code, 1);
-    assert_eq!(stderr.trim_end(), "pyflare: error: invalid --var `NOCOLON`\nhint: write --var KEY:VALUE");
+    assert_eq!(
+        stderr.trim_end(),
+        "pyflare: error: invalid --var `NOCOLON`\nhint: write --var KEY:VALUE"
+    );
 }

@@ -11,9 +11,18 @@ async fn failures_uncaught_exception_answers_500_with_traceback() {
     assert_eq!(res.status(), 500);
     assert_eq!(res.headers()["cf-error-code"], "1101");
     let text = res.text().await.unwrap();
-    assert!(text.starts_with("Error 1101: Worker threw exception"), "{text}");
-    assert!(text.contains("Traceback (most recent call last):"), "{text}");
-    assert!(text.contains("/session/metadata/entry.py\", line 11, in fetch"), "{text}");
+    assert!(
+        text.starts_with("Error 1101: Worker threw exception"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Traceback (most recent call last):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/session/metadata/entry.py\", line 11, in fetch"),
+        "{text}"
+    );
     assert!(text.contains("ValueError: boom from Python"), "{text}");
 
     // Browsers get the HTML developer page with the same traceback.
@@ -24,10 +33,18 @@ async fn failures_uncaught_exception_answers_500_with_traceback() {
         .await
         .unwrap();
     assert_eq!(res.headers()["content-type"], "text/html; charset=UTF-8");
-    assert!(res.text().await.unwrap().contains("ValueError: boom from Python"));
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("ValueError: boom from Python")
+    );
 
     // The traceback is logged, and the worker keeps serving.
-    assert!(w.wait_for_output("ValueError: boom from Python", Duration::from_secs(5)).await);
+    assert!(
+        w.wait_for_output("ValueError: boom from Python", Duration::from_secs(5))
+            .await
+    );
     assert_eq!(w.get("/").await.text().await.unwrap(), "alive");
 }
 
@@ -38,7 +55,9 @@ async fn failures_non_response_return_value_is_reported_as_workerd_does() {
     assert_eq!(res.status(), 500);
     let text = res.text().await.unwrap();
     assert!(
-        text.contains("TypeError: Incorrect type for Promise: the Promise did not resolve to 'Response'."),
+        text.contains(
+            "TypeError: Incorrect type for Promise: the Promise did not resolve to 'Response'."
+        ),
         "{text}"
     );
 }
@@ -53,9 +72,20 @@ async fn failures_runaway_worker_is_stopped_at_cpu_limit_and_restarted() {
     let elapsed = started.elapsed();
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["cf-error-code"], "1102");
-    assert!(res.text().await.unwrap().contains("Worker exceeded CPU time limit."));
-    assert!(elapsed >= Duration::from_millis(900), "stopped too early: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(10), "stopped too late: {elapsed:?}");
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Worker exceeded CPU time limit.")
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "stopped too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "stopped too late: {elapsed:?}"
+    );
     assert!(w.output().contains("Worker exceeded CPU time limit."));
 
     // The next request is served by a fresh host.
@@ -76,7 +106,12 @@ async fn failures_crashed_host_is_restarted() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(w.wait_for_output("restarting it", Duration::from_secs(10)).await, "{}", w.output());
+    assert!(
+        w.wait_for_output("restarting it", Duration::from_secs(10))
+            .await,
+        "{}",
+        w.output()
+    );
     assert_eq!(w.get("/").await.text().await.unwrap(), "alive");
 }
 

@@ -13,7 +13,11 @@ async fn http_hello_world_matches_cloudflare_example() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/plain;charset=UTF-8");
     assert_eq!(res.text().await.unwrap(), "Hello from Python Worker!");
-    assert!(w.output().contains("[pyflare] GET / 200 OK ("), "{}", w.output());
+    assert!(
+        w.output().contains("[pyflare] GET / 200 OK ("),
+        "{}",
+        w.output()
+    );
 }
 
 #[tokio::test]
@@ -55,7 +59,9 @@ async fn http_binary_bodies_round_trip_exactly() {
     assert_eq!(res.bytes().await.unwrap().to_vec(), expected);
 
     // Every byte value, several chunks long, echoed back by Python.
-    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let payload: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let res = TestWorker::client()
         .post(w.url("/echo"))
         .header("content-type", "application/x-test")
@@ -79,7 +85,9 @@ async fn http_fifty_megabyte_upload_streams_with_bounded_memory() {
     for _ in 0..50 {
         expected.update(&chunk);
     }
-    let stream = futures::stream::iter((0..50).map(move |_| Ok::<_, std::io::Error>(bytes::Bytes::from(chunk.clone()))));
+    let stream = futures::stream::iter(
+        (0..50).map(move |_| Ok::<_, std::io::Error>(bytes::Bytes::from(chunk.clone()))),
+    );
     let res = TestWorker::client()
         .post(w.url("/echo"))
         .body(reqwest::Body::wrap_stream(stream))
@@ -123,13 +131,19 @@ async fn http_status_text_reaches_the_client() {
     let authority = w.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
     stream
-        .write_all(format!("GET /status HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /status HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
     assert!(raw.starts_with("HTTP/1.1 418 Local Teapot\r\n"), "{raw}");
-    assert!(raw.contains("\r\n\r\nF\r\nshort and stout\r\n0\r\n\r\n"), "{raw}");
+    assert!(
+        raw.contains("\r\n\r\nF\r\nshort and stout\r\n0\r\n\r\n"),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
@@ -173,5 +187,8 @@ async fn http_streamed_response_arrives_in_pieces() {
     );
     let last = pieces.last().unwrap().0;
     assert!(pieces.len() > 1, "one piece only: not streamed");
-    assert!(last >= head_after + Duration::from_millis(100), "head {head_after:?}, last {last:?}");
+    assert!(
+        last >= head_after + Duration::from_millis(100),
+        "head {head_after:?}, last {last:?}"
+    );
 }

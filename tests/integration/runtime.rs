@@ -31,7 +31,10 @@ async fn runtime_env_section_selected_with_env_flag() {
 #[tokio::test]
 async fn runtime_sibling_modules_and_python_modules_import() {
     let w = TestWorker::start("http").await;
-    assert_eq!(w.get("/modules").await.text().await.unwrap(), "hello, sibling / VENDORED!");
+    assert_eq!(
+        w.get("/modules").await.text().await.unwrap(),
+        "hello, sibling / VENDORED!"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +45,15 @@ async fn runtime_js_is_a_worker_global_scope_not_node() {
         assert_eq!(globals[hidden], false, "{hidden} is visible: {globals}");
     }
     for present in [
-        "fetch", "Response", "Request", "Headers", "URL", "ReadableStream", "crypto", "setTimeout", "console",
+        "fetch",
+        "Response",
+        "Request",
+        "Headers",
+        "URL",
+        "ReadableStream",
+        "crypto",
+        "setTimeout",
+        "console",
         "TextEncoder",
     ] {
         assert_eq!(globals[present], true, "{present} is missing: {globals}");
@@ -54,7 +65,12 @@ async fn runtime_js_is_a_worker_global_scope_not_node() {
 async fn runtime_print_output_reaches_the_terminal() {
     let w = TestWorker::start("http").await;
     assert_eq!(w.get("/print").await.text().await.unwrap(), "printed");
-    assert!(w.wait_for_output("hello from print()", Duration::from_secs(5)).await, "{}", w.output());
+    assert!(
+        w.wait_for_output("hello from print()", Duration::from_secs(5))
+            .await,
+        "{}",
+        w.output()
+    );
 }
 
 #[tokio::test]
@@ -62,7 +78,8 @@ async fn runtime_outbound_fetch_from_python() {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_url = format!("http://{}/data", upstream.local_addr().unwrap());
     tokio::spawn(async move {
-        let app = axum::Router::new().route("/data", axum::routing::get(|| async { "from upstream" }));
+        let app =
+            axum::Router::new().route("/data", axum::routing::get(|| async { "from upstream" }));
         axum::serve(upstream, app).await.unwrap();
     });
     let w = TestWorker::start("http").await;
@@ -79,11 +96,20 @@ async fn runtime_outbound_fetch_from_python() {
 async fn runtime_wait_until_work_finishes_after_the_response() {
     let w = TestWorker::start("http").await;
     let started = Instant::now();
-    assert_eq!(w.get("/wait-until?label=after").await.text().await.unwrap(), "scheduled");
-    assert!(started.elapsed() < Duration::from_millis(300), "response waited for waitUntil work");
+    assert_eq!(
+        w.get("/wait-until?label=after").await.text().await.unwrap(),
+        "scheduled"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "response waited for waitUntil work"
+    );
     assert_eq!(w.get("/background").await.text().await.unwrap(), "[]");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(w.get("/background").await.text().await.unwrap(), r#"["after"]"#);
+    assert_eq!(
+        w.get("/background").await.text().await.unwrap(),
+        r#"["after"]"#
+    );
 }
 
 #[tokio::test]
@@ -102,11 +128,17 @@ async fn runtime_requests_interleave_at_await_points() {
     let elapsed = started.elapsed();
     assert!(bodies.iter().all(|b| b == "slept"));
     // Serially this would take 50 s; interleaved it takes about 0.5 s.
-    assert!(elapsed < Duration::from_secs(5), "100 sleeping requests took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "100 sleeping requests took {elapsed:?}"
+    );
 }
 
 #[tokio::test]
 async fn runtime_legacy_on_fetch_handler_before_no_global_handlers_date() {
     let w = TestWorker::start("legacy").await;
-    assert_eq!(w.get("/").await.text().await.unwrap(), "legacy handler: GET");
+    assert_eq!(
+        w.get("/").await.text().await.unwrap(),
+        "legacy handler: GET"
+    );
 }

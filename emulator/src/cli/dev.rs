@@ -44,7 +44,8 @@ pub struct DevArgs {
 /// Runs `pyflare dev` until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> Result<()> {
     let started = Instant::now();
-    let dot_env = std::env::var("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV").map_or(true, |v| v != "false");
+    let dot_env =
+        std::env::var("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV").map_or(true, |v| v != "false");
     let config = WorkerConfig::load(
         &args.dir,
         &ConfigOverrides {

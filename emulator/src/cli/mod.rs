@@ -16,4 +16,19 @@ pub struct Cli {
 pub enum Command {
     /// Serve a Python Worker project locally.
     Dev(dev::DevArgs),
+    /// Install the pinned runtime (Node with JSPI, Pyodide, Cloudflare's
+    /// Python SDK) into the cache now; `pyflare dev` does this on first use.
+    Setup,
+}
+
+/// `pyflare setup`: installs the runtime and says where it is.
+pub fn setup() -> anyhow::Result<()> {
+    let runtime = crate::runtime::Runtime::ensure()?;
+    crate::logging::info(&format!(
+        "runtime ready: node {}, pyodide {}, workers-runtime-sdk {}",
+        runtime.node.display(),
+        runtime.pyodide_dir.display(),
+        runtime.sdk_dir.display()
+    ));
+    Ok(())
 }

@@ -22,7 +22,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, Co
             });
         };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
             return Err(ConfigError::DotEnv {
                 file: path.to_path_buf(),
                 line: index + 1,
@@ -75,7 +79,10 @@ mod tests {
     fn dotenv_values_quotes_and_comments() {
         let text = "# secrets\nA=1\nexport B = two words # note\nC=\"x\\ny\"\nD='it''s'\nE=\"multi\nline\"\n";
         let pairs = parse(Path::new(".dev.vars"), text).unwrap();
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             pairs,
             vec![

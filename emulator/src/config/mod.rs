@@ -176,20 +176,26 @@ impl WorkerConfig {
         if main_path.extension().and_then(|e| e.to_str()) != Some("py") {
             return Err(ConfigError::Invalid {
                 file,
-                message: format!("`main` is {main}: pyflare runs Python Workers, whose main module is a .py file"),
+                message: format!(
+                    "`main` is {main}: pyflare runs Python Workers, whose main module is a .py file"
+                ),
             });
         }
         // Message from workers-sdk packages/workers-utils/src/config/validation.ts.
         if !flags.iter().any(|f| f == "python_workers") {
             return Err(ConfigError::Invalid {
                 file,
-                message: "The `python_workers` compatibility flag is required to use Python.".into(),
+                message: "The `python_workers` compatibility flag is required to use Python."
+                    .into(),
             });
         }
         if !main_path.is_file() {
             return Err(ConfigError::Invalid {
                 file,
-                message: format!("`main` is {main}, but {} does not exist", main_path.display()),
+                message: format!(
+                    "`main` is {main}, but {} does not exist",
+                    main_path.display()
+                ),
             });
         }
         let compatibility_date = match date {
@@ -197,7 +203,9 @@ impl WorkerConfig {
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     file,
-                    message: format!("compatibility_date `{other}` is not a date of the form YYYY-MM-DD"),
+                    message: format!(
+                        "compatibility_date `{other}` is not a date of the form YYYY-MM-DD"
+                    ),
                 });
             }
             None => {
@@ -211,7 +219,9 @@ impl WorkerConfig {
 
         for (key, value) in secrets(&root, overrides)? {
             if vars.contains_key(&key) {
-                warnings.push(format!("the secret `{key}` overrides the var of the same name"));
+                warnings.push(format!(
+                    "the secret `{key}` overrides the var of the same name"
+                ));
             }
             vars.insert(key, Value::String(value));
         }

@@ -83,48 +83,87 @@ fn config_dev_vars_win_over_dot_env() {
         (".dev.vars", "S=secret\n"),
         (".env", "T=dotenv\n"),
     ]);
-    let config = load(dir.path(), &ConfigOverrides { dot_env: true, ..Default::default() }).unwrap();
+    let config = load(
+        dir.path(),
+        &ConfigOverrides {
+            dot_env: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(config.vars["S"], "secret");
     assert!(!config.vars.contains_key("T"));
     assert!(config.warnings.iter().any(|w| w.contains("`S`")));
 
     std::fs::remove_file(dir.path().join(".dev.vars")).unwrap();
-    let config = load(dir.path(), &ConfigOverrides { dot_env: true, ..Default::default() }).unwrap();
+    let config = load(
+        dir.path(),
+        &ConfigOverrides {
+            dot_env: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(config.vars["T"], "dotenv");
 }
 
 #[test]
 fn config_without_python_workers_flag_uses_wranglers_message() {
     let dir = project(&[
-        ("wrangler.json", r#"{"main": "src/entry.py", "compatibility_date": "2026-06-01"}"#),
+        (
+            "wrangler.json",
+            r#"{"main": "src/entry.py", "compatibility_date": "2026-06-01"}"#,
+        ),
         ENTRY,
     ]);
     let err = load(dir.path(), &ConfigOverrides::default()).unwrap_err();
-    assert!(err
-        .to_string()
-        .ends_with("The `python_workers` compatibility flag is required to use Python."));
+    assert!(
+        err.to_string()
+            .ends_with("The `python_workers` compatibility flag is required to use Python.")
+    );
     assert!(err.hint().unwrap().contains("python_workers"));
 }
 
 #[test]
 fn config_syntax_error_names_file_and_line() {
-    let dir = project(&[("wrangler.jsonc", "{\n  \"name\": \"x\",\n  \"main\" \"src/entry.py\"\n}\n"), ENTRY]);
-    let err = load(dir.path(), &ConfigOverrides::default()).unwrap_err().to_string();
+    let dir = project(&[
+        (
+            "wrangler.jsonc",
+            "{\n  \"name\": \"x\",\n  \"main\" \"src/entry.py\"\n}\n",
+        ),
+        ENTRY,
+    ]);
+    let err = load(dir.path(), &ConfigOverrides::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("wrangler.jsonc:3:"), "{err}");
 }
 
 #[test]
 fn config_wrong_type_names_the_key_and_line() {
     let dir = project(&[
-        ("wrangler.jsonc", "{\n  \"name\": \"x\",\n  \"limits\": { \"cpu_ms\": \"fast\" }\n}\n"),
+        (
+            "wrangler.jsonc",
+            "{\n  \"name\": \"x\",\n  \"limits\": { \"cpu_ms\": \"fast\" }\n}\n",
+        ),
         ENTRY,
     ]);
-    let err = load(dir.path(), &ConfigOverrides::default()).unwrap_err().to_string();
+    let err = load(dir.path(), &ConfigOverrides::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("wrangler.jsonc:3:"), "{err}");
     assert!(err.contains("`limits.cpu_ms`"), "{err}");
 
-    let dir = project(&[("wrangler.toml", "name = \"x\"\n\n[limits]\ncpu_ms = \"fast\"\n"), ENTRY]);
-    let err = load(dir.path(), &ConfigOverrides::default()).unwrap_err().to_string();
+    let dir = project(&[
+        (
+            "wrangler.toml",
+            "name = \"x\"\n\n[limits]\ncpu_ms = \"fast\"\n",
+        ),
+        ENTRY,
+    ]);
+    let err = load(dir.path(), &ConfigOverrides::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("wrangler.toml:4:"), "{err}");
     assert!(err.contains("`limits.cpu_ms`"), "{err}");
 }

@@ -148,7 +148,9 @@ impl Shared {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves consistent data (plain
     // map operations), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running isolate host.
@@ -161,7 +163,9 @@ pub struct Host {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("startup_ms", &self.startup_ms).finish()
+        f.debug_struct("Host")
+            .field("startup_ms", &self.startup_ms)
+            .finish()
     }
 }
 
@@ -343,7 +347,12 @@ impl Drop for CancelGuard {
     }
 }
 
-async fn pump_request_body(shared: Arc<Shared>, id: u32, body: axum::body::Body, credit: Arc<Semaphore>) {
+async fn pump_request_body(
+    shared: Arc<Shared>,
+    id: u32,
+    body: axum::body::Body,
+    credit: Arc<Semaphore>,
+) {
     let mut stream = body.into_data_stream();
     let mut error = None;
     'outer: while let Some(item) = stream.next().await {
@@ -389,7 +398,10 @@ fn forward_output(child: &mut Child) {
     }
 }
 
-async fn write_frames(write: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_frames(
+    write: tokio::net::unix::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
     let mut writer = BufWriter::with_capacity(256 * 1024, write);
     let mut header = BytesMut::with_capacity(64);
     while let Some(first) = rx.recv().await {
@@ -454,10 +466,15 @@ async fn wait_ready(reader: &mut FrameReader) -> Result<u64, StartError> {
             .next()
             .await
             .map_err(StartError::Host)?
-            .ok_or_else(|| StartError::Host(anyhow!("the host closed the connection while loading")))?;
+            .ok_or_else(|| {
+                StartError::Host(anyhow!("the host closed the connection while loading"))
+            })?;
         let Frame::Json(json) = frame else { continue };
         match serde_json::from_slice::<FromHost>(&json) {
-            Ok(FromHost::Ready { version, startup_ms }) => {
+            Ok(FromHost::Ready {
+                version,
+                startup_ms,
+            }) => {
                 if version != PROTOCOL_VERSION {
                     return Err(StartError::Host(anyhow!(
                         "protocol version mismatch: pyflare speaks {PROTOCOL_VERSION}, the host speaks {version}"
@@ -614,7 +631,9 @@ pub struct ResponseBody {
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody").field("id", &self.id).finish()
+        f.debug_struct("ResponseBody")
+            .field("id", &self.id)
+            .finish()
     }
 }
 

@@ -131,8 +131,7 @@ mod tests {
         let transcript = include_str!("../../../tests/protocol/fetch.jsonl");
         for line in transcript.lines().filter(|l| l.starts_with("<")) {
             let json = line.trim_start_matches('<').trim();
-            serde_json::from_str::<FromHost>(json)
-                .unwrap_or_else(|e| panic!("{json}: {e}"));
+            serde_json::from_str::<FromHost>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
         }
         for line in transcript.lines().filter(|l| l.starts_with(">")) {
             let json = line.trim_start_matches('>').trim();

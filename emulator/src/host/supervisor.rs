@@ -95,8 +95,12 @@ async fn run(supervisor: Arc<Supervisor>, spec: HostSpec) {
                 };
                 match reason {
                     ExitReason::Stopped => return,
-                    ExitReason::CpuLimit => logging::warn("restarting the worker after it exceeded its CPU time limit"),
-                    ExitReason::Crashed(why) => logging::warn(&format!("the worker host stopped ({why}); restarting it")),
+                    ExitReason::CpuLimit => {
+                        logging::warn("restarting the worker after it exceeded its CPU time limit")
+                    }
+                    ExitReason::Crashed(why) => {
+                        logging::warn(&format!("the worker host stopped ({why}); restarting it"))
+                    }
                 }
             }
             Err(StartError::Load(traceback)) => {

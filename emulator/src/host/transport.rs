@@ -59,7 +59,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         return Ok(None);
     }
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len < 1 || len > MAX_FRAME_BYTES {
+    if !(1..=MAX_FRAME_BYTES).contains(&len) {
         return Err(FrameError::Length(len));
     }
     if buf.len() < 4 + len {

@@ -26,12 +26,28 @@ impl ServerError {
     fn parts(&self) -> (StatusCode, Option<u16>, &'static str) {
         match self {
             // https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1101/
-            Self::WorkerThrew(_) => (StatusCode::INTERNAL_SERVER_ERROR, Some(1101), "Worker threw exception"),
+            Self::WorkerThrew(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(1101),
+                "Worker threw exception",
+            ),
             // https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1102/
-            Self::CpuExceeded => (StatusCode::SERVICE_UNAVAILABLE, Some(1102), "Worker exceeded resource limits"),
-            Self::LoadFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, None, "Worker failed to load"),
+            Self::CpuExceeded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(1102),
+                "Worker exceeded resource limits",
+            ),
+            Self::LoadFailed(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "Worker failed to load",
+            ),
             Self::HostStopped(_) => (StatusCode::BAD_GATEWAY, None, "Worker host stopped"),
-            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, None, "pyflare is shutting down"),
+            Self::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "pyflare is shutting down",
+            ),
         }
     }
 
@@ -39,7 +55,9 @@ impl ServerError {
         match self {
             Self::WorkerThrew(traceback) | Self::LoadFailed(traceback) => traceback.clone(),
             Self::CpuExceeded => "Worker exceeded CPU time limit.".into(),
-            Self::HostStopped(why) => format!("The worker's host process stopped before answering: {why}."),
+            Self::HostStopped(why) => {
+                format!("The worker's host process stopped before answering: {why}.")
+            }
             Self::ShuttingDown => "pyflare is shutting down.".into(),
         }
     }
@@ -63,7 +81,10 @@ impl ServerError {
                 ),
             )
         } else {
-            ("text/plain; charset=UTF-8", format!("{heading}\n\n{detail}\n"))
+            (
+                "text/plain; charset=UTF-8",
+                format!("{heading}\n\n{detail}\n"),
+            )
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = status;

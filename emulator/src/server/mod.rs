@@ -58,7 +58,11 @@ async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response
     response
 }
 
-async fn dispatch(app: &AppState, request: Request<Body>, path: &str) -> Result<Response<Body>, ServerError> {
+async fn dispatch(
+    app: &AppState,
+    request: Request<Body>,
+    path: &str,
+) -> Result<Response<Body>, ServerError> {
     let (parts, body) = request.into_parts();
     let authority = parts
         .headers
