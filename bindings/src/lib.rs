@@ -1,1 +1,77 @@
 //! Cloudflare Workers bindings emulated by pyflare.
+//!
+//! Each binding is one folder under `src/` with the same files (`mod.rs`,
+//! `config.rs`, `call.rs`, `store.rs`, `limits.rs`, `error.rs`, `shim.mjs`,
+//! `tests.rs`) and one line in [`bindings!`](crate::bindings). Everything else in
+//! pyflare asks the [`BindingKind`] trait: the config key it reads, the
+//! JavaScript shim that gives the worker Cloudflare's API shape, and how to
+//! open its storage. Time reaches bindings only through [`Clock`].
+#![warn(missing_docs)]
+
+pub mod binding;
+pub mod clock;
+pub mod error;
+
+pub use binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use error::{CfError, JsClass, WireError};
+
+/// Declares every binding module and the [`BINDINGS`] registry from one list.
+macro_rules! bindings {
+    ($($module:ident :: $kind:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        /// Every binding pyflare emulates, in the order `pyflare dev` lists them.
+        pub static BINDINGS: &[&dyn BindingKind] = &[$(&$module::$kind),*];
+    };
+}
+
+// Adding a binding is one folder under `src/` and one line here.
+bindings! {
+    kv::KvNamespaces,
+}
+
+/// The binding kind that reads `config_key` from the wrangler config.
+pub fn kind_for_config_key(config_key: &str) -> Option<&'static dyn BindingKind> {
+    BINDINGS
+        .iter()
+        .copied()
+        .find(|k| k.config_key() == config_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_binding_folder_is_registered() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.join("mod.rs").is_file() {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let lib = include_str!("lib.rs");
+                assert!(
+                    lib.contains(&format!("    {name}::")),
+                    "{name}/ is not in bindings!"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shims_call_only_declared_methods() {
+        for kind in BINDINGS {
+            let shim = kind.shim();
+            let mut rest = shim;
+            while let Some(at) = rest.find("#call(\"") {
+                rest = &rest[at + 7..];
+                let method = &rest[..rest.find('"').unwrap()];
+                assert!(
+                    kind.methods().contains(&method),
+                    "{} shim calls undeclared method {method}",
+                    kind.wire_name()
+                );
+            }
+        }
+    }
+}

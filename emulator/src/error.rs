@@ -31,7 +31,10 @@ impl std::error::Error for Hinted {}
 pub fn render(error: &anyhow::Error) -> String {
     let mut out = format!("pyflare: error: {error}");
     for cause in error.chain().skip(1) {
-        out.push_str(&format!("\n  caused by: {cause}"));
+        // Config errors already include their source's text.
+        if error.downcast_ref::<crate::config::ConfigError>().is_none() {
+            out.push_str(&format!("\n  caused by: {cause}"));
+        }
     }
     let hint = error.chain().find_map(|e| {
         if let Some(h) = e.downcast_ref::<Hinted>() {

@@ -5,8 +5,14 @@
 import { encodeJson, encodeChunkHeader, CHUNK_BYTES } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
 
+/** Ids of calls from this host start here, apart from pyflare's fetch ids. */
+const FIRST_CALL_ID = 0x80000000;
+
 export class Channel {
   #socket;
+  #nextCallId = FIRST_CALL_ID;
+  /** call id -> { resolve, reject, reply, parts } */
+  #calls = new Map();
   /** stream id -> { inFlight, waiters[] } for bodies this host sends */
   #outgoing = new Map();
 
@@ -50,6 +56,71 @@ export class Channel {
       this.#write(piece);
     }
     return !state.cancelled;
+  }
+
+  /**
+   * Calls method `method` of binding `binding` in pyflare. Resolves to
+   * `{ value, body }` (body: Uint8Array or null); rejects with the error
+   * class and message Cloudflare uses.
+   */
+  call(binding, method, args, body) {
+    const id = this.#nextCallId;
+    this.#nextCallId = this.#nextCallId >= 0xfffffff0 ? FIRST_CALL_ID : this.#nextCallId + 1;
+    const hasBody = body !== null && body !== undefined;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject, reply: null, parts: [] });
+      this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: hasBody });
+      if (hasBody) {
+        const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
+        for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
+          const piece = bytes.subarray(offset, Math.min(offset + CHUNK_BYTES, bytes.byteLength));
+          this.#write(encodeChunkHeader(id, piece.byteLength));
+          this.#write(piece);
+        }
+        this.send({ type: "body_end", stream: id });
+      }
+    });
+  }
+
+  /** Whether `stream` belongs to a call made by this host. */
+  ownsCall(stream) {
+    return this.#calls.has(stream);
+  }
+
+  onCallChunk(stream, data) {
+    this.#calls.get(stream)?.parts.push(new Uint8Array(data));
+  }
+
+  onCallReply(message) {
+    const call = this.#calls.get(message.id);
+    if (!call) return;
+    call.reply = message;
+    if (!message.has_body) this.#settle(message.id, null);
+  }
+
+  onCallBodyEnd(stream) {
+    const call = this.#calls.get(stream);
+    if (!call || !call.reply) return;
+    const length = call.parts.reduce((n, part) => n + part.byteLength, 0);
+    const body = new Uint8Array(length);
+    let offset = 0;
+    for (const part of call.parts) {
+      body.set(part, offset);
+      offset += part.byteLength;
+    }
+    this.#settle(stream, body);
+  }
+
+  #settle(id, body) {
+    const call = this.#calls.get(id);
+    this.#calls.delete(id);
+    const { reply } = call;
+    if (reply.error) {
+      const ErrorClass = globalThis[reply.error.class] ?? Error;
+      call.reject(new ErrorClass(reply.error.message));
+    } else {
+      call.resolve({ value: reply.ok ?? null, body });
+    }
   }
 
   /** pyflare's consumer took `bytes` of `stream`. */

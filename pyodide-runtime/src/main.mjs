@@ -38,7 +38,8 @@ socket.on("data", (data) => {
   }
   for (const frame of frames) {
     if (frame.kind === "chunk") {
-      events?.onChunk(frame.stream, frame.data);
+      if (channel.ownsCall(frame.stream)) channel.onCallChunk(frame.stream, frame.data);
+      else events?.onChunk(frame.stream, frame.data);
     } else {
       onMessage(frame.message);
     }
@@ -57,6 +58,14 @@ function onMessage(message) {
       break;
     case "shutdown":
       process.exit(0);
+      break;
+    // Replies to binding calls may come while the worker is still loading.
+    case "call_reply":
+      channel.onCallReply(message);
+      break;
+    case "body_end":
+      if (channel.ownsCall(message.stream)) channel.onCallBodyEnd(message.stream);
+      else events?.onMessage(message);
       break;
     default:
       if (events) events.onMessage(message);

@@ -14,6 +14,7 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   credit     { stream, bytes }                   the consumer took `bytes` of a response body
 //   cancel     { stream }                          the client went away; stop sending that body
 //   ping       { seq }
+//   call_reply { id, ok? , error?: { class, message }, has_body }  answer to `call`
 //   shutdown   {}
 //
 // Messages the host sends to pyflare (`FromHost`):
@@ -25,3 +26,5 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   exception  { id, message }                     the handler raised (Python traceback)
 //   pong       { seq }
 //   log        { level, message }
+//   call       { id, binding, method, args, has_body }  a binding method call; a body
+//                                                       follows as chunks + body_end

@@ -36,7 +36,7 @@ export async function loadWorker(init, channel) {
   const background = new BackgroundWork((error) =>
     log("error", `Uncaught (in waitUntil) ${describeError(error)}`),
   );
-  const env = buildEnv(init, channel);
+  const env = await buildEnv(init, channel);
   const workersModule = makeWorkersModule(env, background);
   const flags = compatFlags(init.compatibility_date, init.compatibility_flags);
 

@@ -13,3 +13,5 @@ mod http;
 mod runtime;
 // Exceptions, CPU limit, crashes, load errors, shutdown.
 mod failures;
+// Workers KV through Cloudflare's SDK.
+mod kv;

@@ -47,7 +47,15 @@ impl TestWorker {
     }
 
     pub(crate) async fn start_with(fixture_name: &str, args: &[&str]) -> Self {
-        let state = tempfile::tempdir().unwrap();
+        Self::start_in(fixture_name, tempfile::tempdir().unwrap(), args).await
+    }
+
+    /// Starts pyflare with its state in `state` (reuse it to test persistence).
+    pub(crate) async fn start_in(
+        fixture_name: &str,
+        state: tempfile::TempDir,
+        args: &[&str],
+    ) -> Self {
         let mut child = Command::new(pyflare_bin())
             .arg("dev")
             .arg(fixture(fixture_name))
@@ -124,6 +132,26 @@ impl TestWorker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// Stops pyflare with SIGKILL and hands back its state folder.
+    pub(crate) async fn kill_keep_state(mut self) -> tempfile::TempDir {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        // Let the host notice the closed socket and exit.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let state = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._state, state)
+    }
+
+    /// POSTs to one of pyflare's internal routes.
+    pub(crate) async fn advance_clock(&self, seconds: u64) {
+        let res = Self::client()
+            .post(self.url(&format!("/cdn-cgi/pyflare/clock/advance?seconds={seconds}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
     }
 
     pub(crate) fn pid(&self) -> u32 {

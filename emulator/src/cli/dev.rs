@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigOverrides, WorkerConfig};
+use crate::dispatch;
 use crate::error::Hinted;
-use crate::host::protocol::WorkerInit;
+use crate::host::protocol::{BindingInit, WorkerInit};
 use crate::host::supervisor::{HostSpec, Slot, Supervisor};
 use crate::logging;
 use crate::runtime::Runtime;
 use crate::server::{self, AppState};
+use pyflare_bindings::OffsetClock;
 
 /// Options of `pyflare dev`.
 #[derive(Debug, Clone, Args)]
@@ -57,6 +59,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
     for warning in &config.warnings {
         logging::warn(warning);
     }
+    let persist_root = args
+        .persist_to
+        .clone()
+        .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
+    let clock = Arc::new(OffsetClock::default());
+    let bindings = dispatch::open(&config, &persist_root, clock.clone())?;
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)
         .await
         .context("runtime install task failed")??;
@@ -76,9 +84,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .context("cannot create a folder for the host socket")?;
     let supervisor = Supervisor::spawn(HostSpec {
         runtime: runtime.clone(),
-        init: worker_init(&config, &runtime),
+        init: worker_init(&config, &runtime, bindings.init),
         socket_dir: socket_dir.path().to_path_buf(),
         cpu_limit: Duration::from_millis(config.cpu_ms),
+        bindings: Arc::new(bindings.map),
     });
 
     match supervisor.current().await {
@@ -97,22 +106,32 @@ pub async fn run(args: DevArgs) -> Result<()> {
         config.main.display(),
         started.elapsed().as_millis()
     ));
+    if !bindings.banner.is_empty() {
+        logging::info("bindings:");
+        for line in &bindings.banner {
+            logging::info(&format!("  {line}"));
+        }
+    }
     // Tests and tools wait for this exact line.
     logging::ready(&format!("Ready on http://{host_for_url}:{}", local.port()));
 
     let app = server::router(AppState {
         supervisor: supervisor.clone(),
         authority: local.to_string(),
+        clock,
     });
     let stopping = supervisor.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            logging::info("shutting down");
-            stop(&stopping);
-        })
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        logging::info("shutting down");
+        stop(&stopping);
+    })
+    .await
+    .context("the HTTP server failed")?;
     stop(&supervisor);
     drop(socket_dir);
     Ok(())
@@ -122,7 +141,7 @@ fn stop(supervisor: &Arc<Supervisor>) {
     supervisor.shutdown();
 }
 
-fn worker_init(config: &WorkerConfig, runtime: &Runtime) -> WorkerInit {
+fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingInit>) -> WorkerInit {
     let python_modules = config.root.join("python_modules");
     WorkerInit {
         name: config.name.clone(),
@@ -135,6 +154,7 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime) -> WorkerInit {
         compatibility_date: config.compatibility_date.clone(),
         compatibility_flags: config.compatibility_flags.clone(),
         vars: config.vars.clone(),
+        bindings,
     }
 }
 

@@ -41,6 +41,12 @@ pub enum ConfigError {
     UnknownEnv { file: PathBuf, name: String },
     #[error("invalid --var `{0}`")]
     CliVar(String),
+    #[error("{}: {source}", file.display())]
+    Binding {
+        file: PathBuf,
+        #[source]
+        source: pyflare_bindings::BindingConfigError,
+    },
 }
 
 impl ConfigError {
@@ -55,6 +61,7 @@ impl ConfigError {
             ),
             Self::UnknownEnv { .. } => Some("add an [env.NAME] section, or drop --env".into()),
             Self::CliVar(_) => Some("write --var KEY:VALUE".into()),
+            Self::Binding { source, .. } => source.hint().map(str::to_owned),
             _ => None,
         }
     }

@@ -32,10 +32,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use crate::logging;
 use crate::runtime::Runtime;
 use protocol::{BODY_WINDOW_BYTES, FromHost, PROTOCOL_VERSION, ToHost, WorkerInit};
+use pyflare_bindings::{Binding, WireError};
 use transport::{CHUNK_BYTES, Frame};
 
 /// How long a host may take to load Pyodide and the worker.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The worker's bindings by name, as the host calls them.
+pub type BindingMap = HashMap<String, Arc<dyn Binding>>;
 
 /// Why a host stopped.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +119,16 @@ struct Shared {
     exit: watch::Sender<Option<ExitReason>>,
     /// Requests dispatched to this host (for logs and tests).
     dispatched: AtomicU64,
+    bindings: Arc<BindingMap>,
+    /// Binding calls whose body is still arriving.
+    call_bodies: Mutex<HashMap<u32, PendingCall>>,
+}
+
+struct PendingCall {
+    binding: String,
+    method: String,
+    args: serde_json::Value,
+    body: BytesMut,
 }
 
 impl Shared {
@@ -178,6 +192,7 @@ impl Host {
         init: WorkerInit,
         socket_dir: &Path,
         cpu_limit: Duration,
+        bindings: Arc<BindingMap>,
     ) -> Result<Arc<Self>, StartError> {
         let n = SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed);
         let socket_path: PathBuf = socket_dir.join(format!("host-{n}.sock"));
@@ -224,6 +239,8 @@ impl Host {
             ping: Mutex::default(),
             exit: exit_tx,
             dispatched: AtomicU64::new(0),
+            bindings,
+            call_bodies: Mutex::default(),
         });
         shared.send(&ToHost::Hello {
             version: PROTOCOL_VERSION,
@@ -496,6 +513,8 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
             Ok(Some(Frame::Chunk { stream, data })) => {
                 if let Some(tx) = lock(&shared.bodies).get(&stream) {
                     let _ = tx.send(Ok(data));
+                } else if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
+                    call.body.extend_from_slice(&data);
                 }
             }
             Ok(Some(Frame::Json(json))) => match serde_json::from_slice::<FromHost>(&json) {
@@ -566,7 +585,41 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 logging::worker(protocol::LogLevel::Error, &message);
             }
         }
+        FromHost::Call {
+            id,
+            binding,
+            method,
+            args,
+            has_body,
+        } => {
+            if has_body {
+                lock(&shared.call_bodies).insert(
+                    id,
+                    PendingCall {
+                        binding,
+                        method,
+                        args,
+                        body: BytesMut::new(),
+                    },
+                );
+            } else {
+                tokio::spawn(run_call(shared.clone(), id, binding, method, args, None));
+            }
+        }
         FromHost::BodyEnd { stream, error } => {
+            let call = lock(&shared.call_bodies).remove(&stream);
+            if let Some(call) = call {
+                let body = call.body.freeze();
+                tokio::spawn(run_call(
+                    shared.clone(),
+                    stream,
+                    call.binding,
+                    call.method,
+                    call.args,
+                    Some(body),
+                ));
+                return;
+            }
             shared.finish_request_body(stream);
             if let Some(tx) = lock(&shared.bodies).remove(&stream)
                 && let Some(error) = error
@@ -587,6 +640,49 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
         }
         FromHost::Log { level, message } => logging::worker(level, &message),
         FromHost::Ready { .. } | FromHost::LoadError { .. } => {}
+    }
+}
+
+/// Runs one binding call from the worker and sends the reply.
+async fn run_call(
+    shared: Arc<Shared>,
+    id: u32,
+    binding: String,
+    method: String,
+    args: serde_json::Value,
+    body: Option<Bytes>,
+) {
+    let result = match shared.bindings.get(&binding) {
+        Some(target) => target.call(&method, args, body).await,
+        None => Err(WireError::error(format!(
+            "pyflare has no binding named {binding}"
+        ))),
+    };
+    match result {
+        Ok(reply) => {
+            shared.send(&ToHost::CallReply {
+                id,
+                ok: Some(reply.value),
+                error: None,
+                has_body: reply.body.is_some(),
+            });
+            if let Some(mut bytes) = reply.body {
+                while !bytes.is_empty() {
+                    let piece = bytes.split_to(bytes.len().min(CHUNK_BYTES));
+                    let _ = shared.out.send(Outgoing::Chunk(id, piece));
+                }
+                shared.send(&ToHost::BodyEnd {
+                    stream: id,
+                    error: None,
+                });
+            }
+        }
+        Err(error) => shared.send(&ToHost::CallReply {
+            id,
+            ok: None,
+            error: Some(error),
+            has_body: false,
+        }),
     }
 }
 

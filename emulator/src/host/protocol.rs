@@ -26,6 +26,15 @@ pub struct WorkerInit {
     pub compatibility_date: String,
     pub compatibility_flags: Vec<String>,
     pub vars: serde_json::Map<String, serde_json::Value>,
+    pub bindings: Vec<BindingInit>,
+}
+
+/// One binding the host builds on `env`, with the shim that builds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BindingInit {
+    pub name: String,
+    pub kind: String,
+    pub shim: String,
 }
 
 /// Messages pyflare sends to the host.
@@ -57,6 +66,14 @@ pub enum ToHost {
     },
     Ping {
         seq: u64,
+    },
+    CallReply {
+        id: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ok: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<pyflare_bindings::WireError>,
+        has_body: bool,
     },
     Shutdown,
 }
@@ -98,6 +115,14 @@ pub enum FromHost {
     Log {
         level: LogLevel,
         message: String,
+    },
+    Call {
+        id: u32,
+        binding: String,
+        method: String,
+        #[serde(default)]
+        args: serde_json::Value,
+        has_body: bool,
     },
 }
 

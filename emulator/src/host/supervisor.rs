@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::protocol::WorkerInit;
-use super::{ExitReason, Host, StartError};
+use super::{BindingMap, ExitReason, Host, StartError};
 use crate::logging;
 use crate::runtime::Runtime;
 
@@ -36,6 +36,7 @@ pub struct HostSpec {
     pub init: WorkerInit,
     pub socket_dir: PathBuf,
     pub cpu_limit: Duration,
+    pub bindings: Arc<BindingMap>,
 }
 
 impl Supervisor {
@@ -78,7 +79,7 @@ async fn run(supervisor: Arc<Supervisor>, spec: HostSpec) {
         }
         supervisor.slot.send_replace(Slot::Starting);
         let started = tokio::select! {
-            started = Host::start(&spec.runtime, spec.init.clone(), &spec.socket_dir, spec.cpu_limit) => started,
+            started = Host::start(&spec.runtime, spec.init.clone(), &spec.socket_dir, spec.cpu_limit, spec.bindings.clone()) => started,
             _ = supervisor.stop.notified() => return,
         };
         match started {

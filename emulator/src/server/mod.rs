@@ -2,12 +2,14 @@
 //! the current host. Internal routes will live under `/cdn-cgi/`.
 
 pub mod error;
+pub mod internal;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,6 +24,8 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     /// `ip:port` the server listens on, for URLs of requests without Host.
     pub authority: String,
+    /// The clock the bindings read; internal routes move it.
+    pub clock: Arc<pyflare_bindings::OffsetClock>,
 }
 
 /// The router serving a worker.
@@ -30,6 +34,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request
@@ -43,9 +51,13 @@ async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
 
-    let response = match dispatch(&app, request, &path).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(wants_html),
+    let response = if path.starts_with(internal::PREFIX) {
+        internal::handle(&app, peer, request.method(), &path)
+    } else {
+        match dispatch(&app, request, &path).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(wants_html),
+        }
     };
     let status = response.status();
     logging::request(

@@ -1,0 +1,156 @@
+//! KV unit tests: the store conformance suite on every adapter, and the
+//! binding's validation and shapes on a manual clock.
+
+use super::store::{Entry, KvStore, MemoryKvStore, SledKvStore};
+use super::*;
+use crate::clock::ManualClock;
+use bytes::Bytes;
+
+fn entry(value: &str, expiration: Option<u64>, metadata: Option<&str>) -> Entry {
+    Entry {
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        expiration,
+        metadata: metadata.map(str::to_owned),
+    }
+}
+
+fn conformance(store: &dyn KvStore) {
+    // put / get / overwrite / delete
+    store.put("ns", "a", &entry("1", None, Some("{\"m\":1}"))).unwrap();
+    assert_eq!(store.get("ns", "a", 0).unwrap(), Some(entry("1", None, Some("{\"m\":1}"))));
+    store.put("ns", "a", &entry("2", None, None)).unwrap();
+    assert_eq!(store.get("ns", "a", 0).unwrap().unwrap().value, Bytes::from_static(b"2"));
+    store.delete("ns", "a").unwrap();
+    assert_eq!(store.get("ns", "a", 0).unwrap(), None);
+    store.delete("ns", "never-existed").unwrap();
+
+    // namespaces are separate
+    store.put("one", "k", &entry("x", None, None)).unwrap();
+    assert_eq!(store.get("two", "k", 0).unwrap(), None);
+
+    // expiry: live strictly before the expiration second
+    store.put("ns", "e", &entry("v", Some(100), None)).unwrap();
+    assert!(store.get("ns", "e", 99).unwrap().is_some());
+    assert_eq!(store.get("ns", "e", 100).unwrap(), None);
+
+    // list: byte order, prefix, pages, expired keys skipped
+    for key in ["b", "a", "c/2", "c/1", "é", "Z"] {
+        store.put("list", key, &entry("v", None, None)).unwrap();
+    }
+    store.put("list", "c/0", &entry("v", Some(10), None)).unwrap();
+    let (all, more) = store.list("list", "", None, 1000, 50).unwrap();
+    let names: Vec<_> = all.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["Z", "a", "b", "c/1", "c/2", "é"]);
+    assert!(!more);
+    let (page, more) = store.list("list", "c/", None, 1, 50).unwrap();
+    assert_eq!(page[0].name, "c/1");
+    assert!(more);
+    let (page, more) = store.list("list", "c/", Some("c/1"), 1, 50).unwrap();
+    assert_eq!(page[0].name, "c/2");
+    assert!(!more);
+}
+
+#[test]
+fn sled_store() {
+    conformance(&SledKvStore::open_temp().unwrap());
+}
+
+#[test]
+fn memory_store() {
+    conformance(&MemoryKvStore::default());
+}
+
+#[test]
+fn sled_store_keeps_data_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledKvStore::open(dir.path()).unwrap();
+        store.put("ns", "k", &entry("kept", None, None)).unwrap();
+    }
+    let store = SledKvStore::open(dir.path()).unwrap();
+    assert_eq!(store.get("ns", "k", 0).unwrap().unwrap().value, Bytes::from_static(b"kept"));
+}
+
+#[test]
+fn corrupt_store_is_an_error_not_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledKvStore::open(dir.path()).unwrap();
+        store.put("ns", "k", &entry("v", None, None)).unwrap();
+    }
+    std::fs::write(dir.path().join("conf"), b"garbage that is not a sled config").unwrap();
+    let err = open_store(dir.path()).unwrap_err();
+    assert!(err.to_string().starts_with("cannot open the KV store at"), "{err}");
+    assert!(err.hint().unwrap().contains("move the folder aside"));
+}
+
+fn namespace(clock: Arc<ManualClock>) -> KvNamespace {
+    let config = KvNamespaceConfig {
+        binding: "KV".into(),
+        id: Some("abc".into()),
+        preview_id: None,
+    };
+    KvNamespace::new(&config, Arc::new(MemoryKvStore::default()), clock)
+}
+
+async fn call(ns: &KvNamespace, method: &str, args: Value, body: Option<&str>) -> Result<Reply, WireError> {
+    ns.call(method, args, body.map(|b| Bytes::copy_from_slice(b.as_bytes())))
+        .await
+}
+
+#[tokio::test]
+async fn kv_expiration_ttl_and_clock() {
+    let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+    let ns = namespace(clock.clone());
+    call(&ns, "put", json!({"key": "k", "expirationTtl": 60}), Some("v")).await.unwrap();
+    let listed = call(&ns, "list", json!({}), None).await.unwrap().value;
+    assert_eq!(listed["keys"][0]["expiration"], json!(1_000_000_060));
+    assert_eq!(listed["list_complete"], json!(true));
+    assert!(listed.get("cursor").is_none());
+    clock.advance(59_000);
+    assert!(call(&ns, "get", json!({"key": "k"}), None).await.unwrap().body.is_some());
+    clock.advance(1_000);
+    assert_eq!(call(&ns, "get", json!({"key": "k"}), None).await.unwrap().value, Value::Null);
+    assert_eq!(call(&ns, "list", json!({}), None).await.unwrap().value["keys"], json!([]));
+}
+
+#[tokio::test]
+async fn kv_validation_messages() {
+    let ns = namespace(Arc::new(ManualClock::new(1_000_000_000_000)));
+    let err = |r: Result<Reply, WireError>| r.unwrap_err().message;
+    assert_eq!(err(call(&ns, "get", json!({"key": ""}), None).await), "Key name cannot be empty.");
+    assert_eq!(
+        err(call(&ns, "put", json!({"key": "k", "expirationTtl": 30}), Some("v")).await),
+        "KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60."
+    );
+    assert_eq!(
+        err(call(&ns, "put", json!({"key": "k", "expiration": 1_000_000_030}), Some("v")).await),
+        "KV PUT failed: 400 Invalid expiration of 1000000030. Expiration times must be at least 60 seconds in the future."
+    );
+    assert_eq!(
+        err(call(&ns, "list", json!({"limit": 1001}), None).await),
+        "KV GET failed: 400 Invalid key_count_limit of 1001. Please specify an integer less than 1000."
+    );
+    assert_eq!(
+        err(call(&ns, "get", json!({"key": "k", "type": "xml"}), None).await),
+        "Unknown response type. Possible types are \"text\", \"arrayBuffer\", \"json\", and \"stream\"."
+    );
+    let keys: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    assert_eq!(
+        err(call(&ns, "getBulk", json!({"keys": keys}), None).await),
+        "KV GET_BULK failed: 400 You can request a maximum of 100 keys"
+    );
+}
+
+#[tokio::test]
+async fn kv_list_pages_with_cursor() {
+    let ns = namespace(Arc::new(ManualClock::new(0)));
+    for i in 0..5 {
+        call(&ns, "put", json!({"key": format!("k{i}")}), Some("v")).await.unwrap();
+    }
+    let first = call(&ns, "list", json!({"limit": 2}), None).await.unwrap().value;
+    assert_eq!(first["list_complete"], json!(false));
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+    let second = call(&ns, "list", json!({"limit": 2, "cursor": cursor}), None).await.unwrap().value;
+    assert_eq!(second["keys"], json!([{"name": "k2"}, {"name": "k3"}]));
+}

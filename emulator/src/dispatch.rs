@@ -1,0 +1,64 @@
+//! Opens the bindings a worker's config declares, through the registry in
+//! `pyflare_bindings::BINDINGS`, and describes them to the host.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, WorkerConfig};
+use crate::host::BindingMap;
+use crate::host::protocol::BindingInit;
+use pyflare_bindings::{BINDINGS, Clock, OpenContext};
+
+/// The live bindings and what the host needs to build `env` from them.
+#[derive(Debug, Default)]
+pub struct OpenBindings {
+    pub map: BindingMap,
+    pub init: Vec<BindingInit>,
+    /// One banner line per binding.
+    pub banner: Vec<String>,
+}
+
+/// Opens every binding in `config` with its state under `persist_root`.
+pub fn open(
+    config: &WorkerConfig,
+    persist_root: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<OpenBindings, ConfigError> {
+    let cx = OpenContext {
+        persist_root: persist_root.to_path_buf(),
+        clock,
+    };
+    let mut out = OpenBindings {
+        map: HashMap::new(),
+        ..Default::default()
+    };
+    for kind in BINDINGS {
+        let Some(value) = config.rest.get(kind.config_key()) else {
+            continue;
+        };
+        let opened = kind
+            .open(value, &cx)
+            .map_err(|source| ConfigError::Binding {
+                file: config.file.clone(),
+                source,
+            })?;
+        for binding in opened {
+            let name = binding.name().to_owned();
+            if out.map.contains_key(&name) || config.vars.contains_key(&name) {
+                return Err(ConfigError::Invalid {
+                    file: config.file.clone(),
+                    message: format!("the name {name} is bound twice"),
+                });
+            }
+            out.banner.push(binding.describe());
+            out.init.push(BindingInit {
+                name: name.clone(),
+                kind: kind.wire_name().to_owned(),
+                shim: kind.shim().to_owned(),
+            });
+            out.map.insert(name, binding);
+        }
+    }
+    Ok(out)
+}
