@@ -55,7 +55,17 @@ HOST_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
 PYFLARE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PYFLARE_PID/status")
 kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
 
-# 3. The bare ceiling, same machine, same run.
+# 3. A request doing one KV put and one KV get (sled, flushed before the put returns).
+KV_STATE=$(mktemp -d)
+"$BIN" dev bench/workers/kv --port "$PORT" --persist-to "$KV_STATE" >"$LOG" 2>&1 &
+PYFLARE_PID=$!
+until curl -sf "http://127.0.0.1:$PORT/" >/dev/null 2>&1; do sleep 0.05; done
+wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+KV_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+rm -rf "$KV_STATE"
+
+# 4. The bare ceiling, same machine, same run.
 "$NODE" bench/baseline.mjs "$PYODIDE_DIR" "$CACHE/workers-runtime-sdk-1.9.5" "$BASE_PORT" >/dev/null 2>&1 &
 BASE_PID=$!
 until curl -sf "http://127.0.0.1:$BASE_PORT/" >/dev/null 2>&1; do sleep 0.05; done
@@ -69,4 +79,5 @@ P_RPS=$(rps "$PYFLARE_OUT"); B_RPS=$(rps "$BASE_OUT")
 echo "hello world via pyflare dev: ${P_RPS} req/s, p99 $(p99 "$PYFLARE_OUT") (wrk -c$CONNECTIONS, ${DURATION}s; target >= 4500)"
 echo "bare Node+Pyodide ceiling:   ${B_RPS} req/s, p99 $(p99 "$BASE_OUT")"
 echo "ratio pyflare / bare:        $(awk -v a="$P_RPS" -v b="$B_RPS" 'BEGIN {printf "%.2f", a / b}') (target >= 0.80)"
+echo "KV put+get via pyflare dev:  $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT") (target >= 3000)"
 echo "memory: worker host RSS $((HOST_RSS / 1024)) MB (target <= 200), pyflare RSS $((PYFLARE_RSS / 1024)) MB"

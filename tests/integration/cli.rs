@@ -117,3 +117,116 @@ fn cli_unknown_env_and_bad_var() {
         "pyflare: error: invalid --var `NOCOLON`\nhint: write --var KEY:VALUE"
     );
 }
+
+fn pyflare(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(pyflare_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_kv_key_put_get_list_delete_on_local_state() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = crate::util::fixture("kv_basic");
+    let dir = dir.to_str().unwrap();
+    let state = state.path().to_str().unwrap();
+    let common = ["--binding", "MY_KV", "--dir", dir, "--persist-to", state];
+    let kv = |extra: &[&str]| {
+        let mut args = vec!["kv", "key"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&common);
+        pyflare(&args)
+    };
+    assert_eq!(
+        kv(&[
+            "put",
+            "greeting",
+            "hello",
+            "--metadata",
+            "{\"lang\":\"en\"}"
+        ]),
+        (
+            0,
+            "Writing the value to key \"greeting\" on binding MY_KV.\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(kv(&["put", "other", "x"]).0, 0);
+    assert_eq!(kv(&["get", "greeting"]), (0, "hello".into(), String::new()));
+    assert_eq!(
+        kv(&["list"]).1,
+        "[\n  {\n    \"metadata\": {\n      \"lang\": \"en\"\n    },\n    \"name\": \"greeting\"\n  },\n  {\n    \"name\": \"other\"\n  }\n]\n"
+    );
+    assert_eq!(
+        kv(&["delete", "greeting"]),
+        (
+            0,
+            "Deleting the key \"greeting\" on binding MY_KV.\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        kv(&["get", "greeting"]),
+        (0, "Value not found\n".into(), String::new())
+    );
+    assert_eq!(
+        kv(&["put", "k", "v", "--ttl", "5"]),
+        (
+            1,
+            String::new(),
+            "pyflare: error: KV PUT failed: 400 Invalid expiration_ttl of 5. Expiration TTL must be at least 60.\n".into()
+        )
+    );
+}
+
+#[test]
+fn cli_kv_unknown_binding_lists_the_known_ones() {
+    let dir = crate::util::fixture("kv_basic");
+    let (code, _, stderr) = pyflare(&[
+        "kv",
+        "key",
+        "list",
+        "--binding",
+        "NOPE",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.ends_with(
+            "has no KV binding named NOPE\nhint: the KV bindings are: MY_KV, OTHER_KV, SAME_KV\n"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_dev_refuses_a_corrupt_kv_store_without_deleting_it() {
+    let state = tempfile::tempdir().unwrap();
+    let kv_dir = state.path().join("kv");
+    std::fs::create_dir_all(&kv_dir).unwrap();
+    std::fs::write(kv_dir.join("conf"), "not a sled config").unwrap();
+    std::fs::write(kv_dir.join("db"), "not a sled database").unwrap();
+    let dir = crate::util::fixture("kv_basic");
+    let (code, _, stderr) = pyflare(&[
+        "dev",
+        dir.to_str().unwrap(),
+        "--port",
+        "0",
+        "--persist-to",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot open the KV store at"), "{stderr}");
+    assert!(
+        stderr.contains("hint: the store may be damaged"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(kv_dir.join("db")).unwrap(),
+        "not a sled database"
+    );
+}

@@ -115,7 +115,7 @@ pub fn open_store(path: &std::path::Path) -> Result<SledKvStore, BindingConfigEr
             path: path.to_path_buf(),
             message: e.0,
             hint: Some(if locked {
-                "another pyflare is using this state folder; stop it, or pass --persist-to another folder".into()
+                "another pyflare (a running pyflare dev, say) holds this store, and sled allows one process at a time; stop it, or pass --persist-to another folder".into()
             } else {
                 "the store may be damaged; move the folder aside to start with an empty one (pyflare deleted nothing)"
                     .into()

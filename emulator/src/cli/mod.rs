@@ -1,6 +1,7 @@
 //! Command line: `pyflare dev`, shaped like `wrangler dev`.
 
 pub mod dev;
+pub mod kv;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a Python Worker project locally.
     Dev(dev::DevArgs),
+    /// Read and write local Workers KV data (as `wrangler kv ... --local`).
+    Kv(kv::KvArgs),
     /// Install the pinned runtime (Node with JSPI, Pyodide, Cloudflare's
     /// Python SDK) into the cache now; `pyflare dev` does this on first use.
     Setup,
