@@ -2,7 +2,7 @@
 // request and response bodies as binary chunks with credit-based flow
 // control: neither side holds more than one window of a body in memory.
 
-import { ExecutionContext } from "./workers_module.mjs";
+import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError } from "./errors.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
@@ -33,6 +33,9 @@ export class Events {
     switch (message.type) {
       case "fetch":
         this.#fetch(message);
+        break;
+      case "scheduled":
+        this.#scheduled(message);
         break;
       case "body_end":
         this.#incoming.get(message.stream)?.end(message.error);
@@ -79,6 +82,7 @@ export class Events {
         throw new TypeError(NON_RESPONSE);
       }
     } catch (error) {
+      this.#incoming.delete(id);
       channel.send({ type: "exception", id, message: describeError(error) });
       return;
     }
@@ -94,6 +98,27 @@ export class Events {
       has_body: hasBody,
     });
     if (hasBody) await this.#sendBody(id, response.body);
+    this.#incoming.delete(id);
+  }
+
+  async #scheduled(message) {
+    const controller = new ScheduledController(message.cron, message.scheduled_time);
+    const ctx = new ExecutionContext(this.#worker.background);
+    let result;
+    try {
+      await this.#worker.callDefault("scheduled", [controller], ctx);
+      // The first rejected waitUntil promise marks the run failed.
+      await ctx.settle();
+      result = { outcome: "ok" };
+    } catch (error) {
+      result = { outcome: "exception", message: describeError(error) };
+    }
+    this.#channel.send({
+      type: "event_result",
+      id: message.id,
+      ...result,
+      no_retry: controller.noRetryCalled,
+    });
   }
 
   async #sendBody(id, body) {

@@ -10,6 +10,7 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 // Messages pyflare sends to the host (`ToHost`), by `type`:
 //   hello      { version, worker }                 first message; host answers ready | load_error
 //   fetch      { id, method, url, headers, has_body }
+//   scheduled  { id, cron, scheduled_time }        a cron trigger; host answers event_result
 //   body_end   { stream, error? }                  end of a request body (chunks carry stream = id)
 //   credit     { stream, bytes }                   the consumer took `bytes` of a response body
 //   cancel     { stream }                          the client went away; stop sending that body
@@ -24,6 +25,7 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   body_end   { stream, error? }
 //   credit     { stream, bytes }                   the worker took `bytes` of a request body
 //   exception  { id, message }                     the handler raised (Python traceback)
+//   event_result { id, outcome, message?, no_retry }  how a scheduled event ended
 //   pong       { seq }
 //   log        { level, message }
 //   call       { id, binding, method, args, has_body }  a binding method call; a body

@@ -49,6 +49,7 @@ export class BackgroundWork {
 /** `ExecutionContext` as workerd passes it to fetch, scheduled and queue. */
 export class ExecutionContext {
   #background;
+  #own = [];
 
   constructor(background) {
     this.#background = background;
@@ -56,7 +57,15 @@ export class ExecutionContext {
   }
 
   waitUntil(promise) {
+    this.#own.push(Promise.resolve(promise));
     this.#background.add(promise);
+  }
+
+  /** Waits for this event's waitUntil work; throws the first failure. */
+  async settle() {
+    for (let i = 0; i < this.#own.length; i++) {
+      await this.#own[i];
+    }
   }
 
   passThroughOnException() {
@@ -65,6 +74,26 @@ export class ExecutionContext {
 
   get [Symbol.toStringTag]() {
     return "ExecutionContext";
+  }
+}
+
+/** The controller passed to `scheduled`, as workerd's ScheduledController. */
+export class ScheduledController {
+  #noRetry = false;
+
+  constructor(cron, scheduledTime) {
+    this.cron = cron;
+    this.scheduledTime = scheduledTime;
+    // Cloudflare's docs list `type`; workerd leaves it undefined. Documented value.
+    this.type = "scheduled";
+  }
+
+  noRetry() {
+    this.#noRetry = true;
+  }
+
+  get noRetryCalled() {
+    return this.#noRetry;
   }
 }
 

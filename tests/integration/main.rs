@@ -15,3 +15,5 @@ mod runtime;
 mod failures;
 // Workers KV through Cloudflare's SDK.
 mod kv;
+// Cron triggers and the scheduled endpoint.
+mod cron;

@@ -41,6 +41,9 @@ pub struct DevArgs {
     /// Do not reload the worker when its files change.
     #[arg(long)]
     pub no_reload: bool,
+    /// Do not fire cron triggers on schedule (/cdn-cgi/handler/scheduled still works).
+    #[arg(long)]
+    pub no_crons: bool,
 }
 
 /// Runs `pyflare dev` until Ctrl-C or SIGTERM.
@@ -63,6 +66,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .persist_to
         .clone()
         .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
+    let crons = crate::cron::schedule::crons_from_config(&config)?;
     let clock = Arc::new(OffsetClock::default());
     let bindings = dispatch::open(&config, &persist_root, clock.clone())?;
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)
@@ -111,6 +115,22 @@ pub async fn run(args: DevArgs) -> Result<()> {
         for line in &bindings.banner {
             logging::info(&format!("  {line}"));
         }
+    }
+    if !crons.is_empty() {
+        let list: Vec<&str> = crons.iter().map(|c| c.source.as_str()).collect();
+        let state = if args.no_crons {
+            "off (--no-crons)"
+        } else {
+            "on, UTC"
+        };
+        logging::info(&format!("cron triggers ({state}): {}", list.join(", ")));
+    }
+    if !args.no_crons {
+        tokio::spawn(crate::cron::schedule::run_timer(
+            supervisor.clone(),
+            clock.clone(),
+            crons,
+        ));
     }
     // Tests and tools wait for this exact line.
     logging::ready(&format!("Ready on http://{host_for_url}:{}", local.port()));

@@ -78,6 +78,19 @@ pub enum Outcome {
     Exception(String),
     /// The host went away before answering.
     HostGone(ExitReason),
+    /// How a non-HTTP event (scheduled) ended.
+    Event(EventResult),
+}
+
+/// The end of a scheduled event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventResult {
+    /// `ok` or `exception`, as workerd reports it.
+    pub outcome: String,
+    /// The traceback, when the handler failed.
+    pub message: Option<String>,
+    /// Whether the handler called `noRetry()`.
+    pub no_retry: bool,
 }
 
 /// Status line and headers of the worker's response, and its body stream.
@@ -338,6 +351,32 @@ impl Host {
         };
         guard.armed = false;
         outcome
+    }
+}
+
+impl Host {
+    /// Delivers a scheduled event and waits for it to end (waitUntil included).
+    pub async fn scheduled(&self, cron: &str, scheduled_time: i64) -> Outcome {
+        let shared = &self.shared;
+        if let Some(reason) = shared.exit_reason() {
+            return Outcome::HostGone(reason);
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&shared.pending).insert(id, tx);
+        shared.send(&ToHost::Scheduled {
+            id,
+            cron: cron.to_owned(),
+            scheduled_time,
+        });
+        match rx.await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::HostGone(
+                shared
+                    .exit_reason()
+                    .unwrap_or_else(|| ExitReason::Crashed("connection lost".into())),
+            ),
+        }
     }
 }
 
@@ -639,6 +678,20 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
             }
         }
         FromHost::Log { level, message } => logging::worker(level, &message),
+        FromHost::EventResult {
+            id,
+            outcome,
+            message,
+            no_retry,
+        } => {
+            if let Some(tx) = lock(&shared.pending).remove(&id) {
+                let _ = tx.send(Outcome::Event(EventResult {
+                    outcome,
+                    message,
+                    no_retry,
+                }));
+            }
+        }
         FromHost::Ready { .. } | FromHost::LoadError { .. } => {}
     }
 }

@@ -52,6 +52,11 @@ pub enum ToHost {
         headers: Vec<(String, String)>,
         has_body: bool,
     },
+    Scheduled {
+        id: u32,
+        cron: String,
+        scheduled_time: i64,
+    },
     BodyEnd {
         stream: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +113,13 @@ pub enum FromHost {
     Exception {
         id: u32,
         message: String,
+    },
+    EventResult {
+        id: u32,
+        outcome: String,
+        #[serde(default)]
+        message: Option<String>,
+        no_retry: bool,
     },
     Pong {
         seq: u64,

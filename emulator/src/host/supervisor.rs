@@ -61,6 +61,11 @@ impl Supervisor {
         slot.unwrap_or(Slot::Stopped)
     }
 
+    /// Whether `shutdown` was called.
+    pub fn is_stopped(&self) -> bool {
+        matches!(*self.slot.borrow(), Slot::Stopped)
+    }
+
     /// Stops the host and the supervisor.
     pub fn shutdown(&self) {
         self.stop.notify_one();

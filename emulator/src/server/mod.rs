@@ -2,6 +2,7 @@
 //! the current host. Internal routes will live under `/cdn-cgi/`.
 
 pub mod error;
+pub mod handlers;
 pub mod internal;
 
 use axum::Router;
@@ -53,6 +54,8 @@ async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response
 
     let response = if path.starts_with(internal::PREFIX) {
         internal::handle(&app, peer, request.method(), &path)
+    } else if handlers::is_handler_path(request.uri().path()) {
+        handlers::handle(&app, peer, request.uri()).await
     } else {
         match dispatch(&app, request, &path).await {
             Ok(response) => response,
@@ -117,6 +120,9 @@ async fn dispatch(
         Outcome::HostGone(ExitReason::CpuLimit) => Err(ServerError::CpuExceeded),
         Outcome::HostGone(ExitReason::Stopped) => Err(ServerError::ShuttingDown),
         Outcome::HostGone(ExitReason::Crashed(why)) => Err(ServerError::HostStopped(why)),
+        Outcome::Event(_) => Err(ServerError::HostStopped(
+            "the host answered a fetch with an event result".into(),
+        )),
     }
 }
 

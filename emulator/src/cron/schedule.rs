@@ -1,0 +1,115 @@
+//! Fires the worker's `scheduled` handler: on the minute for each matching
+//! configured cron while `pyflare dev` runs, or on demand from
+//! `/cdn-cgi/handler/scheduled`. Minutes come from pyflare's one clock, so
+//! moving the clock forward fires the minutes it skips; minutes that passed
+//! while pyflare was stopped are not replayed, as on Cloudflare.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Cron, from_unix_minutes};
+use crate::config::{ConfigError, WorkerConfig};
+use crate::host::supervisor::{Slot, Supervisor};
+use crate::host::{EventResult, ExitReason, Outcome};
+use crate::logging;
+use pyflare_bindings::Clock;
+
+/// How often the timer looks at the clock.
+const TICK: Duration = Duration::from_millis(200);
+/// At most this many skipped minutes are fired after a jump of the clock.
+const MAX_CATCH_UP_MINUTES: i64 = 366 * 24 * 60;
+
+/// Parses `triggers.crons` from the config; any invalid expression fails.
+pub fn crons_from_config(config: &WorkerConfig) -> Result<Vec<Cron>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        file: config.file.clone(),
+        message,
+    };
+    let Some(triggers) = config.rest.get("triggers") else {
+        return Ok(vec![]);
+    };
+    let Some(crons) = triggers.get("crons") else {
+        return Ok(vec![]);
+    };
+    let list = crons
+        .as_array()
+        .ok_or_else(|| invalid("`triggers.crons`: expected an array of cron expressions".into()))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let text = item
+            .as_str()
+            .ok_or_else(|| invalid(format!("`triggers.crons[{i}]`: expected a string")))?;
+        out.push(Cron::parse(text).map_err(|e| invalid(format!("`triggers.crons[{i}]`: {e}")))?);
+    }
+    Ok(out)
+}
+
+/// Runs the timer until the supervisor stops.
+pub async fn run_timer(supervisor: Arc<Supervisor>, clock: Arc<dyn Clock>, crons: Vec<Cron>) {
+    if crons.is_empty() {
+        return;
+    }
+    let crons = Arc::new(crons);
+    let mut last = clock.now_ms().div_euclid(60_000);
+    loop {
+        tokio::time::sleep(TICK).await;
+        if supervisor.is_stopped() {
+            return;
+        }
+        let now = clock.now_ms().div_euclid(60_000);
+        if now <= last {
+            continue;
+        }
+        for minute in (last + 1).max(now - MAX_CATCH_UP_MINUTES)..=now {
+            let at = from_unix_minutes(minute);
+            for cron in crons.iter().filter(|c| c.matches(&at)) {
+                let supervisor = supervisor.clone();
+                let source = cron.source.clone();
+                tokio::spawn(async move {
+                    run_once(&supervisor, &source, minute * 60_000).await;
+                });
+            }
+        }
+        last = now;
+    }
+}
+
+/// Runs `scheduled` once and logs one line: cron, outcome, duration.
+pub async fn run_once(supervisor: &Supervisor, cron: &str, scheduled_time: i64) -> EventResult {
+    let started = Instant::now();
+    let result = match supervisor.current().await {
+        Slot::Ready(host) => match host.scheduled(cron, scheduled_time).await {
+            Outcome::Event(result) => result,
+            Outcome::HostGone(ExitReason::CpuLimit) => {
+                failed("exceededCpu", "Worker exceeded CPU time limit.")
+            }
+            Outcome::HostGone(reason) => {
+                failed("exception", &format!("the worker host stopped: {reason:?}"))
+            }
+            Outcome::Response(_) | Outcome::Exception(_) => {
+                failed("exception", "unexpected answer from the host")
+            }
+        },
+        Slot::Failed(message) => failed("exception", &message),
+        Slot::Starting | Slot::Stopped => failed("exception", "pyflare is shutting down"),
+    };
+    let ms = started.elapsed().as_millis();
+    if result.outcome == "ok" {
+        logging::info(&format!("cron \"{cron}\" ok ({ms}ms)"));
+    } else {
+        logging::error(&format!(
+            "cron \"{cron}\" {} ({ms}ms):\n{}",
+            result.outcome,
+            result.message.as_deref().unwrap_or("")
+        ));
+    }
+    result
+}
+
+fn failed(outcome: &str, message: &str) -> EventResult {
+    EventResult {
+        outcome: outcome.to_owned(),
+        message: Some(message.to_owned()),
+        no_retry: false,
+    }
+}

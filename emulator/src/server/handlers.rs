@@ -1,0 +1,113 @@
+//! wrangler's `/cdn-cgi/handler/*` routes, answered as Miniflare answers
+//! them (workers-sdk packages/miniflare/src/workers/core/entry.worker.ts):
+//! `/cdn-cgi/handler/scheduled?cron=&time=` runs the scheduled handler and
+//! answers `ok` (200) or the outcome (500); any other handler path is a 404
+//! naming the valid ones. Loopback clients only.
+
+use axum::body::Body;
+use axum::extract::Query;
+use axum::http::{HeaderValue, Response, StatusCode, Uri, header};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::AppState;
+use crate::cron::schedule;
+use crate::logging;
+use pyflare_bindings::Clock;
+
+pub const SCHEDULED: &str = "/cdn-cgi/handler/scheduled";
+pub const EMAIL: &str = "/cdn-cgi/handler/email";
+/// Miniflare's deprecated alias of [`SCHEDULED`].
+pub const LEGACY_SCHEDULED: &str = "/cdn-cgi/mf/scheduled";
+
+/// Whether `path` is one of these routes.
+pub fn is_handler_path(path: &str) -> bool {
+    path.starts_with("/cdn-cgi/handler/") || path == LEGACY_SCHEDULED
+}
+
+pub async fn handle(app: &AppState, peer: Option<SocketAddr>, uri: &Uri) -> Response<Body> {
+    if !peer.is_some_and(|p| p.ip().is_loopback()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the /cdn-cgi/handler routes answer only on loopback".into(),
+        );
+    }
+    let path = uri.path();
+    if path == SCHEDULED || path == LEGACY_SCHEDULED {
+        if path == LEGACY_SCHEDULED {
+            logging::warn(&format!(
+                "Triggering scheduled handlers via a request to `{LEGACY_SCHEDULED}` is deprecated, and will be removed in a future version of Miniflare. Instead, send a request to `{SCHEDULED}`"
+            ));
+        }
+        let params = Query::<HashMap<String, String>>::try_from_uri(uri)
+            .map(|q| q.0)
+            .unwrap_or_default();
+        let cron = params.get("cron").cloned().unwrap_or_default();
+        let time = params
+            .get("time")
+            .and_then(|t| parse_int(t))
+            .unwrap_or_else(|| app.clock.now_ms());
+        let result = schedule::run_once(&app.supervisor, &cron, time).await;
+        let status = if result.outcome == "ok" {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        if params.get("format").map(String::as_str) == Some("json") {
+            // A successful run needs no retry, as does one that called noRetry().
+            let no_retry = result.outcome == "ok" || result.no_retry;
+            let body =
+                serde_json::json!({ "outcome": result.outcome, "noRetry": no_retry }).to_string();
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
+        return text(status, result.outcome);
+    }
+    if path == EMAIL {
+        // Not emulated: email handlers.
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "pyflare does not emulate email handlers (Not emulated: email)".into(),
+        );
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        format!(
+            "\"{path}\" is not a valid handler. Did you mean to use \"{SCHEDULED}\" or \"{EMAIL}\"?"
+        ),
+    )
+}
+
+/// JavaScript's `parseInt`: leading digits (with a sign), else nothing.
+fn parse_int(text: &str) -> Option<i64> {
+    let text = text.trim_start();
+    let end = text
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
+        .map_or(text.len(), |(i, _)| i);
+    text[..end].parse().ok()
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain;charset=UTF-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+#[test]
+fn parse_int_reads_leading_digits() {
+    assert_eq!(parse_int("1000"), Some(1000));
+    assert_eq!(parse_int("1000abc"), Some(1000));
+    assert_eq!(parse_int("-5"), Some(-5));
+    assert_eq!(parse_int("abc"), None);
+}

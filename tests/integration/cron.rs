@@ -1,0 +1,187 @@
+//! Cron triggers through `pyflare dev`: the schedule fires on pyflare's
+//! clock (moved forward by the test, never waited for), and
+//! `/cdn-cgi/handler/scheduled` runs the handler on demand as wrangler's
+//! endpoint does.
+
+use crate::util::TestWorker;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn runs(w: &TestWorker) -> Vec<Value> {
+    w.get("/runs").await.json().await.unwrap()
+}
+
+async fn now_ms(w: &TestWorker) -> i64 {
+    let res: Value = TestWorker::client()
+        .post(w.url("/cdn-cgi/pyflare/clock/advance?seconds=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["now_ms"].as_i64().unwrap()
+}
+
+async fn wait_for_runs(w: &TestWorker, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..100 {
+        let seen = runs(w).await;
+        if pred(&seen) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    runs(w).await
+}
+
+#[tokio::test]
+async fn cron_fires_matching_schedules_as_the_clock_moves() {
+    let w = TestWorker::start("cron_basic").await;
+    assert!(
+        w.output()
+            .contains("cron triggers (on, UTC): * * * * *, 0 12 * * *, 59 23 LW * *")
+    );
+    // Jump to 12:00 UTC of the next day; the minutes in between fire too.
+    let now = now_ms(&w).await;
+    let day = 86_400_000;
+    let noon = (now.div_euclid(day) + 1) * day + 12 * 3_600_000;
+    let advance = (noon - now) / 1000 + 1;
+    w.advance_clock(advance as u64).await;
+    // Every minute boundary crossed fires "* * * * *" once.
+    let crossed = ((now + advance * 1000).div_euclid(60_000) - now.div_euclid(60_000)) as usize;
+    let seen = wait_for_runs(&w, |r| {
+        r.iter().any(|run| run["cron"] == "0 12 * * *")
+            && r.iter().filter(|run| run["cron"] == "* * * * *").count() >= crossed
+    })
+    .await;
+    let noon_runs: Vec<&Value> = seen.iter().filter(|r| r["cron"] == "0 12 * * *").collect();
+    assert_eq!(noon_runs.len(), 1, "{seen:?}");
+    assert_eq!(
+        noon_runs[0],
+        &json!({"cron": "0 12 * * *", "scheduledTime": noon, "type": "scheduled", "env_arg": true})
+    );
+    let every_minute = seen.iter().filter(|r| r["cron"] == "* * * * *").count();
+    // One more may fire if a real minute passes during the test.
+    assert!(
+        (crossed..=crossed + 1).contains(&every_minute),
+        "{every_minute} per-minute runs for {crossed} minutes"
+    );
+    for run in &seen {
+        assert_eq!(run["scheduledTime"].as_i64().unwrap() % 60_000, 0, "{run}");
+    }
+    assert!(
+        w.wait_for_output("cron \"0 12 * * *\" ok (", Duration::from_secs(5))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn cron_no_crons_flag_turns_the_timer_off() {
+    let w = TestWorker::start_with("cron_basic", &["--no-crons"]).await;
+    w.advance_clock(3600).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(runs(&w).await, Vec::<Value>::new());
+    // The endpoint still works.
+    assert_eq!(
+        w.get("/cdn-cgi/handler/scheduled?cron=manual")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(runs(&w).await.len(), 1);
+}
+
+#[tokio::test]
+async fn cron_scheduled_endpoint_answers_as_wrangler() {
+    let w = TestWorker::start_with("cron_basic", &["--no-crons"]).await;
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=*/5+*+*+*+*&time=1795554300000")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain;charset=UTF-8");
+    assert_eq!(res.text().await.unwrap(), "ok");
+    let res = w.get("/cdn-cgi/handler/scheduled").await;
+    assert_eq!(res.text().await.unwrap(), "ok");
+    let seen = runs(&w).await;
+    assert_eq!(seen[0]["cron"], "*/5 * * * *");
+    assert_eq!(seen[0]["scheduledTime"], 1795554300000i64);
+    // Without ?cron= the controller's cron is empty, as in Miniflare.
+    assert_eq!(seen[1]["cron"], "");
+
+    let res = w.get("/cdn-cgi/handler/scheduled?cron=fail").await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.text().await.unwrap(), "exception");
+    assert!(
+        w.wait_for_output(
+            "ValueError: scheduled handler failed",
+            Duration::from_secs(5)
+        )
+        .await,
+        "{}",
+        w.output()
+    );
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=fail&format=json")
+        .await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"outcome": "exception", "noRetry": false})
+    );
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=no-retry&format=json")
+        .await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"outcome": "exception", "noRetry": true})
+    );
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=ok&format=json")
+        .await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"outcome": "ok", "noRetry": true})
+    );
+    // A rejected waitUntil marks the run failed.
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=wait-until-fails")
+        .await;
+    assert_eq!(res.text().await.unwrap(), "exception");
+
+    let res = w.get("/cdn-cgi/handler/foo").await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "\"/cdn-cgi/handler/foo\" is not a valid handler. Did you mean to use \"/cdn-cgi/handler/scheduled\" or \"/cdn-cgi/handler/email\"?"
+    );
+    // The worker still serves, and a failed schedule did not stop anything.
+    assert_eq!(w.get("/").await.text().await.unwrap(), "cron fixture");
+}
+
+#[test]
+fn cron_invalid_expression_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/entry.py"), "").unwrap();
+    std::fs::write(
+        dir.path().join("wrangler.jsonc"),
+        r#"{"name": "x", "main": "src/entry.py", "compatibility_date": "2026-06-01",
+            "compatibility_flags": ["python_workers"], "triggers": {"crons": ["*/5 * * * *", "0 25 * * *"]}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::util::pyflare_bin())
+        .args(["dev", "--port", "0"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with(
+            "wrangler.jsonc: `triggers.crons[1]`: invalid cron expression \"0 25 * * *\": hour: 25 is out of range 0-23\n"
+        ),
+        "{stderr}"
+    );
+}
