@@ -11,7 +11,7 @@ use crate::host::protocol::BindingInit;
 use pyflare_bindings::{BINDINGS, Clock, OpenContext};
 
 /// The live bindings and what the host needs to build `env` from them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct OpenBindings {
     pub map: BindingMap,
     pub init: Vec<BindingInit>,

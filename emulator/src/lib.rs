@@ -11,5 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod host;
 pub mod logging;
+pub mod reload;
 pub mod runtime;
 pub mod server;
+pub mod snapshot;

@@ -89,6 +89,10 @@ pub struct Runtime {
     pub host_main: PathBuf,
     /// Folder holding `_pyflare`.
     pub host_python_dir: PathBuf,
+    /// pyflare's cache directory.
+    pub cache_dir: PathBuf,
+    /// Where memory snapshots live: `$PYFLARE_SNAPSHOT_DIR`, else `<cache>/snapshots`.
+    pub snapshot_dir: PathBuf,
 }
 
 /// pyflare's cache: `$PYFLARE_CACHE_DIR`, else `$XDG_CACHE_HOME/pyflare`,
@@ -142,6 +146,11 @@ impl Runtime {
             sdk_dir,
             host_main: host.join("src").join("main.mjs"),
             host_python_dir: host.join("python"),
+            snapshot_dir: std::env::var_os("PYFLARE_SNAPSHOT_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| cache.join("snapshots")),
+            cache_dir: cache,
         })
     }
 }

@@ -10,7 +10,7 @@ import net from "node:net";
 import { FrameDecoder } from "./transport.mjs";
 import { PROTOCOL_VERSION } from "./protocol.mjs";
 import { Channel } from "./channel.mjs";
-import { loadWorker } from "./pyodide.mjs";
+import { loadWorker, prepareWorker } from "./pyodide.mjs";
 import { Events } from "./events.mjs";
 import { describeError } from "./errors.mjs";
 
@@ -25,6 +25,8 @@ const channel = new Channel(socket);
 const decoder = new FrameDecoder();
 let events = null;
 let helloSeen = false;
+/** A standby host's prepared runtime, waiting for `load`. */
+let standbyStage = null;
 
 socket.on("close", () => process.exit(0));
 socket.on("error", () => process.exit(0));
@@ -52,6 +54,9 @@ function onMessage(message) {
       if (helloSeen) return;
       helloSeen = true;
       start(message);
+      break;
+    case "load":
+      finishStandby(message);
       break;
     case "ping":
       channel.send({ type: "pong", seq: message.seq });
@@ -81,6 +86,15 @@ async function start(hello) {
     return;
   }
   const started = performance.now();
+  if (hello.standby) {
+    try {
+      standbyStage = await prepareWorker(hello.worker, channel, true);
+      channel.send({ type: "standby_ready", startup_ms: Math.round(performance.now() - started) });
+    } catch (error) {
+      channel.send({ type: "load_error", message: describeError(error) });
+    }
+    return;
+  }
   try {
     const worker = await loadWorker(hello.worker, channel);
     events = new Events(worker, channel);
@@ -88,6 +102,24 @@ async function start(hello) {
       type: "ready",
       version: PROTOCOL_VERSION,
       startup_ms: Math.round(performance.now() - started),
+      origin: worker.origin,
+    });
+  } catch (error) {
+    channel.send({ type: "load_error", message: describeError(error) });
+  }
+}
+
+async function finishStandby(message) {
+  if (!standbyStage || events) return;
+  const started = performance.now();
+  try {
+    const worker = await standbyStage.finish(message.snapshot_path);
+    events = new Events(worker, channel);
+    channel.send({
+      type: "ready",
+      version: PROTOCOL_VERSION,
+      startup_ms: Math.round(performance.now() - started),
+      origin: worker.origin,
     });
   } catch (error) {
     channel.send({ type: "load_error", message: describeError(error) });

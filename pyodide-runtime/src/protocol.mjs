@@ -8,7 +8,9 @@ export const PROTOCOL_VERSION = 1;
 export const BODY_WINDOW_BYTES = 1024 * 1024;
 
 // Messages pyflare sends to the host (`ToHost`), by `type`:
-//   hello      { version, worker }                 first message; host answers ready | load_error
+//   hello      { version, worker, standby }        first message; host answers ready | load_error,
+//                                                  or with standby, standby_ready and waits for load
+//   load       { snapshot_path }                   a standby host imports the worker now
 //   fetch      { id, method, url, headers, has_body }
 //   scheduled  { id, cron, scheduled_time }        a cron trigger; host answers event_result
 //   body_end   { stream, error? }                  end of a request body (chunks carry stream = id)
@@ -19,7 +21,8 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   shutdown   {}
 //
 // Messages the host sends to pyflare (`FromHost`):
-//   ready      { version, startup_ms }
+//   ready      { version, startup_ms, origin }     origin: restored | baseline | fresh | standby
+//   standby_ready { startup_ms }                   runtime prepared, waiting for load
 //   load_error { message }                         the worker failed to load (Python traceback)
 //   response   { id, status, status_text, headers, has_body }
 //   body_end   { stream, error? }

@@ -3,8 +3,10 @@
 // (shared spec python-runtime.md §1-2).
 
 import { pathToFileURL } from "node:url";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, writeFileSync, renameSync, unlinkSync, mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { makeWorkerGlobals } from "./globals.mjs";
 import { compatFlags } from "./compat.mjs";
 import { BackgroundWork, makeWorkersModule, WorkerEntrypoint } from "./workers_module.mjs";
@@ -20,47 +22,97 @@ const PYFLARE_LIB = `${SESSION}/pyflare`;
 /**
  * Loads the worker described by `init` (the `worker` part of `hello`).
  * Returns a `Worker` that dispatches events into Python.
+ *
+ * Two memory snapshots make later starts fast: a baseline, taken once
+ * Pyodide, the SDK and pyflare's glue are imported (it changes only with
+ * them and `python_modules/`), and a dedicated one, taken after the worker's
+ * own imports (it changes with every edit). A start restores the dedicated
+ * snapshot when it matches, else the baseline and imports the worker, else
+ * starts afresh; whatever was missing is written for next time.
  */
 export async function loadWorker(init, channel) {
+  const stage = await prepareWorker(init, channel, false);
+  return stage.finish(init.snapshot_path);
+}
+
+/**
+ * Everything up to the worker's own imports. With `standby`, the dedicated
+ * snapshot is not used (the code may change before `finish`); pyflare keeps
+ * such a host ready so a reload only has to import the new code.
+ */
+export async function prepareWorker(init, channel, standby) {
   const log = (level, message) => channel.send({ type: "log", level, message });
   const pyodideModule = await import(pathToFileURL(join(init.pyodide_dir, "pyodide.mjs")).href);
   const globals = makeWorkerGlobals();
-  const py = await pyodideModule.loadPyodide({
-    indexURL: init.pyodide_dir.endsWith("/") ? init.pyodide_dir : `${init.pyodide_dir}/`,
-    jsglobals: globals.view,
-    env: { HOME: SESSION, PYTHONHASHSEED: "111" },
-    stdout: (line) => log("info", line),
-    stderr: (line) => log("warn", line),
-  });
-
   const background = new BackgroundWork((error) =>
     log("error", `Uncaught (in waitUntil) ${describeError(error)}`),
   );
   const env = await buildEnv(init, channel);
   const workersModule = makeWorkersModule(env, background);
   const flags = compatFlags(init.compatibility_date, init.compatibility_flags);
+  const helper = makeEntrypointHelper(workersModule, init);
+  const known = { helper, flags, workersModule, env };
+  const dedicated = new SnapshotFile(standby ? null : init.snapshot_path, known, log);
+  const baseline = new SnapshotFile(init.baseline_snapshot_path, known, log);
 
-  mountReadOnlyTree(py, init.module_root, MODULE_ROOT);
+  const options = {
+    indexURL: init.pyodide_dir.endsWith("/") ? init.pyodide_dir : `${init.pyodide_dir}/`,
+    jsglobals: globals.view,
+    env: { HOME: SESSION, PYTHONHASHSEED: "111" },
+    stdout: (line) => log("info", line),
+    stderr: (line) => log("warn", line),
+  };
+  const restore = async (file, makeMore) => {
+    const bytes = file.read();
+    if (!bytes) return null;
+    try {
+      return await pyodideModule.loadPyodide({
+        ...options,
+        _loadSnapshot: bytes,
+        _snapshotDeserializer: (description) => file.deserialize(description),
+        _makeSnapshot: makeMore,
+      });
+    } catch (error) {
+      log("warn", `[pyflare] a cached snapshot could not be restored (${error.message}); rebuilding it`);
+      file.discard();
+      return null;
+    }
+  };
+
+  // A standby host will take a dedicated snapshot of code it has not seen yet.
+  const mayTakeDedicated = standby || dedicated.wanted();
+  let origin = "restored";
+  let py = await restore(dedicated, false);
+  if (!py) {
+    origin = "baseline";
+    py = await restore(baseline, mayTakeDedicated);
+  }
+  if (!py) {
+    origin = "fresh";
+    py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: baseline.wanted() || mayTakeDedicated });
+  }
+
   const userModules = init.python_modules_dir && existsSync(init.python_modules_dir);
-  if (userModules) mountReadOnlyTree(py, init.python_modules_dir, PYTHON_MODULES);
   const userSdk = userModules && existsSync(join(init.python_modules_dir, "workers", "__init__.py"));
+  mountReadOnlyTree(py, init.module_root, MODULE_ROOT);
+  if (userModules) mountReadOnlyTree(py, init.python_modules_dir, PYTHON_MODULES);
   if (!userSdk) mountReadOnlyTree(py, init.sdk_dir, PINNED_SDK);
   mountReadOnlyTree(py, init.host_python_dir, PYFLARE_LIB);
-
-  py.registerJsModule("_pyodide_entrypoint_helper", makeEntrypointHelper(workersModule, init));
+  py.registerJsModule("_pyodide_entrypoint_helper", helper);
   py.registerJsModule("_cloudflare_compat_flags", flags);
   // Not emulated: Pyodide's package loader; packages come from python_modules/.
   py.loadPackage = async () => {
     throw new Error("pyodide.loadPackage is disabled in Python Workers; add the package to pyproject.toml");
   };
 
-  py.runPython(`
+  if (origin === "fresh") {
+    py.runPython(`
 import sys
 sys.path[:0] = [${JSON.stringify(MODULE_ROOT)}]
 sys.path.append(${JSON.stringify(PYFLARE_LIB)})
 `);
-  if (userModules) {
-    py.runPython(`
+    if (userModules) {
+      py.runPython(`
 import site, sys
 _before = list(sys.path)
 site.addsitedir(${JSON.stringify(PYTHON_MODULES)})
@@ -69,13 +121,141 @@ sys.path[:] = [p for p in sys.path if p not in _added]
 sys.path[1:1] = _added
 del _before, _added
 `);
+    }
+    if (!userSdk) py.runPython(`import sys; sys.path.append(${JSON.stringify(PINNED_SDK)})`);
+    py.runPython("import workers, _pyflare.entrypoints");
+    await baseline.take(py);
   }
-  if (!userSdk) py.runPython(`import sys; sys.path.append(${JSON.stringify(PINNED_SDK)})`);
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
-  const legacyAllowed = !flags.python_no_global_handlers;
-  const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
-  return new Worker(py, entrypoints, info, env, background);
+  if (standby) {
+    // Compile the import machinery's code paths now, not when the new code
+    // arrives: V8 compiles WebAssembly functions lazily on first use.
+    py.runPython(`
+import importlib, sys
+importlib.invalidate_caches()
+exec(compile("def _pyflare_warm():\\n    return [i for i in range(3)]", "<warm-up>", "exec"), {})
+import js
+from workers import Response, python_from_rpc, python_to_rpc
+python_to_rpc(Response("warm-up", headers={"x-warm": "1"}))
+python_from_rpc(js.Request.new("http://localhost/warm-up"))
+`);
+  }
+  return {
+    origin,
+    /** Imports the worker (unless restored) and returns it. */
+    async finish(snapshotPath) {
+      const trace = process.env.PYFLARE_TRACE_LOAD ? (what) => log("info", `[trace] ${what} ${Date.now() % 100000}`) : () => {};
+      trace("finish");
+      if (origin !== "fresh") {
+        // Restored state: fresh RNG seeds (workerd reseeds before the first
+        // request too) and no stale directory listings.
+        py.runPython(`
+import importlib, sys
+importlib.invalidate_caches()
+if "random" in sys.modules:
+    sys.modules["random"].seed()
+`);
+      }
+      if (origin === "restored") {
+        return new Worker(py, entrypoints, entrypoints.describe(), env, background, origin);
+      }
+      const legacyAllowed = !flags.python_no_global_handlers;
+      trace("seeded");
+      const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
+      trace("loaded");
+      await new SnapshotFile(snapshotPath, known, log).take(py);
+      trace("snapshot");
+      return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
+    },
+  };
+}
+
+/**
+ * One memory snapshot on disk: the bytes Pyodide makes, then a SHA-256 of
+ * them, so a truncated or corrupt file is never restored. Python globals may
+ * hold the JS objects pyflare registers (the entrypoint helper, the compat
+ * flags, cloudflare:workers and its env); they are recorded by name and
+ * handed back on restore. Any other JS object means the worker cannot be
+ * snapshotted; a `.nosnap` file next to the snapshot says why, so later
+ * starts do not retry.
+ */
+class SnapshotFile {
+  #path;
+  #known;
+  #log;
+
+  constructor(path, known, log) {
+    this.#path = path;
+    this.#known = known;
+    this.#log = log;
+  }
+
+  wanted() {
+    return Boolean(this.#path) && !existsSync(`${this.#path}.nosnap`);
+  }
+
+  read() {
+    if (!this.#path || !existsSync(this.#path)) return null;
+    try {
+      const file = readFileSync(this.#path);
+      if (file.length < 1024 * 1024) throw new Error("too short");
+      const body = file.subarray(0, file.length - 32);
+      const digest = createHash("sha256").update(body).digest();
+      if (!digest.equals(file.subarray(file.length - 32))) throw new Error("checksum mismatch");
+      return body;
+    } catch (error) {
+      this.#log("warn", `[pyflare] ignoring a damaged snapshot (${error.message}); rebuilding it`);
+      this.discard();
+      return null;
+    }
+  }
+
+  discard() {
+    try {
+      unlinkSync(this.#path);
+    } catch {}
+  }
+
+  deserialize(description) {
+    const value = this.#known[description?.pyflare];
+    if (value === undefined) throw new Error(`unknown snapshot object ${JSON.stringify(description)}`);
+    return value;
+  }
+
+  async take(py) {
+    if (!this.wanted() || existsSync(this.#path)) return;
+    let bytes;
+    try {
+      bytes = py.makeMemorySnapshot({
+        serializer: (object) => {
+          for (const [name, value] of Object.entries(this.#known)) {
+            if (object === value) return { pyflare: name };
+          }
+          throw new Error("a Python global holds a JavaScript object created at import time");
+        },
+      });
+    } catch (error) {
+      this.#log("info", `[pyflare] starting without a memory snapshot: ${error.message}`);
+      try {
+        writeFileSync(`${this.#path}.nosnap`, `${error.message}\n`);
+      } catch {}
+      return;
+    }
+    // Written after the worker is ready, off the start's critical path.
+    const path = this.#path;
+    setTimeout(() => {
+      try {
+        mkdirSync(dirname(path), { recursive: true });
+        const digest = createHash("sha256").update(bytes).digest();
+        const tmp = `${path}.${process.pid}.tmp`;
+        writeFileSync(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
+        renameSync(tmp, path);
+      } catch (error) {
+        this.#log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
+      }
+    }, 0);
+  }
 }
 
 /** Mounts a host folder into Pyodide's file system. */
@@ -149,7 +329,8 @@ function makeEntrypointHelper(workersModule, init) {
 
 /** A loaded worker: dispatches events to its Python handlers. */
 export class Worker {
-  constructor(py, entrypoints, info, env, background) {
+  constructor(py, entrypoints, info, env, background, origin) {
+    this.origin = origin;
     this.py = py;
     this.entrypoints = entrypoints;
     this.info = info;

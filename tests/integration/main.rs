@@ -17,3 +17,5 @@ mod failures;
 mod kv;
 // Cron triggers and the scheduled endpoint.
 mod cron;
+// Live reload and memory snapshots.
+mod reload;

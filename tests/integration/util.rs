@@ -1,7 +1,7 @@
 //! `TestWorker`: runs the built `pyflare` binary on a fixture and waits for
 //! its `Ready on http://...` line, as tools driving `wrangler dev` do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +33,26 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A copy of a fixture in a temporary folder, for tests that edit it.
+pub(crate) fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture(name), dir.path());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A running `pyflare dev`.
 pub(crate) struct TestWorker {
     child: Child,
@@ -56,9 +76,20 @@ impl TestWorker {
         state: tempfile::TempDir,
         args: &[&str],
     ) -> Self {
+        Self::spawn(&fixture(fixture_name), state, args, &[]).await
+    }
+
+    /// Starts pyflare on any project folder, with extra environment.
+    pub(crate) async fn spawn(
+        project: &Path,
+        state: tempfile::TempDir,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(pyflare_bin())
             .arg("dev")
-            .arg(fixture(fixture_name))
+            .arg(project)
+            .envs(envs.iter().copied())
             .args(["--port", "0", "--persist-to"])
             .arg(state.path())
             .args(args)

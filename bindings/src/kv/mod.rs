@@ -63,7 +63,7 @@ impl BindingKind for KvNamespaces {
             return Ok(vec![]);
         }
         let path = cx.persist_root.join("kv");
-        let store: Arc<dyn KvStore> = Arc::new(open_store(&path)?);
+        let store: Arc<dyn KvStore> = Arc::new(open_store_shared(&path)?);
         Ok(entries
             .into_iter()
             .map(|entry| {
@@ -108,7 +108,16 @@ fn is_js_identifier(name: &str) -> bool {
 
 /// Opens the sled store, with an error that says what to do.
 pub fn open_store(path: &std::path::Path) -> Result<SledKvStore, BindingConfigError> {
-    SledKvStore::open(path).map_err(|e| {
+    SledKvStore::open(path).map_err(|e| store_error(path, e))
+}
+
+/// Like [`open_store`], sharing one open database per folder in this process.
+pub fn open_store_shared(path: &std::path::Path) -> Result<SledKvStore, BindingConfigError> {
+    SledKvStore::open_shared(path).map_err(|e| store_error(path, e))
+}
+
+fn store_error(path: &std::path::Path, e: store::StoreError) -> BindingConfigError {
+    {
         let locked = e.0.contains("lock");
         BindingConfigError::Storage {
             what: "the KV store".into(),
@@ -121,7 +130,7 @@ pub fn open_store(path: &std::path::Path) -> Result<SledKvStore, BindingConfigEr
                     .into()
             }),
         }
-    })
+    }
 }
 
 /// A live KV binding (`KVNamespace` in Cloudflare's runtime).

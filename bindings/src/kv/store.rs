@@ -111,6 +111,21 @@ impl SledKvStore {
         Ok(Self { db })
     }
 
+    /// The store at `path`, shared by every binding of this process that
+    /// opens it (a reload reopens bindings while the old ones still run, and
+    /// sled allows one open database per folder).
+    pub fn open_shared(path: &Path) -> Result<Self, StoreError> {
+        static OPEN: Mutex<BTreeMap<std::path::PathBuf, sled::Db>> = Mutex::new(BTreeMap::new());
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(db) = open.get(&key) {
+            return Ok(Self { db: db.clone() });
+        }
+        let store = Self::open(path)?;
+        open.insert(key, store.db.clone());
+        Ok(store)
+    }
+
     /// A store in a fresh temporary folder, for tests.
     pub fn open_temp() -> Result<Self, StoreError> {
         let db = sled::Config::new()

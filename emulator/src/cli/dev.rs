@@ -4,11 +4,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigOverrides, WorkerConfig};
-use crate::dispatch;
+use crate::cron::Cron;
+use crate::dispatch::{self, OpenBindings};
 use crate::error::Hinted;
 use crate::host::protocol::{BindingInit, WorkerInit};
 use crate::host::supervisor::{HostSpec, Slot, Supervisor};
@@ -41,14 +42,22 @@ pub struct DevArgs {
     /// Do not reload the worker when its files change.
     #[arg(long)]
     pub no_reload: bool,
+    /// Do not use memory snapshots (every start imports the worker afresh).
+    #[arg(long)]
+    pub no_snapshot: bool,
     /// Do not fire cron triggers on schedule (/cdn-cgi/handler/scheduled still works).
     #[arg(long)]
     pub no_crons: bool,
 }
 
-/// Runs `pyflare dev` until Ctrl-C or SIGTERM.
-pub async fn run(args: DevArgs) -> Result<()> {
-    let started = Instant::now();
+/// Everything read from the project for one version of the worker.
+struct Loaded {
+    config: WorkerConfig,
+    crons: Vec<Cron>,
+    bindings: OpenBindings,
+}
+
+fn load(args: &DevArgs, clock: &Arc<OffsetClock>) -> Result<Loaded> {
     let dot_env =
         std::env::var("CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV").map_or(true, |v| v != "false");
     let config = WorkerConfig::load(
@@ -67,11 +76,47 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
     let crons = crate::cron::schedule::crons_from_config(&config)?;
-    let clock = Arc::new(OffsetClock::default());
     let bindings = dispatch::open(&config, &persist_root, clock.clone())?;
+    Ok(Loaded {
+        config,
+        crons,
+        bindings,
+    })
+}
+
+fn host_spec(
+    loaded: Loaded,
+    runtime: &Runtime,
+    socket_dir: &std::path::Path,
+    snapshots: bool,
+) -> HostSpec {
+    let mut init = worker_init(&loaded.config, runtime, loaded.bindings.init);
+    if snapshots {
+        let path = |p: std::path::PathBuf| Some(p.to_string_lossy().into_owned());
+        init.snapshot_path = path(crate::snapshot::path_for(&runtime.snapshot_dir, &init));
+        init.baseline_snapshot_path = path(crate::snapshot::baseline_path_for(
+            &runtime.snapshot_dir,
+            &init,
+        ));
+    }
+    HostSpec {
+        runtime: runtime.clone(),
+        init,
+        socket_dir: socket_dir.to_path_buf(),
+        cpu_limit: Duration::from_millis(loaded.config.cpu_ms),
+        bindings: Arc::new(loaded.bindings.map),
+    }
+}
+
+/// Runs `pyflare dev` until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> Result<()> {
+    let started = Instant::now();
+    let clock = Arc::new(OffsetClock::default());
+    let loaded = load(&args, &clock)?;
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)
         .await
         .context("runtime install task failed")??;
+    crate::snapshot::prune(&runtime.snapshot_dir);
 
     let addr = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -86,52 +131,77 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .prefix("pyflare-")
         .tempdir()
         .context("cannot create a folder for the host socket")?;
-    let supervisor = Supervisor::spawn(HostSpec {
-        runtime: runtime.clone(),
-        init: worker_init(&config, &runtime, bindings.init),
-        socket_dir: socket_dir.path().to_path_buf(),
-        cpu_limit: Duration::from_millis(config.cpu_ms),
-        bindings: Arc::new(bindings.map),
-    });
+    let name = loaded.config.name.clone();
+    let main = loaded.config.main.clone();
+    let root = loaded.config.root.clone();
+    let banner = loaded.bindings.banner.clone();
+    let crons = Arc::new(RwLock::new(loaded.crons.clone()));
+    let supervisor = Supervisor::spawn(host_spec(
+        loaded,
+        &runtime,
+        socket_dir.path(),
+        !args.no_snapshot,
+    ));
 
-    match supervisor.current().await {
-        Slot::Ready(host) => tracing::debug!("host loaded in {} ms", host.startup_ms),
-        Slot::Failed(_) => logging::warn("serving the error until the worker is fixed"),
-        Slot::Starting | Slot::Stopped => {}
-    }
+    let how = match supervisor.current().await {
+        Slot::Ready(host) => match host.origin.as_str() {
+            "restored" => "from a snapshot",
+            "baseline" => "from the baseline snapshot",
+            _ => "without a snapshot",
+        },
+        Slot::Failed(_) => {
+            logging::warn("serving the error until the worker is fixed");
+            "with an error"
+        }
+        Slot::Starting | Slot::Stopped => "",
+    };
     let host_for_url = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
         local.ip().to_string()
     };
     logging::info(&format!(
-        "{} ({}) started in {} ms",
-        config.name,
-        config.main.display(),
+        "{name} ({}) started in {} ms, {how}",
+        main.display(),
         started.elapsed().as_millis()
     ));
-    if !bindings.banner.is_empty() {
+    if !banner.is_empty() {
         logging::info("bindings:");
-        for line in &bindings.banner {
+        for line in &banner {
             logging::info(&format!("  {line}"));
         }
     }
-    if !crons.is_empty() {
-        let list: Vec<&str> = crons.iter().map(|c| c.source.as_str()).collect();
-        let state = if args.no_crons {
-            "off (--no-crons)"
-        } else {
-            "on, UTC"
-        };
-        logging::info(&format!("cron triggers ({state}): {}", list.join(", ")));
+    {
+        let list: Vec<String> = read(&crons).iter().map(|c| c.source.clone()).collect();
+        if !list.is_empty() {
+            let state = if args.no_crons {
+                "off (--no-crons)"
+            } else {
+                "on, UTC"
+            };
+            logging::info(&format!("cron triggers ({state}): {}", list.join(", ")));
+        }
     }
     if !args.no_crons {
         tokio::spawn(crate::cron::schedule::run_timer(
             supervisor.clone(),
             clock.clone(),
-            crons,
+            crons.clone(),
         ));
     }
+    let _watcher = if args.no_reload {
+        None
+    } else {
+        start_reloading(
+            &args,
+            &root,
+            &clock,
+            &runtime,
+            socket_dir.path(),
+            &supervisor,
+            &crons,
+        )
+    };
     // Tests and tools wait for this exact line.
     logging::ready(&format!("Ready on http://{host_for_url}:{}", local.port()));
 
@@ -157,6 +227,66 @@ pub async fn run(args: DevArgs) -> Result<()> {
     Ok(())
 }
 
+fn read(crons: &RwLock<Vec<Cron>>) -> std::sync::RwLockReadGuard<'_, Vec<Cron>> {
+    crons.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Watches the project; each saved change reloads the worker.
+fn start_reloading(
+    args: &DevArgs,
+    root: &std::path::Path,
+    clock: &Arc<OffsetClock>,
+    runtime: &Runtime,
+    socket_dir: &std::path::Path,
+    supervisor: &Arc<Supervisor>,
+    crons: &Arc<RwLock<Vec<Cron>>>,
+) -> Option<crate::reload::ProjectWatcher> {
+    let (watcher, mut changes) = match crate::reload::watch(root) {
+        Ok(pair) => pair,
+        Err(e) => {
+            logging::warn(&format!(
+                "live reload is off: cannot watch {}: {e}",
+                root.display()
+            ));
+            return None;
+        }
+    };
+    let (args, clock, runtime, socket_dir, supervisor, crons, root) = (
+        args.clone(),
+        clock.clone(),
+        runtime.clone(),
+        socket_dir.to_path_buf(),
+        supervisor.clone(),
+        crons.clone(),
+        root.to_path_buf(),
+    );
+    tokio::spawn(async move {
+        while let Some(paths) = changes.recv().await {
+            let shown: Vec<String> = paths
+                .iter()
+                .take(3)
+                .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
+                .collect();
+            logging::info(&format!("{} changed; reloading", shown.join(", ")));
+            tracing::debug!("reload requested");
+            crate::snapshot::prune(&runtime.snapshot_dir);
+            match load(&args, &clock) {
+                Ok(loaded) => {
+                    *crons.write().unwrap_or_else(|p| p.into_inner()) = loaded.crons.clone();
+                    supervisor.reload(host_spec(loaded, &runtime, &socket_dir, !args.no_snapshot));
+                }
+                Err(error) => {
+                    logging::error(&format!(
+                        "not reloading: {}",
+                        crate::error::render(&error).trim_start_matches("pyflare: error: ")
+                    ));
+                }
+            }
+        }
+    });
+    Some(watcher)
+}
+
 fn stop(supervisor: &Arc<Supervisor>) {
     supervisor.shutdown();
 }
@@ -175,6 +305,8 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingIn
         compatibility_flags: config.compatibility_flags.clone(),
         vars: config.vars.clone(),
         bindings,
+        snapshot_path: None,
+        baseline_snapshot_path: None,
     }
 }
 

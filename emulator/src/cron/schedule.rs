@@ -4,7 +4,7 @@
 //! moving the clock forward fires the minutes it skips; minutes that passed
 //! while pyflare was stopped are not replayed, as on Cloudflare.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::{Cron, from_unix_minutes};
@@ -45,11 +45,11 @@ pub fn crons_from_config(config: &WorkerConfig) -> Result<Vec<Cron>, ConfigError
 }
 
 /// Runs the timer until the supervisor stops.
-pub async fn run_timer(supervisor: Arc<Supervisor>, clock: Arc<dyn Clock>, crons: Vec<Cron>) {
-    if crons.is_empty() {
-        return;
-    }
-    let crons = Arc::new(crons);
+pub async fn run_timer(
+    supervisor: Arc<Supervisor>,
+    clock: Arc<dyn Clock>,
+    crons: Arc<RwLock<Vec<Cron>>>,
+) {
     let mut last = clock.now_ms().div_euclid(60_000);
     loop {
         tokio::time::sleep(TICK).await;
@@ -60,6 +60,8 @@ pub async fn run_timer(supervisor: Arc<Supervisor>, clock: Arc<dyn Clock>, crons
         if now <= last {
             continue;
         }
+        // The list changes when a reload changes the config.
+        let crons: Vec<Cron> = crons.read().unwrap_or_else(|p| p.into_inner()).clone();
         for minute in (last + 1).max(now - MAX_CATCH_UP_MINUTES)..=now {
             let at = from_unix_minutes(minute);
             for cron in crons.iter().filter(|c| c.matches(&at)) {

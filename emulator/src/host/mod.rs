@@ -186,6 +186,8 @@ pub struct Host {
     child: Mutex<Option<Child>>,
     /// Milliseconds the host took to load Pyodide and the worker.
     pub startup_ms: u64,
+    /// How it loaded: `restored` (snapshot), `baseline`, `fresh` or `standby`.
+    pub origin: String,
 }
 
 impl std::fmt::Debug for Host {
@@ -207,6 +209,31 @@ impl Host {
         cpu_limit: Duration,
         bindings: Arc<BindingMap>,
     ) -> Result<Arc<Self>, StartError> {
+        let launched = Self::launch(runtime, init, socket_dir, cpu_limit, bindings, false).await?;
+        launched.until_ready(false).await?.into_host()
+    }
+
+    /// Starts a host that prepares everything but the worker's own code and
+    /// waits for [`Standby::activate`].
+    pub async fn start_standby(
+        runtime: &Runtime,
+        init: WorkerInit,
+        socket_dir: &Path,
+        cpu_limit: Duration,
+        bindings: Arc<BindingMap>,
+    ) -> Result<Standby, StartError> {
+        let launched = Self::launch(runtime, init, socket_dir, cpu_limit, bindings, true).await?;
+        Ok(Standby(launched.until_ready(true).await?))
+    }
+
+    async fn launch(
+        runtime: &Runtime,
+        init: WorkerInit,
+        socket_dir: &Path,
+        cpu_limit: Duration,
+        bindings: Arc<BindingMap>,
+        standby: bool,
+    ) -> Result<Launched, StartError> {
         let n = SOCKET_COUNTER.fetch_add(1, Ordering::Relaxed);
         let socket_path: PathBuf = socket_dir.join(format!("host-{n}.sock"));
         let _ = std::fs::remove_file(&socket_path);
@@ -257,28 +284,17 @@ impl Host {
         });
         shared.send(&ToHost::Hello {
             version: PROTOCOL_VERSION,
-            worker: init,
+            worker: Box::new(init),
+            standby,
         });
-
-        let mut reader = FrameReader::new(read);
-        let startup_ms = tokio::select! {
-            ready = wait_ready(&mut reader) => ready?,
-            status = child.wait() => {
-                return Err(StartError::Host(anyhow!("the host process exited while loading the worker ({})", status.map(|s| s.to_string()).unwrap_or_default())));
-            }
-            _ = tokio::time::sleep(LOAD_TIMEOUT) => {
-                return Err(StartError::Host(anyhow!("the worker did not load within {} s", LOAD_TIMEOUT.as_secs())));
-            }
-        };
-
-        let host = Arc::new(Self {
-            shared: shared.clone(),
-            child: Mutex::new(Some(child)),
-            startup_ms,
-        });
-        tokio::spawn(read_loop(reader, shared.clone()));
-        tokio::spawn(watchdog(Arc::downgrade(&host), cpu_limit));
-        Ok(host)
+        Ok(Launched {
+            child,
+            shared,
+            reader: FrameReader::new(read),
+            cpu_limit,
+            startup_ms: 0,
+            origin: String::new(),
+        })
     }
 
     /// Resolves when the host has stopped, with the reason.
@@ -297,6 +313,11 @@ impl Host {
     /// Whether the host is still serving.
     pub fn is_alive(&self) -> bool {
         self.shared.exit_reason().is_none()
+    }
+
+    /// Requests and events not finished yet (including response bodies).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.pending).len() + lock(&self.shared.bodies).len()
     }
 
     /// Number of fetch events dispatched to this host.
@@ -377,6 +398,65 @@ impl Host {
                     .unwrap_or_else(|| ExitReason::Crashed("connection lost".into())),
             ),
         }
+    }
+}
+
+/// A host process connected and told what to load.
+struct Launched {
+    child: Child,
+    shared: Arc<Shared>,
+    reader: FrameReader,
+    cpu_limit: Duration,
+    startup_ms: u64,
+    origin: String,
+}
+
+impl Launched {
+    /// Waits for `ready` (or, for a standby, `standby_ready`).
+    async fn until_ready(mut self, standby: bool) -> Result<Self, StartError> {
+        let (startup_ms, origin) = tokio::select! {
+            ready = wait_ready(&mut self.reader, standby) => ready?,
+            status = self.child.wait() => {
+                return Err(StartError::Host(anyhow!("the host process exited while loading the worker ({})", status.map(|s| s.to_string()).unwrap_or_default())));
+            }
+            _ = tokio::time::sleep(LOAD_TIMEOUT) => {
+                return Err(StartError::Host(anyhow!("the worker did not load within {} s", LOAD_TIMEOUT.as_secs())));
+            }
+        };
+        self.startup_ms = startup_ms;
+        self.origin = origin;
+        Ok(self)
+    }
+
+    fn into_host(self) -> Result<Arc<Host>, StartError> {
+        let host = Arc::new(Host {
+            shared: self.shared.clone(),
+            child: Mutex::new(Some(self.child)),
+            startup_ms: self.startup_ms,
+            origin: self.origin,
+        });
+        tokio::spawn(read_loop(self.reader, self.shared));
+        tokio::spawn(watchdog(Arc::downgrade(&host), self.cpu_limit));
+        Ok(host)
+    }
+}
+
+/// A host with Pyodide, the SDK and the bindings ready, waiting to import
+/// the worker's code: a reload with it only has to run the new imports.
+pub struct Standby(Launched);
+
+impl std::fmt::Debug for Standby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Standby")
+    }
+}
+
+impl Standby {
+    /// Imports the worker's current code and starts serving.
+    pub async fn activate(self, snapshot_path: Option<String>) -> Result<Arc<Host>, StartError> {
+        let launched = self.0;
+        launched.shared.send(&ToHost::Load { snapshot_path });
+        launched.until_ready(false).await?.into_host()
     }
 }
 
@@ -516,7 +596,7 @@ impl FrameReader {
     }
 }
 
-async fn wait_ready(reader: &mut FrameReader) -> Result<u64, StartError> {
+async fn wait_ready(reader: &mut FrameReader, standby: bool) -> Result<(u64, String), StartError> {
     loop {
         let frame = reader
             .next()
@@ -530,13 +610,19 @@ async fn wait_ready(reader: &mut FrameReader) -> Result<u64, StartError> {
             Ok(FromHost::Ready {
                 version,
                 startup_ms,
+                origin,
             }) => {
                 if version != PROTOCOL_VERSION {
                     return Err(StartError::Host(anyhow!(
                         "protocol version mismatch: pyflare speaks {PROTOCOL_VERSION}, the host speaks {version}"
                     )));
                 }
-                return Ok(startup_ms);
+                let origin = origin.unwrap_or_default();
+                tracing::debug!("host ready in {startup_ms} ms ({origin})");
+                return Ok((startup_ms, origin));
+            }
+            Ok(FromHost::StandbyReady { startup_ms }) if standby => {
+                return Ok((startup_ms, "standby".into()));
             }
             Ok(FromHost::LoadError { message }) => return Err(StartError::Load(message)),
             Ok(FromHost::Log { level, message }) => logging::worker(level, &message),
@@ -692,7 +778,7 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 }));
             }
         }
-        FromHost::Ready { .. } | FromHost::LoadError { .. } => {}
+        FromHost::Ready { .. } | FromHost::LoadError { .. } | FromHost::StandbyReady { .. } => {}
     }
 }
 

@@ -27,6 +27,10 @@ pub struct WorkerInit {
     pub compatibility_flags: Vec<String>,
     pub vars: serde_json::Map<String, serde_json::Value>,
     pub bindings: Vec<BindingInit>,
+    /// Memory snapshot file to restore from, or to write; none disables snapshots.
+    pub snapshot_path: Option<String>,
+    /// Snapshot taken before the worker's own imports.
+    pub baseline_snapshot_path: Option<String>,
 }
 
 /// One binding the host builds on `env`, with the shim that builds it.
@@ -43,7 +47,12 @@ pub struct BindingInit {
 pub enum ToHost {
     Hello {
         version: u32,
-        worker: WorkerInit,
+        worker: Box<WorkerInit>,
+        /// Prepare everything but the worker's code, then wait for `Load`.
+        standby: bool,
+    },
+    Load {
+        snapshot_path: Option<String>,
     },
     Fetch {
         id: u32,
@@ -89,6 +98,12 @@ pub enum ToHost {
 pub enum FromHost {
     Ready {
         version: u32,
+        startup_ms: u64,
+        /// `restored` from a snapshot, or `fresh`.
+        #[serde(default)]
+        origin: Option<String>,
+    },
+    StandbyReady {
         startup_ms: u64,
     },
     LoadError {

@@ -1,16 +1,25 @@
-//! Keeps one host serving the worker: starts it, and starts a new one when
-//! it crashes or is killed for exceeding its CPU limit. Requests wait while
-//! a host starts.
+//! Keeps one host serving the worker: starts it, starts a new one when it
+//! crashes or is killed for exceeding its CPU limit, and swaps in a new one
+//! when the code changes (live reload).
+//!
+//! A reload starts the new host while the old one keeps serving; once the
+//! new one is ready it takes all new requests, and the old one is stopped
+//! when its in-flight requests have finished. Requests never fail because of
+//! a swap. If the new code fails to load, its traceback is served until the
+//! next change fixes it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::protocol::WorkerInit;
-use super::{BindingMap, ExitReason, Host, StartError};
+use super::{BindingMap, ExitReason, Host, Standby, StartError};
 use crate::logging;
 use crate::runtime::Runtime;
+
+/// How long an old host may finish its in-flight requests after a swap.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What requests see of the worker right now.
 #[derive(Debug, Clone)]
@@ -27,6 +36,7 @@ pub enum Slot {
 pub struct Supervisor {
     slot: watch::Sender<Slot>,
     stop: Notify,
+    reloads: mpsc::UnboundedSender<HostSpec>,
 }
 
 /// How the supervisor starts hosts.
@@ -43,11 +53,13 @@ impl Supervisor {
     /// Starts the first host in the background.
     pub fn spawn(spec: HostSpec) -> Arc<Self> {
         let (slot, _) = watch::channel(Slot::Starting);
+        let (reloads, reload_rx) = mpsc::unbounded_channel();
         let supervisor = Arc::new(Self {
             slot,
             stop: Notify::new(),
+            reloads,
         });
-        tokio::spawn(run(supervisor.clone(), spec));
+        tokio::spawn(run(supervisor.clone(), spec, reload_rx));
         supervisor
     }
 
@@ -59,6 +71,17 @@ impl Supervisor {
             .await
             .map(|slot| slot.clone());
         slot.unwrap_or(Slot::Stopped)
+    }
+
+    /// Resolves at the next change of the slot (a swap, a failure).
+    pub async fn changed(&self) {
+        let mut rx = self.slot.subscribe();
+        let _ = rx.changed().await;
+    }
+
+    /// Starts a host for `spec` and swaps it in when ready.
+    pub fn reload(&self, spec: HostSpec) {
+        let _ = self.reloads.send(spec);
     }
 
     /// Whether `shutdown` was called.
@@ -76,63 +99,210 @@ impl Supervisor {
     }
 }
 
-async fn run(supervisor: Arc<Supervisor>, spec: HostSpec) {
-    let mut failures = 0u32;
-    loop {
-        if matches!(*supervisor.slot.borrow(), Slot::Stopped) {
+/// What ended a wait.
+enum Wake {
+    Stop,
+    Reload(Box<HostSpec>),
+    Exited(ExitReason),
+    Timer,
+}
+
+/// A prepared standby host and the spec it was prepared for.
+type StandbySlot = Arc<tokio::sync::Mutex<Option<(String, Standby)>>>;
+
+/// Two specs with the same key differ at most in the worker's own code, so
+/// a standby prepared for one serves the other.
+fn standby_key(spec: &HostSpec) -> String {
+    let mut init = spec.init.clone();
+    init.snapshot_path = None;
+    serde_json::to_string(&init).unwrap_or_default()
+}
+
+/// Prepares a standby host for the next reload, in the background.
+fn prepare_standby(slot: &StandbySlot, spec: &HostSpec) {
+    let (slot, spec) = (slot.clone(), spec.clone());
+    tokio::spawn(async move {
+        let key = standby_key(&spec);
+        if slot.lock().await.as_ref().is_some_and(|(k, _)| *k == key) {
             return;
         }
-        supervisor.slot.send_replace(Slot::Starting);
+        let prepared = Host::start_standby(
+            &spec.runtime,
+            spec.init.clone(),
+            &spec.socket_dir,
+            spec.cpu_limit,
+            spec.bindings.clone(),
+        )
+        .await;
+        match prepared {
+            Ok(standby) => *slot.lock().await = Some((key, standby)),
+            Err(StartError::Load(e)) => tracing::debug!("no standby host: {e}"),
+            Err(StartError::Host(e)) => tracing::debug!("no standby host: {e:#}"),
+        }
+    });
+}
+
+/// Starts a host for `spec`, from the standby when it fits.
+async fn start_host(spec: &HostSpec, standby: &StandbySlot) -> Result<Arc<Host>, StartError> {
+    let prepared = standby.lock().await.take();
+    if let Some((key, prepared)) = prepared
+        && key == standby_key(spec)
+    {
+        match prepared.activate(spec.init.snapshot_path.clone()).await {
+            Err(StartError::Host(e)) => {
+                tracing::debug!("standby host failed ({e:#}); starting afresh")
+            }
+            done => return done,
+        }
+    }
+    Host::start(
+        &spec.runtime,
+        spec.init.clone(),
+        &spec.socket_dir,
+        spec.cpu_limit,
+        spec.bindings.clone(),
+    )
+    .await
+}
+
+async fn run(
+    supervisor: Arc<Supervisor>,
+    mut spec: HostSpec,
+    mut reloads: mpsc::UnboundedReceiver<HostSpec>,
+) {
+    let mut failures = 0u32;
+    // The host serving while a new one starts.
+    let mut serving: Option<Arc<Host>> = None;
+    let standby: StandbySlot = Arc::default();
+    // Standby hosts are kept once the code has changed once: someone is editing.
+    let mut editing = false;
+    loop {
+        if supervisor.is_stopped() {
+            return;
+        }
+        if serving.is_none() {
+            publish(&supervisor, Slot::Starting);
+        }
+        let started_at = Instant::now();
         let started = tokio::select! {
-            started = Host::start(&spec.runtime, spec.init.clone(), &spec.socket_dir, spec.cpu_limit, spec.bindings.clone()) => started,
+            started = start_host(&spec, &standby) => started,
             _ = supervisor.stop.notified() => return,
+            Some(newer) = reloads.recv() => {
+                // Newer code arrived while starting: start that instead.
+                spec = latest(newer, &mut reloads);
+                continue;
+            }
         };
-        match started {
+        let wake = match started {
             Ok(host) => {
                 failures = 0;
-                tracing::debug!("worker host ready in {} ms", host.startup_ms);
+                let is_swap = serving.is_some();
                 if !publish(&supervisor, Slot::Ready(host.clone())) {
                     host.stop(ExitReason::Stopped);
                     return;
                 }
-                let reason = tokio::select! {
-                    reason = host.exited() => reason,
-                    _ = supervisor.stop.notified() => return,
-                };
-                match reason {
-                    ExitReason::Stopped => return,
-                    ExitReason::CpuLimit => {
-                        logging::warn("restarting the worker after it exceeded its CPU time limit")
-                    }
-                    ExitReason::Crashed(why) => {
-                        logging::warn(&format!("the worker host stopped ({why}); restarting it"))
-                    }
+                if let Some(old) = serving.take() {
+                    tokio::spawn(drain(old));
                 }
+                if is_swap {
+                    logging::info(&format!(
+                        "reloaded the worker in {} ms",
+                        started_at.elapsed().as_millis()
+                    ));
+                }
+                if editing {
+                    prepare_standby(&standby, &spec);
+                }
+                let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
+                if matches!(wake, Wake::Reload(_)) {
+                    serving = Some(host);
+                }
+                wake
             }
             Err(StartError::Load(traceback)) => {
                 logging::error(&format!("the worker failed to load:\n{traceback}"));
+                if let Some(old) = serving.take() {
+                    old.stop(ExitReason::Stopped);
+                }
                 if !publish(&supervisor, Slot::Failed(traceback.into())) {
                     return;
                 }
-                // Nothing changes until the code does; wait to be stopped.
-                supervisor.stop.notified().await;
-                return;
+                if editing {
+                    prepare_standby(&standby, &spec);
+                }
+                // Nothing changes until the code does.
+                wait(&supervisor, &mut reloads, None, None).await
             }
             Err(StartError::Host(error)) => {
                 failures += 1;
                 let message = format!("{error:#}");
                 logging::error(&format!("cannot start the worker host: {message}"));
-                if !publish(&supervisor, Slot::Failed(message.into())) {
+                if serving.is_none() && !publish(&supervisor, Slot::Failed(message.into())) {
                     return;
                 }
                 let backoff = Duration::from_millis(500 * u64::from(failures.min(10)));
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = supervisor.stop.notified() => return,
-                }
+                wait(&supervisor, &mut reloads, None, Some(backoff)).await
             }
+        };
+        match wake {
+            Wake::Stop => return,
+            Wake::Reload(newer) => {
+                spec = latest(*newer, &mut reloads);
+                editing = true;
+            }
+            Wake::Exited(ExitReason::Stopped) => return,
+            Wake::Exited(ExitReason::CpuLimit) => {
+                logging::warn("restarting the worker after it exceeded its CPU time limit")
+            }
+            Wake::Exited(ExitReason::Crashed(why)) => {
+                logging::warn(&format!("the worker host stopped ({why}); restarting it"))
+            }
+            Wake::Timer => {}
         }
     }
+}
+
+async fn wait(
+    supervisor: &Supervisor,
+    reloads: &mut mpsc::UnboundedReceiver<HostSpec>,
+    host: Option<&Arc<Host>>,
+    timer: Option<Duration>,
+) -> Wake {
+    let exited = async {
+        match host {
+            Some(host) => host.exited().await,
+            None => std::future::pending().await,
+        }
+    };
+    let timer = async {
+        match timer {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = supervisor.stop.notified() => Wake::Stop,
+        Some(spec) = reloads.recv() => Wake::Reload(Box::new(spec)),
+        reason = exited => Wake::Exited(reason),
+        _ = timer => Wake::Timer,
+    }
+}
+
+/// The newest of several queued reloads (a save often touches files twice).
+fn latest(mut spec: HostSpec, reloads: &mut mpsc::UnboundedReceiver<HostSpec>) -> HostSpec {
+    while let Ok(newer) = reloads.try_recv() {
+        spec = newer;
+    }
+    spec
+}
+
+/// Stops a swapped-out host once its in-flight work is done.
+async fn drain(host: Arc<Host>) {
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while host.in_flight() > 0 && Instant::now() < deadline && host.is_alive() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    host.stop(ExitReason::Stopped);
 }
 
 /// Publishes `slot` unless the supervisor was stopped meanwhile.

@@ -98,19 +98,43 @@ async fn dispatch(
     let method_allows_body = !matches!(parts.method.as_str(), "GET" | "HEAD");
     let body = (method_allows_body && !body.is_end_stream()).then_some(body);
 
-    let host = match app.supervisor.current().await {
-        Slot::Ready(host) => host,
-        Slot::Failed(message) => return Err(ServerError::LoadFailed(message.to_string())),
-        Slot::Stopped | Slot::Starting => return Err(ServerError::ShuttingDown),
+    let mut request = FetchRequest {
+        method: parts.method.as_str().to_owned(),
+        url,
+        headers,
+        body,
     };
-    let outcome = host
-        .fetch(FetchRequest {
-            method: parts.method.as_str().to_owned(),
-            url,
-            headers,
-            body,
-        })
-        .await;
+    let outcome = loop {
+        let host = match app.supervisor.current().await {
+            Slot::Ready(host) => host,
+            Slot::Failed(message) => return Err(ServerError::LoadFailed(message.to_string())),
+            Slot::Stopped | Slot::Starting => return Err(ServerError::ShuttingDown),
+        };
+        // A host swapped out by a reload just before this request reached
+        // it: send the request (its body still unread) to the new one.
+        if !host.is_alive() && !app.supervisor.is_stopped() && request.body.is_none() {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), app.supervisor.changed())
+                    .await;
+            continue;
+        }
+        let retry = FetchRequest {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body: None,
+        };
+        let had_body = request.body.is_some();
+        let outcome = host.fetch(request).await;
+        if matches!(outcome, Outcome::HostGone(ExitReason::Stopped))
+            && !had_body
+            && !app.supervisor.is_stopped()
+        {
+            request = retry;
+            continue;
+        }
+        break outcome;
+    };
     match outcome {
         Outcome::Response(head) => Ok(build_response(head)),
         Outcome::Exception(traceback) => {

@@ -18,6 +18,12 @@ LEGACY_HANDLERS = ("on_fetch", "on_scheduled", "on_queue", "on_alarm", "on_trace
 
 _classes = {}
 _legacy = {}
+_info = {}
+
+
+def describe():
+    """What `load` found, after a snapshot restore."""
+    return to_js(_info, dict_converter=Object.fromEntries)
 
 
 def _public_methods(cls):
@@ -79,15 +85,15 @@ def load(main_module, legacy_allowed):
                 _legacy[name] = value
                 legacy.append(name)
 
-    return to_js(
+    _info.update(
         {
             "default_class": default_class,
             "default_methods": default_methods,
             "classes": [c for c in classes if c["name"] != "Default"],
             "legacy": legacy,
-        },
-        dict_converter=Object.fromEntries,
+        }
     )
+    return describe()
 
 
 async def call(class_name, ctx, env, method, relaxed, args):

@@ -1,0 +1,206 @@
+//! Live reload and memory snapshots: a saved file is served at once, no
+//! request fails during the swap, broken code shows its error until fixed,
+//! and a second start restores a snapshot (a damaged one is rebuilt).
+
+use crate::util::{TestWorker, copy_fixture};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Polls `/` until the body is `want`; every answer meanwhile must be 200.
+async fn wait_for_body(w: &TestWorker, want: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let res = w.get("/").await;
+        assert_eq!(res.status(), 200, "a request failed during the reload");
+        if res.text().await.unwrap() == want {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never served {want:?}:\n{}", w.output());
+}
+
+fn save(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn reload_serves_saved_code_without_failing_requests() {
+    let project = copy_fixture("reload");
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+
+    // An in-flight request finishes on the old code.
+    let slow = tokio::spawn({
+        let url = w.url("/slow");
+        async move {
+            TestWorker::client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    save(&project.path().join("src/version.py"), "VERSION = \"v2\"\n");
+    wait_for_body(&w, "v2 one").await;
+    assert_eq!(slow.await.unwrap(), "v1 one");
+
+    // Config changes reload too.
+    let config = project.path().join("wrangler.jsonc");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"one\"", "\"two\"");
+    save(&config, &text);
+    wait_for_body(&w, "v2 two").await;
+    // Later edits reload from a prepared standby host.
+    for n in 3..=4 {
+        save(
+            &project.path().join("src/version.py"),
+            &format!("VERSION = \"v{n}\"\n"),
+        );
+        wait_for_body(&w, &format!("v{n} two")).await;
+    }
+    assert!(
+        w.output().contains("reloaded the worker in"),
+        "{}",
+        w.output()
+    );
+}
+
+#[tokio::test]
+async fn reload_shows_a_syntax_error_until_it_is_fixed() {
+    let project = copy_fixture("reload");
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+    save(&project.path().join("src/version.py"), "VERSION = (\n");
+    let started = Instant::now();
+    let text = loop {
+        let res = w.get("/").await;
+        if res.status() == 500 {
+            break res.text().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            w.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(text.starts_with("Worker failed to load"), "{text}");
+    assert!(text.contains("version.py\", line 1"), "{text}");
+    assert!(text.contains("SyntaxError: '(' was never closed"), "{text}");
+    assert!(w.output().contains("SyntaxError: '(' was never closed"));
+
+    // Fixing it recovers without restarting pyflare (the error page shows
+    // until pyflare has seen the save).
+    save(
+        &project.path().join("src/version.py"),
+        "VERSION = \"fixed\"\n",
+    );
+    let started = Instant::now();
+    while w.get("/").await.text().await.unwrap() != "fixed one" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            w.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn reload_off_with_no_reload() {
+    let project = copy_fixture("reload");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    save(&project.path().join("src/version.py"), "VERSION = \"v2\"\n");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+}
+
+#[tokio::test]
+async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
+    let project = copy_fixture("reload");
+    let snapshots = tempfile::tempdir().unwrap();
+    let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
+    let start = || {
+        TestWorker::spawn(
+            project.path(),
+            tempfile::tempdir().unwrap(),
+            &["--no-reload"],
+            &envs,
+        )
+    };
+
+    let w = start().await;
+    assert!(w.output().contains("without a snapshot"), "{}", w.output());
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+    drop(w);
+    let dedicated = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
+    wait_for_file(snapshots.path(), ".base.snap", "\u{0}").await;
+
+    let w = start().await;
+    assert!(w.output().contains(", from a snapshot"), "{}", w.output());
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+    drop(w);
+
+    // Damage the snapshot: the start notices, serves, and rebuilds it.
+    let mut bytes = std::fs::read(&dedicated).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&dedicated, &bytes).unwrap();
+    let w = start().await;
+    assert!(
+        w.output()
+            .contains("ignoring a damaged snapshot (checksum mismatch)"),
+        "{}",
+        w.output()
+    );
+    assert!(
+        w.output().contains("from the baseline snapshot"),
+        "{}",
+        w.output()
+    );
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+    drop(w);
+    let rebuilt = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
+    assert_ne!(std::fs::read(rebuilt).unwrap(), bytes);
+
+    // A changed file gives a new snapshot key: the old one is not used.
+    save(&project.path().join("src/version.py"), "VERSION = \"v9\"\n");
+    let w = start().await;
+    assert!(
+        w.output().contains("from the baseline snapshot"),
+        "{}",
+        w.output()
+    );
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v9 one");
+}
+
+/// Waits until a file ending in `suffix` (but not `not_suffix`) exists.
+async fn wait_for_file(dir: &Path, suffix: &str, not_suffix: &str) -> std::path::PathBuf {
+    for _ in 0..200 {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p.to_string_lossy();
+                name.ends_with(suffix) && !name.ends_with(not_suffix)
+            });
+        if let Some(path) = found {
+            return path;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {suffix} file in {}", dir.display());
+}
