@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => pyflare::cli::dev::run(args).await,
             Command::Setup => pyflare::cli::setup(),
+            Command::Sync(args) => pyflare::cli::sync::run(&args),
             Command::Kv(args) => pyflare::cli::kv::run(args).await,
         }
     });

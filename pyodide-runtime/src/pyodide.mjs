@@ -55,8 +55,18 @@ export async function prepareWorker(init, channel, standby) {
   const dedicated = new SnapshotFile(standby ? null : init.snapshot_path, known, log);
   const baseline = new SnapshotFile(init.baseline_snapshot_path, known, log);
 
+  const userModules = init.python_modules_dir && existsSync(init.python_modules_dir);
+  const userSdk = userModules && existsSync(join(init.python_modules_dir, "workers", "__init__.py"));
   const options = {
     indexURL: init.pyodide_dir.endsWith("/") ? init.pyodide_dir : `${init.pyodide_dir}/`,
+    // Mounted before Python starts: a snapshot restore reloads the native
+    // extensions (.so) it recorded from these folders.
+    fsInit: async (FS) => {
+      mountReadOnlyTree(FS, init.module_root, MODULE_ROOT);
+      if (userModules) mountReadOnlyTree(FS, init.python_modules_dir, PYTHON_MODULES);
+      if (!userSdk) mountReadOnlyTree(FS, init.sdk_dir, PINNED_SDK);
+      mountReadOnlyTree(FS, init.host_python_dir, PYFLARE_LIB);
+    },
     jsglobals: globals.view,
     env: { HOME: SESSION, PYTHONHASHSEED: "111" },
     stdout: (line) => log("info", line),
@@ -73,8 +83,11 @@ export async function prepareWorker(init, channel, standby) {
         _makeSnapshot: makeMore,
       });
     } catch (error) {
-      log("warn", `[pyflare] a cached snapshot could not be restored (${error.message}); rebuilding it`);
+      // The file's checksum was right, so this worker cannot be restored
+      // from a snapshot; remember that instead of rebuilding every time.
+      log("warn", `[pyflare] a cached snapshot could not be restored (${error.message}); not using one for this code`);
       file.discard();
+      file.refuse(`restore failed: ${error.message}`);
       return null;
     }
   };
@@ -92,12 +105,6 @@ export async function prepareWorker(init, channel, standby) {
     py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: baseline.wanted() || mayTakeDedicated });
   }
 
-  const userModules = init.python_modules_dir && existsSync(init.python_modules_dir);
-  const userSdk = userModules && existsSync(join(init.python_modules_dir, "workers", "__init__.py"));
-  mountReadOnlyTree(py, init.module_root, MODULE_ROOT);
-  if (userModules) mountReadOnlyTree(py, init.python_modules_dir, PYTHON_MODULES);
-  if (!userSdk) mountReadOnlyTree(py, init.sdk_dir, PINNED_SDK);
-  mountReadOnlyTree(py, init.host_python_dir, PYFLARE_LIB);
   py.registerJsModule("_pyodide_entrypoint_helper", helper);
   py.registerJsModule("_cloudflare_compat_flags", flags);
   // Not emulated: Pyodide's package loader; packages come from python_modules/.
@@ -217,6 +224,15 @@ class SnapshotFile {
     } catch {}
   }
 
+  /** Records why this snapshot is not taken, so later starts do not retry. */
+  refuse(reason) {
+    if (!this.#path) return;
+    try {
+      mkdirSync(dirname(this.#path), { recursive: true });
+      writeFileSync(`${this.#path}.nosnap`, `${reason}\n`);
+    } catch {}
+  }
+
   deserialize(description) {
     const value = this.#known[description?.pyflare];
     if (value === undefined) throw new Error(`unknown snapshot object ${JSON.stringify(description)}`);
@@ -225,6 +241,18 @@ class SnapshotFile {
 
   async take(py) {
     if (!this.wanted() || existsSync(this.#path)) return;
+    // Not emulated: restoring native extension modules (.so files from
+    // python_modules) from a snapshot; such workers start without one.
+    const native = py.runPython(`
+import sys
+sorted(name for name, m in list(sys.modules.items())
+       if str(getattr(m, "__file__", "") or "").startswith("/session/") and str(m.__file__).endswith(".so"))
+`).toJs();
+    if (native.length > 0) {
+      this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${native.slice(0, 3).join(", ")}) are not snapshotted`);
+      this.refuse(`native extension modules: ${native.join(", ")}`);
+      return;
+    }
     let bytes;
     try {
       bytes = py.makeMemorySnapshot({
@@ -237,9 +265,7 @@ class SnapshotFile {
       });
     } catch (error) {
       this.#log("info", `[pyflare] starting without a memory snapshot: ${error.message}`);
-      try {
-        writeFileSync(`${this.#path}.nosnap`, `${error.message}\n`);
-      } catch {}
+      this.refuse(error.message);
       return;
     }
     // Written after the worker is ready, off the start's critical path.
@@ -259,10 +285,10 @@ class SnapshotFile {
 }
 
 /** Mounts a host folder into Pyodide's file system. */
-function mountReadOnlyTree(py, hostPath, mountPoint) {
-  py.FS.mkdirTree(mountPoint);
+function mountReadOnlyTree(FS, hostPath, mountPoint) {
+  FS.mkdirTree(mountPoint);
   // Not emulated: workerd mounts these read-only; NODEFS writes through to disk.
-  py.FS.mount(py.FS.filesystems.NODEFS, { root: hostPath }, mountPoint);
+  FS.mount(FS.filesystems.NODEFS, { root: hostPath }, mountPoint);
 }
 
 /** `_pyodide_entrypoint_helper`, as workerd's PyodideEntrypointHelper. */

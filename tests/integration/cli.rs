@@ -230,3 +230,37 @@ fn cli_dev_refuses_a_corrupt_kv_store_without_deleting_it() {
         "not a sled database"
     );
 }
+
+#[test]
+fn cli_sync_installs_pyodide_wheels_and_names_a_package_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"w\"\nversion = \"0.1.0\"\ndependencies = [\"six\"]\n",
+    )
+    .unwrap();
+    let project = dir.path().to_str().unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let modules = dir.path().join("python_modules");
+    assert!(modules.join("six.py").is_file());
+    // Cloudflare's SDK comes along, as pywrangler sync adds it.
+    assert!(modules.join("workers").join("__init__.py").is_file());
+    assert!(modules.join(".pyflare-synced").is_file());
+
+    std::fs::write(
+        dir.path().join("pyproject.toml"),
+        "[project]\nname = \"w\"\nversion = \"0.1.0\"\ndependencies = [\"psycopg2\"]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = pyflare(&["sync", project]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(
+            "pyflare: error: `psycopg2` has no wheel that runs in Pyodide (pure Python or pyemscripten_2026_0_wasm32)\nhint: "
+        ),
+        "{stderr}"
+    );
+    // The last good sync is kept.
+    assert!(modules.join("six.py").is_file());
+}

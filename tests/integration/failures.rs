@@ -24,6 +24,8 @@ async fn failures_uncaught_exception_answers_500_with_traceback() {
         "{text}"
     );
     assert!(text.contains("ValueError: boom from Python"), "{text}");
+    // pyflare's own glue is not part of the user's traceback.
+    assert!(!text.contains("_pyflare"), "{text}");
 
     // Browsers get the HTML developer page with the same traceback.
     let res = TestWorker::client()
@@ -127,6 +129,7 @@ async fn failures_load_error_is_served_with_its_traceback() {
         "{text}"
     );
     assert!(text.contains("entry.py\", line 3"), "{text}");
+    assert!(!text.contains("importlib"), "{text}");
     assert!(w.output().contains("ModuleNotFoundError"));
 }
 

@@ -204,3 +204,37 @@ async fn wait_for_file(dir: &Path, suffix: &str, not_suffix: &str) -> std::path:
     }
     panic!("no {suffix} file in {}", dir.display());
 }
+
+#[tokio::test]
+async fn sync_runs_before_dev_when_pyproject_is_newer() {
+    let project = copy_fixture("packages");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert!(
+        w.output()
+            .contains("syncing python_modules/ for Pyodide: six"),
+        "{}",
+        w.output()
+    );
+    let body = w.get("/").await.text().await.unwrap();
+    assert!(body.starts_with("six 1."), "{body}");
+    assert!(
+        body.ends_with("from /session/python_modules/six.py"),
+        "{body}"
+    );
+    drop(w);
+    // Already in sync: the next start does not sync again.
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert!(!w.output().contains("syncing"), "{}", w.output());
+}

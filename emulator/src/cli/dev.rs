@@ -111,6 +111,13 @@ fn host_spec(
 /// Runs `pyflare dev` until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> Result<()> {
     let started = Instant::now();
+    if crate::cli::sync::needed(&args.dir) {
+        // As `pywrangler dev` does: dependencies first.
+        let dir = args.dir.clone();
+        tokio::task::spawn_blocking(move || crate::cli::sync::sync(&dir))
+            .await
+            .context("sync task failed")??;
+    }
     let clock = Arc::new(OffsetClock::default());
     let loaded = load(&args, &clock)?;
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)

@@ -2,6 +2,7 @@
 
 pub mod dev;
 pub mod kv;
+pub mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a Python Worker project locally.
     Dev(dev::DevArgs),
+    /// Install pyproject.toml's dependencies into python_modules/ for Pyodide.
+    Sync(sync::SyncArgs),
     /// Read and write local Workers KV data (as `wrangler kv ... --local`).
     Kv(kv::KvArgs),
     /// Install the pinned runtime (Node with JSPI, Pyodide, Cloudflare's
