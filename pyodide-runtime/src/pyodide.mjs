@@ -92,17 +92,21 @@ export async function prepareWorker(init, channel, standby) {
     }
   };
 
-  // A standby host will take a dedicated snapshot of code it has not seen yet.
-  const mayTakeDedicated = standby || dedicated.wanted();
+  // A standby host takes no snapshot: snapshot-taking mode runs slower, and
+  // it should serve the reloaded code at full speed.
+  const mayTakeDedicated = !standby && dedicated.wanted();
   let origin = "restored";
+  let makeMode = false;
   let py = await restore(dedicated, false);
   if (!py) {
     origin = "baseline";
-    py = await restore(baseline, mayTakeDedicated);
+    makeMode = mayTakeDedicated;
+    py = await restore(baseline, makeMode);
   }
   if (!py) {
     origin = "fresh";
-    py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: baseline.wanted() || mayTakeDedicated });
+    makeMode = (!standby && baseline.wanted()) || mayTakeDedicated;
+    py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: makeMode });
   }
 
   py.registerJsModule("_pyodide_entrypoint_helper", helper);
@@ -131,7 +135,7 @@ del _before, _added
     }
     if (!userSdk) py.runPython(`import sys; sys.path.append(${JSON.stringify(PINNED_SDK)})`);
     py.runPython("import workers, _pyflare.entrypoints");
-    await baseline.take(py);
+    if (makeMode) await baseline.take(py);
   }
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
@@ -171,7 +175,15 @@ if "random" in sys.modules:
       trace("seeded");
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
       trace("loaded");
-      await new SnapshotFile(snapshotPath, known, log).take(py);
+      const taken = await new SnapshotFile(standby ? null : snapshotPath, known, log).take(py);
+      if (makeMode) {
+        // Pyodide runs slower while it can take snapshots (it tracks every
+        // JS global access); tell pyflare to swap in a host restored from the
+        // snapshot, or one started without snapshot tracking.
+        Promise.resolve(taken?.written).then(() =>
+          setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
+        );
+      }
       trace("snapshot");
       return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
     },
@@ -270,17 +282,22 @@ sorted(name for name, m in list(sys.modules.items())
     }
     // Written after the worker is ready, off the start's critical path.
     const path = this.#path;
-    setTimeout(() => {
-      try {
-        mkdirSync(dirname(path), { recursive: true });
-        const digest = createHash("sha256").update(bytes).digest();
-        const tmp = `${path}.${process.pid}.tmp`;
-        writeFileSync(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
-        renameSync(tmp, path);
-      } catch (error) {
-        this.#log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
-      }
-    }, 0);
+    return {
+      written: new Promise((resolve) =>
+        setTimeout(() => {
+          try {
+            mkdirSync(dirname(path), { recursive: true });
+            const digest = createHash("sha256").update(bytes).digest();
+            const tmp = `${path}.${process.pid}.tmp`;
+            writeFileSync(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
+            renameSync(tmp, path);
+          } catch (error) {
+            this.#log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
+          }
+          resolve();
+        }, 0),
+      ),
+    };
   }
 }
 

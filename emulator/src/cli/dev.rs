@@ -88,8 +88,9 @@ fn host_spec(
     loaded: Loaded,
     runtime: &Runtime,
     socket_dir: &std::path::Path,
-    snapshots: bool,
+    args: &DevArgs,
 ) -> HostSpec {
+    let snapshots = !args.no_snapshot;
     let mut init = worker_init(&loaded.config, runtime, loaded.bindings.init);
     if snapshots {
         let path = |p: std::path::PathBuf| Some(p.to_string_lossy().into_owned());
@@ -105,6 +106,7 @@ fn host_spec(
         socket_dir: socket_dir.to_path_buf(),
         cpu_limit: Duration::from_millis(loaded.config.cpu_ms),
         bindings: Arc::new(loaded.bindings.map),
+        standby: !args.no_reload && snapshots,
     }
 }
 
@@ -143,12 +145,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let root = loaded.config.root.clone();
     let banner = loaded.bindings.banner.clone();
     let crons = Arc::new(RwLock::new(loaded.crons.clone()));
-    let supervisor = Supervisor::spawn(host_spec(
-        loaded,
-        &runtime,
-        socket_dir.path(),
-        !args.no_snapshot,
-    ));
+    let supervisor = Supervisor::spawn(host_spec(loaded, &runtime, socket_dir.path(), &args));
 
     let how = match supervisor.current().await {
         Slot::Ready(host) => match host.origin.as_str() {
@@ -280,7 +277,7 @@ fn start_reloading(
             match load(&args, &clock) {
                 Ok(loaded) => {
                     *crons.write().unwrap_or_else(|p| p.into_inner()) = loaded.crons.clone();
-                    supervisor.reload(host_spec(loaded, &runtime, &socket_dir, !args.no_snapshot));
+                    supervisor.reload(host_spec(loaded, &runtime, &socket_dir, &args));
                 }
                 Err(error) => {
                     logging::error(&format!(

@@ -133,6 +133,8 @@ struct Shared {
     /// Requests dispatched to this host (for logs and tests).
     dispatched: AtomicU64,
     bindings: Arc<BindingMap>,
+    /// Set when the host has written its snapshots (see `Host::snapshot_done`).
+    snapshot_done: watch::Sender<bool>,
     /// Binding calls whose body is still arriving.
     call_bodies: Mutex<HashMap<u32, PendingCall>>,
 }
@@ -280,6 +282,7 @@ impl Host {
             exit: exit_tx,
             dispatched: AtomicU64::new(0),
             bindings,
+            snapshot_done: watch::channel(false).0,
             call_bodies: Mutex::default(),
         });
         shared.send(&ToHost::Hello {
@@ -308,6 +311,14 @@ impl Host {
                 return ExitReason::Crashed("host state dropped".into());
             }
         }
+    }
+
+    /// Resolves once the host has written its memory snapshots. Such a host
+    /// runs in Pyodide's slower snapshot-taking mode, so the supervisor
+    /// swaps in one restored from the snapshot.
+    pub async fn snapshot_done(&self) {
+        let mut rx = self.shared.snapshot_done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// Whether the host is still serving.
@@ -777,6 +788,9 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                     no_retry,
                 }));
             }
+        }
+        FromHost::SnapshotDone => {
+            shared.snapshot_done.send_replace(true);
         }
         FromHost::Ready { .. } | FromHost::LoadError { .. } | FromHost::StandbyReady { .. } => {}
     }

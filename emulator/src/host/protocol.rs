@@ -106,6 +106,7 @@ pub enum FromHost {
     StandbyReady {
         startup_ms: u64,
     },
+    SnapshotDone,
     LoadError {
         message: String,
     },

@@ -18,6 +18,9 @@ use super::{BindingMap, ExitReason, Host, Standby, StartError};
 use crate::logging;
 use crate::runtime::Runtime;
 
+/// How long after the first start the first standby host is prepared.
+const STANDBY_DELAY: Duration = Duration::from_secs(1);
+
 /// How long an old host may finish its in-flight requests after a swap.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -47,6 +50,8 @@ pub struct HostSpec {
     pub socket_dir: PathBuf,
     pub cpu_limit: Duration,
     pub bindings: Arc<BindingMap>,
+    /// Keep a standby host ready for reloads (live reload is on).
+    pub standby: bool,
 }
 
 impl Supervisor {
@@ -102,6 +107,8 @@ impl Supervisor {
 /// What ended a wait.
 enum Wake {
     Stop,
+    /// The serving host wrote its snapshots: swap in a faster one.
+    Refresh,
     Reload(Box<HostSpec>),
     Exited(ExitReason),
     Timer,
@@ -118,10 +125,12 @@ fn standby_key(spec: &HostSpec) -> String {
     serde_json::to_string(&init).unwrap_or_default()
 }
 
-/// Prepares a standby host for the next reload, in the background.
-fn prepare_standby(slot: &StandbySlot, spec: &HostSpec) {
+/// Prepares a standby host for the next reload, in the background, after
+/// `delay` (so it does not compete with the first requests).
+fn prepare_standby(slot: &StandbySlot, spec: &HostSpec, delay: Duration) {
     let (slot, spec) = (slot.clone(), spec.clone());
     tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
         let key = standby_key(&spec);
         if slot.lock().await.as_ref().is_some_and(|(k, _)| *k == key) {
             return;
@@ -143,8 +152,16 @@ fn prepare_standby(slot: &StandbySlot, spec: &HostSpec) {
 }
 
 /// Starts a host for `spec`, from the standby when it fits.
-async fn start_host(spec: &HostSpec, standby: &StandbySlot) -> Result<Arc<Host>, StartError> {
-    let prepared = standby.lock().await.take();
+async fn start_host(
+    spec: &HostSpec,
+    standby: &StandbySlot,
+    use_standby: bool,
+) -> Result<Arc<Host>, StartError> {
+    let prepared = if use_standby {
+        standby.lock().await.take()
+    } else {
+        None
+    };
     if let Some((key, prepared)) = prepared
         && key == standby_key(spec)
     {
@@ -174,8 +191,10 @@ async fn run(
     // The host serving while a new one starts.
     let mut serving: Option<Arc<Host>> = None;
     let standby: StandbySlot = Arc::default();
-    // Standby hosts are kept once the code has changed once: someone is editing.
-    let mut editing = false;
+    // With live reload on, a standby host waits for the next change.
+    let editing = spec.standby;
+    // A refresh swaps in a host restored from the snapshot; never a standby.
+    let mut refreshing = false;
     loop {
         if supervisor.is_stopped() {
             return;
@@ -185,7 +204,7 @@ async fn run(
         }
         let started_at = Instant::now();
         let started = tokio::select! {
-            started = start_host(&spec, &standby) => started,
+            started = start_host(&spec, &standby, !refreshing) => started,
             _ = supervisor.stop.notified() => return,
             Some(newer) = reloads.recv() => {
                 // Newer code arrived while starting: start that instead.
@@ -204,17 +223,23 @@ async fn run(
                 if let Some(old) = serving.take() {
                     tokio::spawn(drain(old));
                 }
-                if is_swap {
+                if is_swap && host.origin != "restored" {
                     logging::info(&format!(
                         "reloaded the worker in {} ms",
                         started_at.elapsed().as_millis()
                     ));
                 }
-                if editing {
-                    prepare_standby(&standby, &spec);
+                // Not while the host is about to be swapped for a restored one.
+                if editing && host.origin != "fresh" && host.origin != "baseline" {
+                    let delay = if is_swap {
+                        Duration::ZERO
+                    } else {
+                        STANDBY_DELAY
+                    };
+                    prepare_standby(&standby, &spec, delay);
                 }
                 let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
-                if matches!(wake, Wake::Reload(_)) {
+                if matches!(wake, Wake::Reload(_) | Wake::Refresh) {
                     serving = Some(host);
                 }
                 wake
@@ -228,7 +253,7 @@ async fn run(
                     return;
                 }
                 if editing {
-                    prepare_standby(&standby, &spec);
+                    prepare_standby(&standby, &spec, Duration::ZERO);
                 }
                 // Nothing changes until the code does.
                 wait(&supervisor, &mut reloads, None, None).await
@@ -244,12 +269,10 @@ async fn run(
                 wait(&supervisor, &mut reloads, None, Some(backoff)).await
             }
         };
+        refreshing = matches!(wake, Wake::Refresh);
         match wake {
             Wake::Stop => return,
-            Wake::Reload(newer) => {
-                spec = latest(*newer, &mut reloads);
-                editing = true;
-            }
+            Wake::Reload(newer) => spec = latest(*newer, &mut reloads),
             Wake::Exited(ExitReason::Stopped) => return,
             Wake::Exited(ExitReason::CpuLimit) => {
                 logging::warn("restarting the worker after it exceeded its CPU time limit")
@@ -257,7 +280,7 @@ async fn run(
             Wake::Exited(ExitReason::Crashed(why)) => {
                 logging::warn(&format!("the worker host stopped ({why}); restarting it"))
             }
-            Wake::Timer => {}
+            Wake::Timer | Wake::Refresh => {}
         }
     }
 }
@@ -274,6 +297,12 @@ async fn wait(
             None => std::future::pending().await,
         }
     };
+    let snapshot_done = async {
+        match host {
+            Some(host) => host.snapshot_done().await,
+            None => std::future::pending().await,
+        }
+    };
     let timer = async {
         match timer {
             Some(after) => tokio::time::sleep(after).await,
@@ -284,6 +313,7 @@ async fn wait(
         _ = supervisor.stop.notified() => Wake::Stop,
         Some(spec) = reloads.recv() => Wake::Reload(Box::new(spec)),
         reason = exited => Wake::Exited(reason),
+        _ = snapshot_done => Wake::Refresh,
         _ = timer => Wake::Timer,
     }
 }
