@@ -28,6 +28,7 @@ macro_rules! bindings {
 // Adding a binding is one folder under `src/` and one line here.
 bindings! {
     kv::KvNamespaces,
+    d1::D1Databases,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

@@ -1,0 +1,236 @@
+//! Splitting SQL into statements and counting their parameters, as SQLite
+//! reads them: quotes, comments, and trigger bodies (`BEGIN ... END`, with
+//! `CASE ... END` inside) are respected.
+
+/// One statement of a SQL text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement's text, without the trailing `;`.
+    pub sql: String,
+    /// Parameters it needs (SQLite numbering: `?` is one more than the
+    /// highest so far, `?NNN` is NNN).
+    pub parameters: usize,
+    /// 1-based line where the statement starts.
+    pub line: usize,
+}
+
+/// What a SQL text holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Whitespace only.
+    Empty,
+    /// Comments only.
+    OnlyComments,
+    /// One or more statements.
+    Statements(Vec<Statement>),
+}
+
+/// Splits `sql` into statements.
+pub fn split(sql: &str) -> Split {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut has_code = false;
+    let mut saw_comment = false;
+    let mut word = String::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    let mut parameters = 0usize;
+    let mut line = 1usize;
+    let mut start_line = 1usize;
+    let mut i = 0;
+
+    let end_word = |word: &mut String, words: &mut Vec<String>, depth: &mut usize| {
+        if word.is_empty() {
+            return;
+        }
+        let upper = word.to_ascii_uppercase();
+        let is_trigger = words.len() >= 2
+            && words[0] == "CREATE"
+            && (words[1] == "TRIGGER" || words.get(2).is_some_and(|w| w == "TRIGGER"));
+        if is_trigger {
+            match upper.as_str() {
+                "BEGIN" | "CASE" => *depth += 1,
+                "END" => *depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if words.len() < 3 {
+            words.push(upper);
+        }
+        word.clear();
+    };
+
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\n' {
+            line += 1;
+        }
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                end_word(&mut word, &mut words, &mut depth);
+                let close = if c == '[' { ']' } else { c };
+                if !has_code {
+                    start_line = line;
+                }
+                has_code = true;
+                current.push(c);
+                i += 1;
+                while i < chars.len() {
+                    let d = chars[i];
+                    if d == '\n' {
+                        line += 1;
+                    }
+                    current.push(d);
+                    i += 1;
+                    if d == close {
+                        // A doubled quote is an escaped quote.
+                        if close != ']' && i < chars.len() && chars[i] == close {
+                            current.push(close);
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+                continue;
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                end_word(&mut word, &mut words, &mut depth);
+                saw_comment = true;
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                end_word(&mut word, &mut words, &mut depth);
+                saw_comment = true;
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                    if chars[i] == '\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+                i += 2;
+                current.push(' ');
+                continue;
+            }
+            ';' => {
+                end_word(&mut word, &mut words, &mut depth);
+                if depth == 0 {
+                    if has_code {
+                        out.push(Statement {
+                            sql: current.trim().to_owned(),
+                            parameters,
+                            line: start_line,
+                        });
+                    }
+                    current.clear();
+                    has_code = false;
+                    words.clear();
+                    parameters = 0;
+                    i += 1;
+                    continue;
+                }
+                current.push(c);
+            }
+            '?' => {
+                end_word(&mut word, &mut words, &mut depth);
+                current.push(c);
+                if !has_code {
+                    start_line = line;
+                }
+                has_code = true;
+                let mut digits = String::new();
+                while i + 1 < chars.len() && chars[i + 1].is_ascii_digit() {
+                    i += 1;
+                    digits.push(chars[i]);
+                    current.push(chars[i]);
+                }
+                parameters = match digits.parse::<usize>() {
+                    Ok(n) => parameters.max(n),
+                    Err(_) => parameters + 1,
+                };
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                if !has_code {
+                    start_line = line;
+                }
+                has_code = true;
+                word.push(c);
+                current.push(c);
+            }
+            c => {
+                end_word(&mut word, &mut words, &mut depth);
+                if !c.is_whitespace() {
+                    if !has_code {
+                        start_line = line;
+                    }
+                    has_code = true;
+                }
+                current.push(c);
+            }
+        }
+        i += 1;
+    }
+    end_word(&mut word, &mut words, &mut depth);
+    if has_code {
+        out.push(Statement {
+            sql: current.trim().to_owned(),
+            parameters,
+            line: start_line,
+        });
+    }
+    if !out.is_empty() {
+        Split::Statements(out)
+    } else if saw_comment {
+        Split::OnlyComments
+    } else {
+        Split::Empty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statements(sql: &str) -> Vec<(String, usize)> {
+        match split(sql) {
+            Split::Statements(list) => list.into_iter().map(|s| (s.sql, s.parameters)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn splits_on_semicolons_outside_quotes_and_comments() {
+        assert_eq!(
+            statements("SELECT 'a;b' AS \"x;y\"; -- c;d\nSELECT 2 /* ; */;"),
+            vec![("SELECT 'a;b' AS \"x;y\"".into(), 0), ("SELECT 2".into(), 0)]
+        );
+        assert_eq!(statements("SELECT 'it''s;'"), vec![("SELECT 'it''s;'".into(), 0)]);
+    }
+
+    #[test]
+    fn counts_parameters_as_sqlite_numbers_them() {
+        assert_eq!(statements("SELECT ?, ?")[0].1, 2);
+        assert_eq!(statements("SELECT ?3, ?1")[0].1, 3);
+        assert_eq!(statements("SELECT ?2, ?")[0].1, 3);
+        assert_eq!(statements("SELECT '?'")[0].1, 0);
+    }
+
+    #[test]
+    fn trigger_bodies_stay_whole() {
+        let sql = "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE b SET n = CASE WHEN 1 THEN 2 END; DELETE FROM c; END; SELECT 1";
+        let list = statements(sql);
+        assert_eq!(list.len(), 2);
+        assert!(list[0].0.ends_with("DELETE FROM c; END"));
+    }
+
+    #[test]
+    fn empty_and_comment_only_texts() {
+        assert_eq!(split("  \n "), Split::Empty);
+        assert_eq!(split("-- nothing\n/* here */"), Split::OnlyComments);
+    }
+}

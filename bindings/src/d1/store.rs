@@ -1,0 +1,303 @@
+//! D1 storage behind [`D1Store`]: [`SqliteD1Store`], one plain SQLite file
+//! per database through sqlx (WAL mode, so the `sqlite3` command can open
+//! it while pyflare runs). sqlx types never leave this file.
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::error::D1Error;
+use super::statements::Statement;
+
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// NULL.
+    Null,
+    /// INTEGER.
+    Integer(i64),
+    /// REAL.
+    Real(f64),
+    /// TEXT.
+    Text(String),
+    /// BLOB.
+    Blob(Vec<u8>),
+}
+
+/// What one query produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// Column names of the last statement.
+    pub columns: Vec<String>,
+    /// Rows of the last statement; BLOBs as arrays of byte numbers, as D1 returns them.
+    pub rows: Vec<Vec<Value>>,
+    /// Rows changed.
+    pub changes: u64,
+    /// The connection's last inserted rowid.
+    pub last_row_id: i64,
+    /// Rows returned (pyflare's stand-in for rows scanned).
+    pub rows_read: u64,
+    /// Whether the database changed.
+    pub changed_db: bool,
+}
+
+/// The operations D1 needs of a storage engine.
+#[async_trait]
+pub trait D1Store: Send + Sync + std::fmt::Debug {
+    /// Runs `statements` in order (each committed on its own); the last one
+    /// gets `params`. Returns what the last produced.
+    async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error>;
+    /// Runs each query in one transaction: all or nothing.
+    async fn batch(&self, queries: &[(Vec<Statement>, Vec<Param>)]) -> Result<Vec<Outcome>, D1Error>;
+    /// Runs `statements` and, in the same transaction, `record` (a migration
+    /// and its row in the migrations table).
+    async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error>;
+    /// Bytes of the database.
+    async fn size(&self) -> Result<u64, D1Error>;
+    /// The database file's bytes.
+    async fn dump(&self) -> Result<Vec<u8>, D1Error>;
+}
+
+/// A D1 database in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteD1Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteD1Store {
+    /// Opens (or creates) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, D1Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| D1Error::Sqlite(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(sqlite_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // D1 enforces foreign keys.
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: D1 runs a database's queries one at a time.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(Self {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl SqliteD1Store {
+    /// The store at `path`, shared by every user in this process (bindings
+    /// of a reloaded worker, the CLI), so one pool serializes its queries.
+    pub async fn open_shared(path: &Path) -> Result<Self, D1Error> {
+        static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, SqliteD1Store>> =
+            std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(store) = OPEN.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(store.clone());
+        }
+        let store = Self::open(path).await?;
+        OPEN.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert_with(|| store.clone());
+        Ok(store)
+    }
+}
+
+#[async_trait]
+impl D1Store for SqliteD1Store {
+    async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
+        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        run_statements(&mut conn, statements, params).await
+    }
+
+    async fn batch(&self, queries: &[(Vec<Statement>, Vec<Param>)]) -> Result<Vec<Outcome>, D1Error> {
+        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        let mut out = Vec::with_capacity(queries.len());
+        for (statements, params) in queries {
+            // Dropping `tx` on error rolls the whole batch back.
+            out.push(run_statements(&mut tx, statements, params).await?);
+        }
+        tx.commit().await.map_err(sqlite_error)?;
+        Ok(out)
+    }
+
+    async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error> {
+        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        for statement in statements {
+            run_one(&mut tx, statement, &[]).await?;
+        }
+        for (statement, params) in record {
+            run_one(&mut tx, statement, params).await?;
+        }
+        tx.commit().await.map_err(sqlite_error)?;
+        Ok(())
+    }
+
+    async fn size(&self) -> Result<u64, D1Error> {
+        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        database_size(&mut conn).await
+    }
+
+    async fn dump(&self) -> Result<Vec<u8>, D1Error> {
+        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .map_err(|e| D1Error::Dump(e.to_string()))?;
+        drop(conn);
+        std::fs::read(&self.path).map_err(|e| D1Error::Dump(e.to_string()))
+    }
+}
+
+async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
+    let row = sqlx::query("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+    Ok(row.try_get::<i64, _>(0).unwrap_or(0).max(0) as u64)
+}
+
+async fn run_statements(conn: &mut SqliteConnection, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
+    let mut last = Outcome::default();
+    for (i, statement) in statements.iter().enumerate() {
+        let bound: &[Param] = if i + 1 == statements.len() { params } else { &[] };
+        last = run_one(conn, statement, bound).await?;
+    }
+    Ok(last)
+}
+
+/// Runs one statement, reading every value with its own storage class.
+async fn run_one(conn: &mut SqliteConnection, statement: &Statement, params: &[Param]) -> Result<Outcome, D1Error> {
+    let mut query = sqlx::query(&statement.sql);
+    for param in params {
+        query = match param {
+            Param::Null => query.bind(None::<i64>),
+            Param::Integer(n) => query.bind(*n),
+            Param::Real(f) => query.bind(*f),
+            Param::Text(s) => query.bind(s.clone()),
+            Param::Blob(b) => query.bind(b.clone()),
+        };
+    }
+    let mut out = Outcome::default();
+    {
+        let mut results = conn.fetch_many(query);
+        while let Some(item) = results.try_next().await.map_err(|e| sql_error(e, &statement.sql))? {
+            match item {
+                Either::Left(done) => {
+                    out.changes += done.rows_affected();
+                    out.last_row_id = done.last_insert_rowid();
+                }
+                Either::Right(row) => {
+                    if out.columns.is_empty() {
+                        out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                    }
+                    out.rows.push(row_values(&row));
+                }
+            }
+        }
+    }
+    if out.rows.is_empty() {
+        // Column names of a query that returned nothing.
+        if let Ok(prepared) = conn.prepare(statement.sql.as_str()).await {
+            out.columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
+        }
+    }
+    out.rows_read = out.rows.len() as u64;
+    let keyword = statement
+        .sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    out.changed_db = out.changes > 0 || matches!(keyword.as_str(), "CREATE" | "DROP" | "ALTER");
+    Ok(out)
+}
+
+fn row_values(row: &SqliteRow) -> Vec<Value> {
+    (0..row.len())
+        .map(|i| {
+            let Ok(raw) = row.try_get_raw(i) else {
+                return Value::Null;
+            };
+            if raw.is_null() {
+                return Value::Null;
+            }
+            match raw.type_info().name() {
+                "INTEGER" => row.try_get::<i64, _>(i).map(|n| json!(n)).unwrap_or(Value::Null),
+                "REAL" => row
+                    .try_get::<f64, _>(i)
+                    .map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
+                    .unwrap_or(Value::Null),
+                "BLOB" => row.try_get::<Vec<u8>, _>(i).map(|b| json!(b)).unwrap_or(Value::Null),
+                _ => row
+                    .try_get::<String, _>(i)
+                    .map(Value::String)
+                    .or_else(|_| row.try_get::<Vec<u8>, _>(i).map(|b| json!(b)))
+                    .unwrap_or(Value::Null),
+            }
+        })
+        .collect()
+}
+
+/// SQLite's primary result code names, as D1 appends them.
+fn code_name(code: i64) -> &'static str {
+    match code & 0xff {
+        1 => "SQLITE_ERROR",
+        2 => "SQLITE_INTERNAL",
+        3 => "SQLITE_PERM",
+        4 => "SQLITE_ABORT",
+        5 => "SQLITE_BUSY",
+        6 => "SQLITE_LOCKED",
+        7 => "SQLITE_NOMEM",
+        8 => "SQLITE_READONLY",
+        9 => "SQLITE_INTERRUPT",
+        10 => "SQLITE_IOERR",
+        11 => "SQLITE_CORRUPT",
+        13 => "SQLITE_FULL",
+        14 => "SQLITE_CANTOPEN",
+        18 => "SQLITE_TOOBIG",
+        19 => "SQLITE_CONSTRAINT",
+        20 => "SQLITE_MISMATCH",
+        21 => "SQLITE_MISUSE",
+        23 => "SQLITE_AUTH",
+        25 => "SQLITE_RANGE",
+        26 => "SQLITE_NOTADB",
+        _ => "SQLITE_ERROR",
+    }
+}
+
+/// `<message>[ at offset N]: <CODE>` as D1 words SQLite's errors.
+fn sql_error(error: sqlx::Error, sql: &str) -> D1Error {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1);
+            let mut message = db.message().to_owned();
+            // SQLite reports where a syntax error is; D1 includes it.
+            if let Some(token) = message.strip_prefix("near \"").and_then(|rest| rest.split('"').next())
+                && let Some(offset) = sql.find(token)
+            {
+                message.push_str(&format!(" at offset {offset}"));
+            }
+            D1Error::Sqlite(format!("{message}: {}", code_name(code)))
+        }
+        _ => sqlite_error(error),
+    }
+}
+
+fn sqlite_error(error: sqlx::Error) -> D1Error {
+    D1Error::Sqlite(error.to_string())
+}

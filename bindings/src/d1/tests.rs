@@ -1,0 +1,131 @@
+//! D1 unit tests on a real SQLite file: results, errors, batch atomicity,
+//! migrations.
+
+use super::migrations;
+use super::*;
+
+async fn db() -> (tempfile::TempDir, D1Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = D1DatabaseConfig {
+        binding: "DB".into(),
+        database_name: Some("test-db".into()),
+        database_id: None,
+        preview_database_id: None,
+        migrations_dir: None,
+        migrations_table: None,
+    };
+    let db = D1Database::new(config, dir.path());
+    (dir, db)
+}
+
+async fn query(db: &D1Database, sql: &str, params: Value, mode: &str) -> Result<Value, D1Error> {
+    db.run(D1Call::Query {
+        query: serde_json::from_value(json!({"sql": sql, "params": params})).unwrap(),
+        mode: mode.into(),
+        column: None,
+    })
+    .await
+    .map(|r| r.value)
+}
+
+#[tokio::test]
+async fn d1_file_is_named_after_the_database() {
+    let (dir, db) = db().await;
+    query(&db, "CREATE TABLE t (x)", json!([]), "all").await.unwrap();
+    assert!(dir.path().join("d1/test-db.sqlite3").is_file());
+}
+
+#[tokio::test]
+async fn d1_values_keep_their_types() {
+    let (_dir, db) = db().await;
+    query(&db, "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)", json!([]), "all")
+        .await
+        .unwrap();
+    let inserted = query(
+        &db,
+        "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
+        json!([1, 1.5, "text", [0, 255], null]),
+        "all",
+    )
+    .await
+    .unwrap();
+    assert_eq!(inserted["meta"]["changes"], 1);
+    assert_eq!(inserted["meta"]["last_row_id"], 1);
+    assert_eq!(inserted["results"], json!([]));
+    let all = query(&db, "SELECT * FROM t", json!([]), "all").await.unwrap();
+    assert_eq!(all["results"], json!([{"i": 1, "r": 1.5, "s": "text", "b": [0, 255], "n": null}]));
+    assert_eq!(all["success"], true);
+    let raw = query(&db, "SELECT s, i FROM t WHERE i = ?1", json!([2]), "raw").await.unwrap();
+    assert_eq!(raw, json!({"columns": ["s", "i"], "rows": []}));
+}
+
+#[tokio::test]
+async fn d1_rules_and_messages() {
+    let (_dir, db) = db().await;
+    let err = |r: Result<Value, D1Error>| r.unwrap_err().to_string();
+    assert_eq!(err(query(&db, "", json!([]), "all").await), "D1_ERROR: No SQL statements detected.");
+    assert_eq!(
+        err(query(&db, "-- nothing", json!([]), "all").await),
+        "D1_ERROR: SQL code did not contain a statement."
+    );
+    assert_eq!(
+        err(query(&db, "SELECT ?; SELECT ?", json!([1, 2]), "all").await),
+        "D1_ERROR: When executing multiple SQL statements in a single call, only the last statement can have parameters."
+    );
+    assert_eq!(
+        err(query(&db, "SELECT ?", json!([1, 2]), "all").await),
+        "D1_ERROR: Wrong number of parameter bindings for SQL query."
+    );
+    assert_eq!(
+        err(query(&db, "SELEC 1", json!([]), "all").await),
+        "D1_ERROR: near \"SELEC\": syntax error at offset 0: SQLITE_ERROR"
+    );
+    assert_eq!(
+        err(query(&db, "SELECT * FROM nope", json!([]), "all").await),
+        "D1_ERROR: no such table: nope: SQLITE_ERROR"
+    );
+    let last = query(&db, "SELECT 1 AS a; SELECT ? AS b", json!([2]), "all").await.unwrap();
+    assert_eq!(last["results"], json!([{"b": 2}]));
+}
+
+#[tokio::test]
+async fn d1_batch_is_all_or_nothing() {
+    let (_dir, db) = db().await;
+    query(&db, "CREATE TABLE t (x UNIQUE)", json!([]), "all").await.unwrap();
+    let batch = |sqls: &[&str]| D1Call::Batch {
+        queries: sqls
+            .iter()
+            .map(|s| serde_json::from_value(json!({"sql": s})).unwrap())
+            .collect(),
+    };
+    let error = db
+        .run(batch(&["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "D1_ERROR: UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT");
+    let count = query(&db, "SELECT count(*) AS n FROM t", json!([]), "all").await.unwrap();
+    assert_eq!(count["results"][0]["n"], 0);
+}
+
+#[tokio::test]
+async fn d1_migrations_apply_in_order_and_stop_at_a_failure() {
+    let (dir, db) = db().await;
+    let folder = dir.path().join("migrations");
+    let first = migrations::create(&folder, "create users", "2026-11-24T00:00:00.000Z").unwrap();
+    assert_eq!(first.file_name().unwrap(), "0000_create_users.sql");
+    std::fs::write(&first, "CREATE TABLE users (name TEXT);\nINSERT INTO users VALUES ('a');\n").unwrap();
+    let second = migrations::create(&folder, "broken", "2026-11-24T00:00:01.000Z").unwrap();
+    assert_eq!(second.file_name().unwrap(), "0001_broken.sql");
+    std::fs::write(&second, "INSERT INTO users VALUES ('b');\nSELEC oops;\n").unwrap();
+    let store = db.store().await.unwrap().clone();
+    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations").await.unwrap();
+    assert_eq!(pending, vec!["0000_create_users.sql", "0001_broken.sql"]);
+    migrations::apply(store.as_ref(), &folder, "d1_migrations", &pending[0]).await.unwrap();
+    let failed = migrations::apply(store.as_ref(), &folder, "d1_migrations", &pending[1]).await;
+    assert!(failed.unwrap_err().to_string().starts_with("0001_broken.sql: D1_ERROR: near \"SELEC\""));
+    // The failed file left nothing behind; the first stays applied.
+    let users = query(&db, "SELECT name FROM users", json!([]), "raw").await.unwrap();
+    assert_eq!(users["rows"], json!([["a"]]));
+    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations").await.unwrap();
+    assert_eq!(pending, vec!["0001_broken.sql"]);
+}
