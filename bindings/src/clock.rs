@@ -76,3 +76,25 @@ impl Clock for ManualClock {
         self.now_ms.load(Ordering::SeqCst)
     }
 }
+
+/// Measures how long an operation took (D1's `meta.duration`). This is
+/// elapsed real time, not the emulated clock: moving the clock forward
+/// must not make queries look slow.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Starts measuring.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "elapsed time of an operation, not the emulated clock"
+    )]
+    pub fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Milliseconds since `start`, to the microsecond.
+    pub fn elapsed_ms(&self) -> f64 {
+        (self.0.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+    }
+}

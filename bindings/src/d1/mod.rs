@@ -31,10 +31,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::OnceCell;
 
 use crate::binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
+use crate::clock::Stopwatch;
 use crate::error::{CfError, WireError};
 use call::{D1Call, Query};
 use config::D1DatabaseConfig;
@@ -138,7 +138,7 @@ impl D1Database {
         match call {
             D1Call::Query { query, mode, column } => {
                 let (statements, params) = prepare(&query)?;
-                let started = Instant::now();
+                let started = Stopwatch::start();
                 let store = self.store().await?;
                 let outcome = store.run(&statements, &params).await?;
                 let meta = meta(&outcome, started, store.size().await?);
@@ -146,7 +146,7 @@ impl D1Database {
             }
             D1Call::Batch { queries } => {
                 let prepared = queries.iter().map(prepare).collect::<Result<Vec<_>, _>>()?;
-                let started = Instant::now();
+                let started = Stopwatch::start();
                 let store = self.store().await?;
                 let outcomes = store.batch(&prepared).await?;
                 let size = store.size().await?;
@@ -157,7 +157,7 @@ impl D1Database {
                 Ok(Reply::json(Value::Array(results)))
             }
             D1Call::Exec { sql } => {
-                let started = Instant::now();
+                let started = Stopwatch::start();
                 let store = self.store().await?;
                 let mut count = 0;
                 for (index, line) in sql.lines().enumerate() {
@@ -274,11 +274,11 @@ fn param(value: &Value) -> Result<Param, D1Error> {
     })
 }
 
-fn elapsed_ms(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+fn elapsed_ms(started: Stopwatch) -> f64 {
+    started.elapsed_ms()
 }
 
-fn meta(outcome: &Outcome, started: Instant, size_after: u64) -> Value {
+fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
     let duration = elapsed_ms(started);
     json!({
         "served_by": "pyflare.db",
