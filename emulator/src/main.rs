@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             Command::Setup => pyflare::cli::setup(),
             Command::Sync(args) => pyflare::cli::sync::run(&args),
             Command::Kv(args) => pyflare::cli::kv::run(args).await,
+            Command::D1(args) => pyflare::cli::d1::run(args).await,
         }
     });
     // Do not wait for blocked tasks (a host being killed) on the way out.

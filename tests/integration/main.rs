@@ -15,6 +15,8 @@ mod runtime;
 mod failures;
 // Workers KV through Cloudflare's SDK.
 mod kv;
+// D1 through Cloudflare's SDK, and the d1 commands.
+mod d1;
 // Cron triggers and the scheduled endpoint.
 mod cron;
 // Live reload and memory snapshots.

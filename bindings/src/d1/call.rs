@@ -42,5 +42,5 @@ pub enum D1Call {
         sql: String,
     },
     /// `dump()`: the database file.
-    Dump,
+    Dump {},
 }

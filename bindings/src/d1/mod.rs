@@ -123,6 +123,16 @@ impl D1Database {
         }
     }
 
+    /// Its configuration.
+    pub fn config(&self) -> &D1DatabaseConfig {
+        &self.config
+    }
+
+    /// Its SQLite file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// The open store (opened on first use).
     pub async fn store(&self) -> Result<&Arc<dyn D1Store>, D1Error> {
         self.store
@@ -180,7 +190,7 @@ impl D1Database {
                 }
                 Ok(Reply::json(json!({ "count": count, "duration": elapsed_ms(started) })))
             }
-            D1Call::Dump => {
+            D1Call::Dump {} => {
                 let bytes = self.store().await?.dump().await?;
                 Ok(Reply {
                     value: Value::Null,
@@ -278,7 +288,8 @@ fn elapsed_ms(started: Stopwatch) -> f64 {
     started.elapsed_ms()
 }
 
-fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
+/// `meta` of a D1 result.
+pub fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
     let duration = elapsed_ms(started);
     json!({
         "served_by": "pyflare.db",
@@ -296,8 +307,8 @@ fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
     })
 }
 
-/// The reply for one statement in `mode`.
-fn shape(outcome: &Outcome, mode: &str, column: Option<&str>, meta: Value) -> Result<Value, D1Error> {
+/// The reply for one statement in `mode` (`all`, `raw` or `first`).
+pub fn shape(outcome: &Outcome, mode: &str, column: Option<&str>, meta: Value) -> Result<Value, D1Error> {
     let objects = || -> Vec<Value> {
         outcome
             .rows

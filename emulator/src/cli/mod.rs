@@ -1,5 +1,6 @@
 //! Command line: `pyflare dev`, shaped like `wrangler dev`.
 
+pub mod d1;
 pub mod dev;
 pub mod kv;
 pub mod sync;
@@ -20,6 +21,8 @@ pub enum Command {
     Dev(dev::DevArgs),
     /// Install pyproject.toml's dependencies into python_modules/ for Pyodide.
     Sync(sync::SyncArgs),
+    /// Local D1 databases: migrations and SQL (as `wrangler d1 ... --local`).
+    D1(d1::D1Args),
     /// Read and write local Workers KV data (as `wrangler kv ... --local`).
     Kv(kv::KvArgs),
     /// Install the pinned runtime (Node with JSPI, Pyodide, Cloudflare's

@@ -1,0 +1,391 @@
+//! D1 through `pyflare dev` (the `d1_quotes` fixture calls every method
+//! through Cloudflare's SDK) and the `pyflare d1` commands.
+
+use crate::util::{TestWorker, fixture, pyflare_bin};
+use serde_json::{Value, json};
+use std::process::Command;
+
+fn pyflare(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(pyflare_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A state folder with the fixture's migrations applied by the CLI.
+fn migrated_state() -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let dir = fixture("d1_quotes");
+    let (code, stdout, stderr) = pyflare(&[
+        "d1",
+        "migrations",
+        "apply",
+        "quotes",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--persist-to",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    state
+}
+
+async fn call(w: &TestWorker, route: &str, body: Value) -> Value {
+    TestWorker::client()
+        .post(w.url(&format!("/{route}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn error(message: &str) -> Value {
+    json!({"error": "JsException", "message": format!("Error: {message}")})
+}
+
+#[tokio::test]
+async fn d1_queries_return_cloudflares_shapes() {
+    let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;
+    let all = call(&w, "query", json!({"sql": "SELECT id, author FROM quotes WHERE rating >= ? ORDER BY id", "params": [4]})).await;
+    assert_eq!(all["success"], true);
+    assert_eq!(
+        all["results"],
+        json!([{"id": 1, "author": "Ada Lovelace"}, {"id": 2, "author": "Grace Hopper"}])
+    );
+    let meta = all["meta"].as_object().unwrap();
+    for key in [
+        "duration",
+        "size_after",
+        "rows_read",
+        "rows_written",
+        "last_row_id",
+        "changed_db",
+        "changes",
+        "served_by",
+    ] {
+        assert!(meta.contains_key(key), "meta lacks {key}: {meta:?}");
+    }
+    assert_eq!(all["meta"]["rows_read"], 2);
+    assert_eq!(all["meta"]["changed_db"], false);
+
+    let run = call(
+        &w,
+        "query",
+        json!({"mode": "run", "sql": "INSERT INTO quotes (author, text, rating, image) VALUES (?1, ?2, ?3, ?4)",
+               "params": ["Alan Kay", "The best way to predict the future is to invent it.", 4.75, {"$bytes": [0, 1, 254, 255]}]}),
+    )
+    .await;
+    assert_eq!(run["results"], json!([]));
+    assert_eq!(run["meta"]["changes"], 1);
+    assert_eq!(run["meta"]["last_row_id"], 3);
+    assert_eq!(run["meta"]["changed_db"], true);
+    assert!(run["meta"]["size_after"].as_u64().unwrap() > 0);
+
+    assert_eq!(
+        call(&w, "query", json!({"mode": "first", "sql": "SELECT author, rating FROM quotes WHERE id = ?", "params": [3]})).await,
+        json!({"author": "Alan Kay", "rating": 4.75})
+    );
+    assert_eq!(
+        call(&w, "query", json!({"mode": "first", "column": "author", "sql": "SELECT author FROM quotes WHERE id = ?", "params": [1]})).await,
+        json!("Ada Lovelace")
+    );
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"mode": "first", "sql": "SELECT * FROM quotes WHERE id = 99"})
+        )
+        .await,
+        Value::Null
+    );
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"mode": "raw", "sql": "SELECT id, author FROM quotes WHERE id < 3 ORDER BY id"})
+        )
+        .await,
+        json!([[1, "Ada Lovelace"], [2, "Grace Hopper"]])
+    );
+    assert_eq!(
+        call(&w, "query", json!({"mode": "raw", "columnNames": true, "sql": "SELECT id, author FROM quotes WHERE id = 99"})).await,
+        json!([["id", "author"]])
+    );
+    assert_eq!(
+        call(
+            &w,
+            "results-index",
+            json!({"sql": "SELECT count(*) AS n FROM quotes"})
+        )
+        .await,
+        json!({"n": 3})
+    );
+    // BLOBs come back as D1 returns them: arrays of bytes.
+    assert_eq!(
+        call(
+            &w,
+            "blob-type",
+            json!({"sql": "SELECT image FROM quotes WHERE id = 3"})
+        )
+        .await,
+        json!({"type": "list", "value": [0, 1, 254, 255]})
+    );
+    // None binds NULL; booleans bind 1 and 0.
+    assert_eq!(
+        call(&w, "query", json!({"mode": "first", "sql": "SELECT ? IS NULL AS n, ? AS t, ? AS f", "params": [null, true, false]})).await,
+        json!({"n": 1, "t": 1, "f": 0})
+    );
+}
+
+#[tokio::test]
+async fn d1_errors_are_cloudflares() {
+    let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;
+    assert_eq!(
+        call(&w, "query", json!({"sql": "SELEC 1"})).await,
+        error("D1_ERROR: near \"SELEC\": syntax error at offset 0: SQLITE_ERROR")
+    );
+    assert_eq!(
+        call(&w, "query", json!({"sql": "SELECT * FROM missing"})).await,
+        error("D1_ERROR: no such table: missing: SQLITE_ERROR")
+    );
+    assert_eq!(
+        call(&w, "query", json!({"sql": "  "})).await,
+        error("D1_ERROR: No SQL statements detected.")
+    );
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"sql": "SELECT ?; SELECT ?", "params": [1, 2]})
+        )
+        .await,
+        error(
+            "D1_ERROR: When executing multiple SQL statements in a single call, only the last statement can have parameters."
+        )
+    );
+    assert_eq!(
+        call(&w, "query", json!({"sql": "SELECT ?", "params": [1, 2]})).await,
+        error("D1_ERROR: Wrong number of parameter bindings for SQL query.")
+    );
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"mode": "first", "column": "nope", "sql": "SELECT author FROM quotes"})
+        )
+        .await,
+        error("D1_COLUMN_NOTFOUND: Column not found (nope)")
+    );
+    assert_eq!(
+        call(&w, "query", json!({"sql": "INSERT INTO quotes (author, text) VALUES ('x', ?)", "params": ["It is easier to ask forgiveness than it is to get permission."]})).await,
+        error("D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT")
+    );
+    // An integer beyond 2^53 becomes a JS BigInt, which D1 refuses.
+    let big = call(
+        &w,
+        "query",
+        json!({"sql": "SELECT ?", "params": [{"$int": "99999999999999999999"}]}),
+    )
+    .await;
+    assert_eq!(
+        big["message"],
+        "Error: D1_TYPE_ERROR: Type 'bigint' not supported for value '99999999999999999999'"
+    );
+    let params: Vec<Value> = (0..101).map(|i| json!(i)).collect();
+    let placeholders = vec!["?"; 101].join(", ");
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"sql": format!("SELECT {placeholders}"), "params": params})
+        )
+        .await,
+        error("D1_ERROR: too many SQL variables: SQLITE_ERROR")
+    );
+    // The worker keeps serving.
+    assert_eq!(
+        call(
+            &w,
+            "query",
+            json!({"mode": "first", "column": "n", "sql": "SELECT 1 AS n"})
+        )
+        .await,
+        json!(1)
+    );
+}
+
+#[tokio::test]
+async fn d1_batch_exec_dump_and_sessions() {
+    let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;
+    let batch = call(
+        &w,
+        "batch",
+        json!({"statements": [
+            {"sql": "INSERT INTO quotes (author, text) VALUES (?, ?)", "params": ["A", "first"]},
+            {"sql": "SELECT count(*) AS n FROM quotes"}
+        ]}),
+    )
+    .await;
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert_eq!(batch[0]["meta"]["changes"], 1);
+    assert_eq!(batch[1]["results"], json!([{"n": 3}]));
+
+    // A failure anywhere rolls the whole batch back.
+    let failed = call(
+        &w,
+        "batch",
+        json!({"statements": [
+            {"sql": "INSERT INTO quotes (author, text) VALUES ('B', 'second')"},
+            {"sql": "INSERT INTO quotes (author, text) VALUES ('C', 'first')"}
+        ]}),
+    )
+    .await;
+    assert_eq!(
+        failed,
+        error("D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT")
+    );
+    assert_eq!(
+        call(&w, "query", json!({"mode": "first", "column": "n", "sql": "SELECT count(*) AS n FROM quotes WHERE author = 'B'"})).await,
+        json!(0)
+    );
+
+    let exec = call(&w, "exec", json!({"sql": "CREATE TABLE tags (name TEXT);\nINSERT INTO tags VALUES ('a');\nINSERT INTO tags VALUES ('b');"})).await;
+    assert_eq!(exec["count"], 3);
+    assert!(exec["duration"].is_number());
+    assert_eq!(
+        call(
+            &w,
+            "exec",
+            json!({"sql": "INSERT INTO tags VALUES ('c');\nINSERTZ INTO tags;"})
+        )
+        .await,
+        error(
+            "D1_EXEC_ERROR: Error in line 2: INSERTZ INTO tags;: near \"INSERTZ\": syntax error at offset 0: SQLITE_ERROR"
+        )
+    );
+
+    let dump = call(&w, "dump", json!({})).await;
+    assert_eq!(dump["header"], "SQLite format 3");
+    assert!(dump["bytes"].as_u64().unwrap() >= 4096);
+
+    let session = call(&w, "session", json!({})).await;
+    assert_eq!(session["before"], Value::Null);
+    assert!(session["after"].as_str().unwrap().len() > 10);
+}
+
+#[tokio::test]
+async fn d1_commit_survives_kill_9_and_file_is_readable() {
+    let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;
+    let run = call(&w, "query", json!({"mode": "run", "sql": "INSERT INTO quotes (author, text) VALUES ('K', 'kill -9 proof')"})).await;
+    assert_eq!(run["meta"]["changes"], 1);
+    let state = w.kill_keep_state().await;
+    // The file is a plain SQLite database under a readable name.
+    let dir = fixture("d1_quotes");
+    let (code, stdout, stderr) = pyflare(&[
+        "d1",
+        "execute",
+        "quotes",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--persist-to",
+        state.path().to_str().unwrap(),
+        "--json",
+        "--command",
+        "SELECT author FROM quotes WHERE text = 'kill -9 proof'",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out[0]["results"], json!([{"author": "K"}]));
+    assert!(state.path().join("d1/quotes.sqlite3").is_file());
+    let w = TestWorker::start_in("d1_quotes", state, &["--no-reload"]).await;
+    assert_eq!(
+        call(&w, "query", json!({"mode": "first", "column": "author", "sql": "SELECT author FROM quotes WHERE text = 'kill -9 proof'"})).await,
+        json!("K")
+    );
+}
+
+#[test]
+fn d1_migrations_cli_create_list_apply() {
+    let project = crate::util::copy_fixture("d1_quotes");
+    let state = tempfile::tempdir().unwrap();
+    let dir = project.path().to_str().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let d1 = |args: &[&str]| {
+        let mut all = vec!["d1"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--dir", dir, "--persist-to", state_dir]);
+        pyflare(&all)
+    };
+    assert_eq!(
+        d1(&["migrations", "list", "quotes"]),
+        (
+            0,
+            "Migrations to be applied:\n  0000_create_quotes.sql\n  0001_seed.sql\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        d1(&["migrations", "apply", "quotes"]),
+        (
+            0,
+            "Migrations to be applied:\n  0000_create_quotes.sql\n  0001_seed.sql\n✅ 0000_create_quotes.sql\n✅ 0001_seed.sql\n✅ Applied 2 migrations.\n".into(),
+            String::new()
+        )
+    );
+    // Applying again does nothing; the binding name works too.
+    assert_eq!(
+        d1(&["migrations", "apply", "DB"]).1,
+        "✅ No migrations to apply!\n"
+    );
+
+    // create numbers from the files present.
+    let (code, stdout, _) = d1(&["migrations", "create", "quotes", "add tags"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("✅ Successfully created Migration '0002_add_tags.sql'!\n"),
+        "{stdout}"
+    );
+    let created = project.path().join("migrations/0002_add_tags.sql");
+    let text = std::fs::read_to_string(&created).unwrap();
+    assert!(
+        text.starts_with("-- Migration number: 0002 \t 20"),
+        "{text:?}"
+    );
+
+    // A failing migration is rolled back and stops the run.
+    std::fs::write(
+        &created,
+        "CREATE TABLE tags (name TEXT);\nINSERT INTO nope VALUES (1);\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = d1(&["migrations", "apply", "quotes"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stdout,
+        "Migrations to be applied:\n  0002_add_tags.sql\n❌ 0002_add_tags.sql\n"
+    );
+    assert!(
+        stderr.starts_with("pyflare: error: migration 0002_add_tags.sql failed and was rolled back: D1_ERROR: no such table: nope: SQLITE_ERROR\nhint: "),
+        "{stderr}"
+    );
+    let (_, stdout, _) = d1(&[
+        "execute",
+        "quotes",
+        "--json",
+        "--command",
+        "SELECT name FROM sqlite_master WHERE name = 'tags'",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()[0]["results"],
+        json!([])
+    );
+    assert_eq!(
+        d1(&["migrations", "list", "quotes"]).1,
+        "Migrations to be applied:\n  0002_add_tags.sql\n"
+    );
+}
