@@ -5,7 +5,7 @@
 #     snapshot cached, next to a bare Node+Pyodide server's start
 #   - reload: time from saving a file to the first response with the new code
 #   - hello world requests/s and p99 (wrk), next to the bare ceiling
-#   - a request doing one KV put and one KV get
+#   - a request doing one KV put and one KV get, and one doing a D1 select
 #   - memory of the worker host
 #
 #   bash bench/run.sh                 # needs wrk and curl (apt-get install wrk curl)
@@ -105,7 +105,15 @@ wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
 KV_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
 kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
 
-# 5. The bare ceiling, same machine, same run.
+# 5. A request doing one D1 select with a bound parameter.
+"$BIN" dev bench/workers/d1 --port "$PORT" --persist-to "$WORK/d1-state" --no-reload >"$LOG" 2>&1 &
+PYFLARE_PID=$!
+wait_up "$PORT"
+wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+D1_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+
+# 6. The bare ceiling, same machine, same run.
 "$NODE" bench/baseline.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" >/dev/null 2>&1 &
 BASE_PID=$!
 wait_up "$BASE_PORT"
@@ -120,4 +128,5 @@ echo "hello world via pyflare dev:    ${P_RPS} req/s, p99 $(p99 "$PYFLARE_OUT") 
 echo "bare Node+Pyodide ceiling:      ${B_RPS} req/s, p99 $(p99 "$BASE_OUT")"
 echo "ratio pyflare / bare:           $(ratio "$P_RPS" "$B_RPS") (target >= 0.80)"
 echo "KV put+get via pyflare dev:     $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT") (target >= 3000)"
+echo "D1 select via pyflare dev:     $(rps "$D1_OUT") req/s, p99 $(p99 "$D1_OUT") (target >= 3000)"
 echo "memory: worker host RSS $((HOST_RSS / 1024)) MB after the hello run (target <= 200), pyflare RSS $((PYFLARE_RSS / 1024)) MB"

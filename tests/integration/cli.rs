@@ -158,7 +158,7 @@ fn cli_kv_key_put_get_list_delete_on_local_state() {
     assert_eq!(kv(&["get", "greeting"]), (0, "hello".into(), String::new()));
     assert_eq!(
         kv(&["list"]).1,
-        "[\n  {\n    \"metadata\": {\n      \"lang\": \"en\"\n    },\n    \"name\": \"greeting\"\n  },\n  {\n    \"name\": \"other\"\n  }\n]\n"
+        "[\n  {\n    \"name\": \"greeting\",\n    \"metadata\": {\n      \"lang\": \"en\"\n    }\n  },\n  {\n    \"name\": \"other\"\n  }\n]\n"
     );
     assert_eq!(
         kv(&["delete", "greeting"]),

@@ -151,7 +151,7 @@ impl D1Database {
                 let started = Stopwatch::start();
                 let store = self.store().await?;
                 let outcome = store.run(&statements, &params).await?;
-                let meta = meta(&outcome, started, store.size().await?);
+                let meta = meta(&outcome, started);
                 Ok(Reply::json(shape(&outcome, &mode, column.as_deref(), meta)?))
             }
             D1Call::Batch { queries } => {
@@ -159,10 +159,9 @@ impl D1Database {
                 let started = Stopwatch::start();
                 let store = self.store().await?;
                 let outcomes = store.batch(&prepared).await?;
-                let size = store.size().await?;
                 let results: Vec<Value> = outcomes
                     .iter()
-                    .map(|o| shape(o, "all", None, meta(o, started, size)))
+                    .map(|o| shape(o, "all", None, meta(o, started)))
                     .collect::<Result<_, _>>()?;
                 Ok(Reply::json(Value::Array(results)))
             }
@@ -289,7 +288,7 @@ fn elapsed_ms(started: Stopwatch) -> f64 {
 }
 
 /// `meta` of a D1 result.
-pub fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
+pub fn meta(outcome: &Outcome, started: Stopwatch) -> Value {
     let duration = elapsed_ms(started);
     json!({
         "served_by": "pyflare.db",
@@ -300,7 +299,7 @@ pub fn meta(outcome: &Outcome, started: Stopwatch, size_after: u64) -> Value {
         "changes": outcome.changes,
         "last_row_id": outcome.last_row_id,
         "changed_db": outcome.changed_db,
-        "size_after": size_after,
+        "size_after": outcome.size_after,
         "rows_read": outcome.rows_read,
         "rows_written": outcome.changes,
         "total_attempts": 1,

@@ -44,6 +44,8 @@ pub struct Outcome {
     pub rows_read: u64,
     /// Whether the database changed.
     pub changed_db: bool,
+    /// Bytes of the database after the query.
+    pub size_after: u64,
 }
 
 /// The operations D1 needs of a storage engine.
@@ -122,7 +124,9 @@ impl SqliteD1Store {
 impl D1Store for SqliteD1Store {
     async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
         let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
-        run_statements(&mut conn, statements, params).await
+        let mut outcome = run_statements(&mut conn, statements, params).await?;
+        outcome.size_after = database_size(&mut conn).await?;
+        Ok(outcome)
     }
 
     async fn batch(&self, queries: &[(Vec<Statement>, Vec<Param>)]) -> Result<Vec<Outcome>, D1Error> {
@@ -132,7 +136,11 @@ impl D1Store for SqliteD1Store {
             // Dropping `tx` on error rolls the whole batch back.
             out.push(run_statements(&mut tx, statements, params).await?);
         }
+        let size_after = database_size(&mut tx).await?;
         tx.commit().await.map_err(sqlite_error)?;
+        for outcome in &mut out {
+            outcome.size_after = size_after;
+        }
         Ok(out)
     }
 

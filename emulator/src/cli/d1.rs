@@ -239,7 +239,7 @@ pub async fn run(args: D1Args) -> Result<()> {
             for statement in &statements {
                 let started = Stopwatch::start();
                 let outcome = store.run(std::slice::from_ref(statement), &[]).await?;
-                let meta = d1::meta(&outcome, started, store.size().await?);
+                let meta = d1::meta(&outcome, started);
                 let shaped = d1::shape(&outcome, "all", None, meta)?;
                 results.push((outcome, shaped));
             }
