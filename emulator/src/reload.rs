@@ -14,22 +14,28 @@ use tokio::sync::mpsc;
 /// Quiet time after the last event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(40);
 
+/// Folders that hold state, caches, tools or version control, never the
+/// worker's code: no reload for changes in them, no part of a snapshot key.
+pub fn is_not_code(folder: &str) -> bool {
+    matches!(
+        folder,
+        ".pyflare"
+            | ".wrangler"
+            | ".git"
+            | "node_modules"
+            | "__pycache__"
+            | ".venv"
+            | ".venv-workers"
+            | "target"
+    )
+}
+
 /// Folders and files whose changes never reload the worker.
 fn ignored(path: &Path) -> bool {
     let skip_dir = path.components().any(|c| match c {
         Component::Normal(name) => {
             let name = name.to_string_lossy();
-            matches!(
-                name.as_ref(),
-                ".pyflare"
-                    | ".wrangler"
-                    | ".git"
-                    | "node_modules"
-                    | "__pycache__"
-                    | ".venv"
-                    | ".venv-workers"
-                    | "target"
-            )
+            is_not_code(&name) || name == ".python_modules.syncing"
         }
         _ => false,
     });

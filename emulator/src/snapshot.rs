@@ -106,17 +106,7 @@ fn hash_tree(hasher: &mut Sha256, root: &Path) {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if matches!(
-                name.as_ref(),
-                ".pyflare"
-                    | ".wrangler"
-                    | ".git"
-                    | "node_modules"
-                    | "__pycache__"
-                    | ".venv"
-                    | ".venv-workers"
-                    | "target"
-            ) {
+            if crate::reload::is_not_code(&name) {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };

@@ -97,16 +97,21 @@ async function start(hello) {
   }
   try {
     const worker = await loadWorker(hello.worker, channel);
-    events = new Events(worker, channel);
-    channel.send({
-      type: "ready",
-      version: PROTOCOL_VERSION,
-      startup_ms: Math.round(performance.now() - started),
-      origin: worker.origin,
-    });
+    serve(worker, started);
   } catch (error) {
     channel.send({ type: "load_error", message: describeError(error) });
   }
+}
+
+/** Starts serving `worker` and tells pyflare it is ready. */
+function serve(worker, started) {
+  events = new Events(worker, channel);
+  channel.send({
+    type: "ready",
+    version: PROTOCOL_VERSION,
+    startup_ms: Math.round(performance.now() - started),
+    origin: worker.origin,
+  });
 }
 
 async function finishStandby(message) {
@@ -114,13 +119,7 @@ async function finishStandby(message) {
   const started = performance.now();
   try {
     const worker = await standbyStage.finish(message.snapshot_path);
-    events = new Events(worker, channel);
-    channel.send({
-      type: "ready",
-      version: PROTOCOL_VERSION,
-      startup_ms: Math.round(performance.now() - started),
-      origin: worker.origin,
-    });
+    serve(worker, started);
   } catch (error) {
     channel.send({ type: "load_error", message: describeError(error) });
   }

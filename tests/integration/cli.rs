@@ -1,7 +1,7 @@
 //! Config and command-line errors: `pyflare: error: ...` with the file, the
 //! line and the key, and a hint where the fix is obvious.
 
-use crate::util::pyflare_bin;
+use crate::util::{pyflare, pyflare_bin};
 use std::process::Command;
 
 fn dev_in(files: &[(&str, &str)], args: &[&str]) -> (i32, String) {
@@ -116,15 +116,6 @@ fn cli_unknown_env_and_bad_var() {
         stderr.trim_end(),
         "pyflare: error: invalid --var `NOCOLON`\nhint: write --var KEY:VALUE"
     );
-}
-
-fn pyflare(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(pyflare_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -1,18 +1,8 @@
 //! D1 through `pyflare dev` (the `d1_quotes` fixture calls every method
 //! through Cloudflare's SDK) and the `pyflare d1` commands.
 
-use crate::util::{TestWorker, fixture, pyflare_bin};
+use crate::util::{TestWorker, fixture, pyflare};
 use serde_json::{Value, json};
-use std::process::Command;
-
-fn pyflare(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(pyflare_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A state folder with the fixture's migrations applied by the CLI.
 fn migrated_state() -> tempfile::TempDir {

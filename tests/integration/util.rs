@@ -203,6 +203,19 @@ impl TestWorker {
     }
 }
 
+/// Runs the `pyflare` binary to completion: exit code, stdout, stderr.
+pub(crate) fn pyflare(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(pyflare_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Direct children of `pid` (Linux /proc).
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let mut out = vec![];

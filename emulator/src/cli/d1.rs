@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, ConfigOverrides, WorkerConfig};
+use crate::config::{ConfigError, WorkerConfig};
 use crate::error::Hinted;
 use pyflare_bindings::Clock;
 use pyflare_bindings::clock::Stopwatch;
@@ -93,14 +93,7 @@ struct Opened {
 }
 
 fn open(database: &str, target: &Target) -> Result<Opened> {
-    let config = WorkerConfig::load(
-        &target.dir,
-        &ConfigOverrides {
-            env: target.env.clone(),
-            vars: vec![],
-            dot_env: false,
-        },
-    )?;
+    let config = WorkerConfig::load_for_state(&target.dir, target.env.as_deref())?;
     let entries = match config.rest.get("d1_databases") {
         Some(value) => d1::parse_config(value).map_err(|source| ConfigError::Binding {
             file: config.file.clone(),
@@ -129,10 +122,7 @@ fn open(database: &str, target: &Target) -> Result<Opened> {
             }
         ));
     };
-    let persist_root = target
-        .persist_to
-        .clone()
-        .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
+    let persist_root = config.persist_root(target.persist_to.as_deref());
     let migrations_dir = config.root.join(entry.migrations_dir());
     Ok(Opened {
         db: D1Database::new(entry, &persist_root),

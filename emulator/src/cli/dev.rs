@@ -71,10 +71,7 @@ fn load(args: &DevArgs, clock: &Arc<OffsetClock>) -> Result<Loaded> {
     for warning in &config.warnings {
         logging::warn(warning);
     }
-    let persist_root = args
-        .persist_to
-        .clone()
-        .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
+    let persist_root = config.persist_root(args.persist_to.as_deref());
     let crons = crate::cron::schedule::crons_from_config(&config)?;
     let bindings = dispatch::open(&config, &persist_root, clock.clone())?;
     Ok(Loaded {

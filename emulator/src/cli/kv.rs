@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{ConfigOverrides, WorkerConfig};
+use crate::config::WorkerConfig;
 use crate::error::Hinted;
 use pyflare_bindings::kv::{self, KvNamespace};
 use pyflare_bindings::{Binding, SystemClock};
@@ -168,14 +168,7 @@ pub async fn run(args: KvArgs) -> Result<()> {
 }
 
 fn open(target: &Target) -> Result<KvNamespace> {
-    let config = WorkerConfig::load(
-        &target.dir,
-        &ConfigOverrides {
-            env: target.env.clone(),
-            vars: vec![],
-            dot_env: false,
-        },
-    )?;
+    let config = WorkerConfig::load_for_state(&target.dir, target.env.as_deref())?;
     let entries = match config.rest.get("kv_namespaces") {
         Some(value) => {
             kv::parse_config(value).map_err(|source| crate::config::ConfigError::Binding {
@@ -200,10 +193,7 @@ fn open(target: &Target) -> Result<KvNamespace> {
             }
         ));
     };
-    let persist_root = target
-        .persist_to
-        .clone()
-        .unwrap_or_else(|| config.root.join(".pyflare").join("state"));
+    let persist_root = config.persist_root(target.persist_to.as_deref());
     let store = kv::open_store(&persist_root.join("kv")).map_err(|source| {
         crate::config::ConfigError::Binding {
             file: config.file.clone(),

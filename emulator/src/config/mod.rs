@@ -247,6 +247,26 @@ impl WorkerConfig {
         })
     }
 
+    /// Reads the config for a command that works on local state (`pyflare
+    /// kv`, `pyflare d1`): no secrets are needed.
+    pub fn load_for_state(dir: &Path, env: Option<&str>) -> Result<Self, ConfigError> {
+        Self::load(
+            dir,
+            &ConfigOverrides {
+                env: env.map(str::to_owned),
+                vars: vec![],
+                dot_env: false,
+            },
+        )
+    }
+
+    /// Root of local state: `persist_to`, else `.pyflare/state` in the project.
+    pub fn persist_root(&self, persist_to: Option<&Path>) -> PathBuf {
+        persist_to
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.join(".pyflare").join("state"))
+    }
+
     /// Folder of the main module: the import root of the worker's Python.
     pub fn module_root(&self) -> &Path {
         self.main.parent().unwrap_or(&self.root)
