@@ -255,3 +255,22 @@ fn cli_sync_installs_pyodide_wheels_and_names_a_package_without_one() {
     // The last good sync is kept.
     assert!(modules.join("six.py").is_file());
 }
+
+#[test]
+fn cli_setup_without_npm_says_what_to_install() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(pyflare_bin())
+        .arg("setup")
+        .env("PATH", "")
+        .env("PYFLARE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with(
+            "pyflare: error: npm was not found on PATH; pyflare needs it once to install its pinned Pyodide\nhint: install Node.js with npm (any version), then run pyflare again\n"
+        ),
+        "{stderr}"
+    );
+}
