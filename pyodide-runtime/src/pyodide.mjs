@@ -156,8 +156,6 @@ python_from_rpc(js.Request.new("http://localhost/warm-up"))
     origin,
     /** Imports the worker (unless restored) and returns it. */
     async finish(snapshotPath) {
-      const trace = process.env.PYFLARE_TRACE_LOAD ? (what) => log("info", `[trace] ${what} ${Date.now() % 100000}`) : () => {};
-      trace("finish");
       if (origin !== "fresh") {
         // Restored state: fresh RNG seeds (workerd reseeds before the first
         // request too) and no stale directory listings.
@@ -172,9 +170,7 @@ if "random" in sys.modules:
         return new Worker(py, entrypoints, entrypoints.describe(), env, background, origin);
       }
       const legacyAllowed = !flags.python_no_global_handlers;
-      trace("seeded");
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
-      trace("loaded");
       const taken = await new SnapshotFile(standby ? null : snapshotPath, known, log).take(py);
       if (makeMode) {
         // Pyodide runs slower while it can take snapshots (it tracks every
@@ -184,7 +180,6 @@ if "random" in sys.modules:
           setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
         );
       }
-      trace("snapshot");
       return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
     },
   };

@@ -195,6 +195,9 @@ async fn run(
     let editing = spec.standby;
     // A refresh swaps in a host restored from the snapshot; never a standby.
     let mut refreshing = false;
+    // One refresh per version of the code: if its snapshot cannot be
+    // written, the next host would take it again, and so on.
+    let mut refreshed = false;
     loop {
         if supervisor.is_stopped() {
             return;
@@ -238,7 +241,7 @@ async fn run(
                     };
                     prepare_standby(&standby, &spec, delay);
                 }
-                let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
+                let wake = wait(&supervisor, &mut reloads, Some(&host), None, !refreshed).await;
                 if matches!(wake, Wake::Reload(_) | Wake::Refresh) {
                     serving = Some(host);
                 }
@@ -256,7 +259,7 @@ async fn run(
                     prepare_standby(&standby, &spec, Duration::ZERO);
                 }
                 // Nothing changes until the code does.
-                wait(&supervisor, &mut reloads, None, None).await
+                wait(&supervisor, &mut reloads, None, None, false).await
             }
             Err(StartError::Host(error)) => {
                 failures += 1;
@@ -266,10 +269,11 @@ async fn run(
                     return;
                 }
                 let backoff = Duration::from_millis(500 * u64::from(failures.min(10)));
-                wait(&supervisor, &mut reloads, None, Some(backoff)).await
+                wait(&supervisor, &mut reloads, None, Some(backoff), false).await
             }
         };
         refreshing = matches!(wake, Wake::Refresh);
+        refreshed = refreshing || (refreshed && !matches!(wake, Wake::Reload(_)));
         match wake {
             Wake::Stop => return,
             Wake::Reload(newer) => spec = latest(*newer, &mut reloads),
@@ -290,6 +294,7 @@ async fn wait(
     reloads: &mut mpsc::UnboundedReceiver<HostSpec>,
     host: Option<&Arc<Host>>,
     timer: Option<Duration>,
+    allow_refresh: bool,
 ) -> Wake {
     let exited = async {
         match host {
@@ -299,7 +304,8 @@ async fn wait(
     };
     let snapshot_done = async {
         match host {
-            Some(host) => host.snapshot_done().await,
+            Some(host) if allow_refresh => host.snapshot_done().await,
+            Some(_) => std::future::pending().await,
             None => std::future::pending().await,
         }
     };
