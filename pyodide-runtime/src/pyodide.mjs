@@ -76,12 +76,15 @@ export async function prepareWorker(init, channel, standby) {
     const bytes = file.read();
     if (!bytes) return null;
     try {
-      return await pyodideModule.loadPyodide({
+      const py = await pyodideModule.loadPyodide({
         ...options,
         _loadSnapshot: bytes,
         _snapshotDeserializer: (description) => file.deserialize(description),
         _makeSnapshot: makeMore,
       });
+      // Pyodide keeps its options; let the ~30 MB snapshot buffer go.
+      if (py._api?.config) py._api.config._loadSnapshot = undefined;
+      return py;
     } catch (error) {
       // The file's checksum was right, so this worker cannot be restored
       // from a snapshot; remember that instead of rebuilding every time.
