@@ -338,11 +338,27 @@ impl Host {
 
     /// Stops the host process.
     pub fn stop(&self, reason: ExitReason) {
+        let runaway = reason == ExitReason::CpuLimit;
         self.shared.set_exit(reason);
         self.shared.send(&ToHost::Shutdown);
-        if let Some(child) = lock(&self.child).as_mut() {
+        let Some(mut child) = lock(&self.child).take() else {
+            return;
+        };
+        // A runaway host cannot read `shutdown`: kill it now. Others get a
+        // moment to exit by themselves, then are killed all the same.
+        if runaway || tokio::runtime::Handle::try_current().is_err() {
             let _ = child.start_kill();
+            return;
         }
+        tokio::spawn(async move {
+            if tokio::time::timeout(Duration::from_millis(300), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        });
     }
 
     /// Delivers a fetch event and waits for the response head.
