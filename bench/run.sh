@@ -129,4 +129,6 @@ echo "bare Node+Pyodide ceiling:      ${B_RPS} req/s, p99 $(p99 "$BASE_OUT")"
 echo "ratio pyflare / bare:           $(ratio "$P_RPS" "$B_RPS") (target >= 0.80)"
 echo "KV put+get via pyflare dev:     $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT") (target >= 3000)"
 echo "D1 select via pyflare dev:     $(rps "$D1_OUT") req/s, p99 $(p99 "$D1_OUT") (target >= 3000)"
+echo "Cloudflare's SDK cost per D1 query, without pyflare:"
+"$NODE" bench/sdk_cost.mjs "$PYODIDE_DIR" "$SDK_DIR" | sed 's/^/  /'
 echo "memory: worker host RSS $((HOST_RSS / 1024)) MB after the hello run (target <= 200), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
