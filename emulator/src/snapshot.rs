@@ -154,6 +154,7 @@ mod tests {
             bindings: vec![],
             snapshot_path: None,
             baseline_snapshot_path: None,
+            take_snapshots: false,
         }
     }
 

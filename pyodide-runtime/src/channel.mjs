@@ -38,13 +38,24 @@ export class Channel {
     this.#socket.write(buffer);
   }
 
+  /**
+   * Starts an outgoing body before its response head is sent, so a cancel
+   * that arrives before the first chunk is not lost. Returns a promise that
+   * resolves when pyflare cancels the stream.
+   */
+  openStream(stream) {
+    let cancel;
+    const cancelled = new Promise((resolve) => {
+      cancel = resolve;
+    });
+    this.#outgoing.set(stream, { inFlight: 0, waiters: [], cancelled: false, cancel, whenCancelled: cancelled });
+    return cancelled;
+  }
+
   /** Sends `bytes` as chunks of `stream`, waiting for credit when the window is full. */
   async sendChunk(stream, bytes) {
-    let state = this.#outgoing.get(stream);
-    if (!state) {
-      state = { inFlight: 0, waiters: [], cancelled: false };
-      this.#outgoing.set(stream, state);
-    }
+    const state = this.#outgoing.get(stream);
+    if (!state) return false;
     for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
       const piece = bytes.subarray(offset, Math.min(offset + CHUNK_BYTES, bytes.byteLength));
       while (state.inFlight >= BODY_WINDOW_BYTES && !state.cancelled) {
@@ -137,6 +148,7 @@ export class Channel {
     const state = this.#outgoing.get(stream);
     if (!state) return;
     state.cancelled = true;
+    state.cancel();
     for (const wake of state.waiters.splice(0)) wake();
   }
 

@@ -89,6 +89,7 @@ export class Events {
     const headers = [];
     for (const [name, value] of response.headers) headers.push([name, value]);
     const hasBody = response.body !== null;
+    const cancelled = hasBody ? channel.openStream(id) : null;
     channel.send({
       type: "response",
       id,
@@ -97,7 +98,7 @@ export class Events {
       headers,
       has_body: hasBody,
     });
-    if (hasBody) await this.#sendBody(id, response.body);
+    if (hasBody) await this.#sendBody(id, response.body, cancelled);
     this.#incoming.delete(id);
   }
 
@@ -121,16 +122,23 @@ export class Events {
     });
   }
 
-  async #sendBody(id, body) {
+  async #sendBody(id, body, cancelled) {
     const channel = this.#channel;
     const reader = body.getReader();
+    // A client that goes away stops even a stream that is waiting for data.
+    const stop = cancelled.then(() => null);
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const next = await Promise.race([reader.read(), stop]);
+        if (next === null) {
+          await reader.cancel(new Error("The client went away.")).catch(() => {});
+          break;
+        }
+        const { done, value } = next;
         if (done) break;
         const bytes = toBytes(value);
         if (!(await channel.sendChunk(id, bytes))) {
-          await reader.cancel("client went away").catch(() => {});
+          await reader.cancel(new Error("The client went away.")).catch(() => {});
           break;
         }
       }

@@ -23,8 +23,8 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 // Messages the host sends to pyflare (`FromHost`):
 //   ready      { version, startup_ms, origin }     origin: restored | baseline | fresh | standby
 //   standby_ready { startup_ms }                   runtime prepared, waiting for load
-//   snapshot_done {}                               snapshots written; this host may be swapped
-//                                                  for a faster one restored from them
+//   snapshot_done {}                               a host started with worker.take_snapshots
+//                                                  has written them; pyflare stops it
 //   load_error { message }                         the worker failed to load (Python traceback)
 //   response   { id, status, status_text, headers, has_body }
 //   body_end   { stream, error? }

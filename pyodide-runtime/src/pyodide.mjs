@@ -3,9 +3,10 @@
 // (shared spec python-runtime.md §1-2).
 
 import { pathToFileURL } from "node:url";
-import { existsSync, readFileSync, writeFileSync, renameSync, unlinkSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync, unlinkSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
+import { mkdir, writeFile, rename } from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { makeWorkerGlobals } from "./globals.mjs";
 import { compatFlags } from "./compat.mjs";
@@ -97,7 +98,10 @@ export async function prepareWorker(init, channel, standby) {
 
   // A standby host takes no snapshot: snapshot-taking mode runs slower, and
   // it should serve the reloaded code at full speed.
-  const mayTakeDedicated = !standby && dedicated.wanted();
+  // Only a snapshot-making host takes snapshots: Pyodide runs slower while
+  // it can (it tracks every JS global access), so serving hosts never do.
+  const takes = Boolean(init.take_snapshots) && !standby;
+  const mayTakeDedicated = takes && dedicated.wanted();
   let origin = "restored";
   let makeMode = false;
   let py = await restore(dedicated, false);
@@ -108,7 +112,7 @@ export async function prepareWorker(init, channel, standby) {
   }
   if (!py) {
     origin = "fresh";
-    makeMode = (!standby && baseline.wanted()) || mayTakeDedicated;
+    makeMode = (takes && baseline.wanted()) || mayTakeDedicated;
     py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: makeMode });
   }
 
@@ -174,11 +178,9 @@ if "random" in sys.modules:
       }
       const legacyAllowed = !flags.python_no_global_handlers;
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
-      const taken = await new SnapshotFile(standby ? null : snapshotPath, known, log).take(py);
-      if (makeMode) {
-        // Pyodide runs slower while it can take snapshots (it tracks every
-        // JS global access); tell pyflare to swap in a host restored from the
-        // snapshot, or one started without snapshot tracking.
+      const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py);
+      if (takes) {
+        // Tell pyflare the snapshots are on disk; it then stops this host.
         Promise.resolve(taken?.written).then(() =>
           setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
         );
@@ -278,24 +280,22 @@ sorted(name for name, m in list(sys.modules.items())
       this.refuse(error.message);
       return;
     }
-    // Written after the worker is ready, off the start's critical path.
+    // Written after the worker is ready, off the start's critical path, and
+    // without blocking the event loop (the CPU watchdog is running by then).
     const path = this.#path;
-    return {
-      written: new Promise((resolve) =>
-        setTimeout(() => {
-          try {
-            mkdirSync(dirname(path), { recursive: true });
-            const digest = createHash("sha256").update(bytes).digest();
-            const tmp = `${path}.${process.pid}.tmp`;
-            writeFileSync(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
-            renameSync(tmp, path);
-          } catch (error) {
-            this.#log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
-          }
-          resolve();
-        }, 0),
-      ),
+    const log = this.#log;
+    const write = async () => {
+      try {
+        await mkdir(dirname(path), { recursive: true });
+        const digest = new Uint8Array(await webcrypto.subtle.digest("SHA-256", bytes));
+        const tmp = `${path}.${process.pid}.tmp`;
+        await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
+        await rename(tmp, path);
+      } catch (error) {
+        log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
+      }
     };
+    return { written: new Promise((resolve) => setTimeout(() => write().then(resolve), 0)) };
   }
 }
 

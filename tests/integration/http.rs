@@ -192,3 +192,25 @@ async fn http_streamed_response_arrives_in_pieces() {
         "head {head_after:?}, last {last:?}"
     );
 }
+
+#[tokio::test]
+async fn http_client_that_goes_away_stops_an_endless_stream() {
+    let w = TestWorker::start("http").await;
+    let mut res = w.get("/forever").await;
+    assert_eq!(res.chunk().await.unwrap().unwrap().as_ref(), b"tick\n");
+    drop(res);
+    let mut state = serde_json::Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = w.get("/forever-state").await.json().await.unwrap();
+        if state["stopped"] == true {
+            break;
+        }
+    }
+    assert_eq!(state["stopped"], true, "the stream kept producing: {state}");
+    // The worker still serves.
+    assert_eq!(
+        w.get("/").await.text().await.unwrap(),
+        "Hello from Python Worker!"
+    );
+}

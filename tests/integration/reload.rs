@@ -144,9 +144,10 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
     let w = start().await;
     assert!(w.output().contains("without a snapshot"), "{}", w.output());
     assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
-    drop(w);
+    // Snapshots are written in the background once the worker serves.
     let dedicated = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
     wait_for_file(snapshots.path(), ".base.snap", "\u{0}").await;
+    drop(w);
 
     let w = start().await;
     assert!(w.output().contains(", from a snapshot"), "{}", w.output());
@@ -171,8 +172,8 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
         w.output()
     );
     assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
-    drop(w);
     let rebuilt = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
+    drop(w);
     assert_ne!(std::fs::read(rebuilt).unwrap(), bytes);
 
     // A changed file gives a new snapshot key: the old one is not used.
@@ -188,7 +189,7 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
 
 /// Waits until a file ending in `suffix` (but not `not_suffix`) exists.
 async fn wait_for_file(dir: &Path, suffix: &str, not_suffix: &str) -> std::path::PathBuf {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let found = std::fs::read_dir(dir)
             .unwrap()
             .flatten()

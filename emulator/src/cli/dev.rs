@@ -308,6 +308,7 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingIn
         bindings,
         snapshot_path: None,
         baseline_snapshot_path: None,
+        take_snapshots: false,
     }
 }
 

@@ -163,6 +163,19 @@ impl Shared {
         });
     }
 
+    /// Records a pending event, unless the host has stopped. Checked under
+    /// the `pending` lock, which `read_loop` and `stop_if_idle` also take
+    /// after setting the exit reason, so no entry is left unanswered.
+    fn register(&self, id: u32) -> Option<oneshot::Receiver<Outcome>> {
+        let mut pending = lock(&self.pending);
+        if self.exit_reason().is_some() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        pending.insert(id, tx);
+        Some(rx)
+    }
+
     fn exit_reason(&self) -> Option<ExitReason> {
         self.exit.borrow().clone()
     }
@@ -313,9 +326,7 @@ impl Host {
         }
     }
 
-    /// Resolves once the host has written its memory snapshots. Such a host
-    /// runs in Pyodide's slower snapshot-taking mode, so the supervisor
-    /// swaps in one restored from the snapshot.
+    /// Resolves once a host started to take snapshots has written them.
     pub async fn snapshot_done(&self) {
         let mut rx = self.shared.snapshot_done.subscribe();
         let _ = rx.wait_for(|done| *done).await;
@@ -362,15 +373,15 @@ impl Host {
     }
 
     /// Delivers a fetch event and waits for the response head.
-    pub async fn fetch(self: &Arc<Self>, request: FetchRequest) -> Outcome {
+    /// Hands the request back, unsent, when this host has already stopped
+    /// (a reload swapped it out): the caller sends it to the new one.
+    pub async fn fetch(self: &Arc<Self>, request: FetchRequest) -> Result<Outcome, FetchRequest> {
         let shared = &self.shared;
-        if let Some(reason) = shared.exit_reason() {
-            return Outcome::HostGone(reason);
-        }
-        shared.dispatched.fetch_add(1, Ordering::Relaxed);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.pending).insert(id, tx);
+        let Some(rx) = shared.register(id) else {
+            return Err(request);
+        };
+        shared.dispatched.fetch_add(1, Ordering::Relaxed);
         let mut guard = CancelGuard {
             shared: shared.clone(),
             id,
@@ -398,7 +409,21 @@ impl Host {
             ),
         };
         guard.armed = false;
-        outcome
+        Ok(outcome)
+    }
+
+    /// Stops the host if nothing is in flight; atomic with [`Shared::register`],
+    /// so a request is either refused here or counted.
+    pub fn stop_if_idle(&self) -> bool {
+        {
+            let pending = lock(&self.shared.pending);
+            if !pending.is_empty() || !lock(&self.shared.bodies).is_empty() {
+                return false;
+            }
+            self.shared.set_exit(ExitReason::Stopped);
+        }
+        self.stop(ExitReason::Stopped);
+        true
     }
 }
 
@@ -406,12 +431,10 @@ impl Host {
     /// Delivers a scheduled event and waits for it to end (waitUntil included).
     pub async fn scheduled(&self, cron: &str, scheduled_time: i64) -> Outcome {
         let shared = &self.shared;
-        if let Some(reason) = shared.exit_reason() {
-            return Outcome::HostGone(reason);
-        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.pending).insert(id, tx);
+        let Some(rx) = shared.register(id) else {
+            return Outcome::HostGone(shared.exit_reason().unwrap_or(ExitReason::Stopped));
+        };
         shared.send(&ToHost::Scheduled {
             id,
             cron: cron.to_owned(),
@@ -442,7 +465,7 @@ impl Launched {
     /// Waits for `ready` (or, for a standby, `standby_ready`).
     async fn until_ready(mut self, standby: bool) -> Result<Self, StartError> {
         let (startup_ms, origin) = tokio::select! {
-            ready = wait_ready(&mut self.reader, standby) => ready?,
+            ready = wait_ready(&mut self.reader, &self.shared, standby) => ready?,
             status = self.child.wait() => {
                 return Err(StartError::Host(anyhow!("the host process exited while loading the worker ({})", status.map(|s| s.to_string()).unwrap_or_default())));
             }
@@ -623,7 +646,11 @@ impl FrameReader {
     }
 }
 
-async fn wait_ready(reader: &mut FrameReader, standby: bool) -> Result<(u64, String), StartError> {
+async fn wait_ready(
+    reader: &mut FrameReader,
+    shared: &Arc<Shared>,
+    standby: bool,
+) -> Result<(u64, String), StartError> {
     loop {
         let frame = reader
             .next()
@@ -632,7 +659,16 @@ async fn wait_ready(reader: &mut FrameReader, standby: bool) -> Result<(u64, Str
             .ok_or_else(|| {
                 StartError::Host(anyhow!("the host closed the connection while loading"))
             })?;
-        let Frame::Json(json) = frame else { continue };
+        let json = match frame {
+            Frame::Json(json) => json,
+            // Bodies of binding calls the worker makes while it loads.
+            Frame::Chunk { stream, data } => {
+                if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
+                    call.body.extend_from_slice(&data);
+                }
+                continue;
+            }
+        };
         match serde_json::from_slice::<FromHost>(&json) {
             Ok(FromHost::Ready {
                 version,
@@ -653,6 +689,10 @@ async fn wait_ready(reader: &mut FrameReader, standby: bool) -> Result<(u64, Str
             }
             Ok(FromHost::LoadError { message }) => return Err(StartError::Load(message)),
             Ok(FromHost::Log { level, message }) => logging::worker(level, &message),
+            // Binding calls made at import time are answered as usual.
+            Ok(message @ (FromHost::Call { .. } | FromHost::BodyEnd { .. })) => {
+                handle_message(shared, message)
+            }
             Ok(_) => {}
             Err(e) => return Err(StartError::Host(anyhow!("bad message from the host: {e}"))),
         }
@@ -677,9 +717,12 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
             Err(e) => break ExitReason::Crashed(format!("connection to the host failed: {e}")),
         }
     };
-    shared.set_exit(reason);
+    let pending: Vec<_> = {
+        let mut pending = lock(&shared.pending);
+        shared.set_exit(reason);
+        pending.drain().collect()
+    };
     let reason = shared.exit_reason().unwrap_or(ExitReason::Stopped);
-    let pending: Vec<_> = lock(&shared.pending).drain().collect();
     for (_, tx) in pending {
         let _ = tx.send(Outcome::HostGone(reason.clone()));
     }
@@ -931,6 +974,7 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         if !self.finished {
             lock(&self.shared.bodies).remove(&self.id);
+            self.shared.finish_request_body(self.id);
             self.shared.send(&ToHost::Cancel { stream: self.id });
         }
     }

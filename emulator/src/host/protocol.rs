@@ -31,6 +31,8 @@ pub struct WorkerInit {
     pub snapshot_path: Option<String>,
     /// Snapshot taken before the worker's own imports.
     pub baseline_snapshot_path: Option<String>,
+    /// This host only makes the snapshots (serving hosts never take them).
+    pub take_snapshots: bool,
 }
 
 /// One binding the host builds on `env`, with the shim that builds it.

@@ -78,10 +78,12 @@ impl Supervisor {
         slot.unwrap_or(Slot::Stopped)
     }
 
-    /// Resolves at the next change of the slot (a swap, a failure).
-    pub async fn changed(&self) {
+    /// Resolves once `host` is no longer the one serving (swapped, failed).
+    pub async fn replaced(&self, host: &Arc<Host>) {
         let mut rx = self.slot.subscribe();
-        let _ = rx.changed().await;
+        let _ = rx
+            .wait_for(|slot| !matches!(slot, Slot::Ready(current) if Arc::ptr_eq(current, host)))
+            .await;
     }
 
     /// Starts a host for `spec` and swaps it in when ready.
@@ -107,8 +109,6 @@ impl Supervisor {
 /// What ended a wait.
 enum Wake {
     Stop,
-    /// The serving host wrote its snapshots: swap in a faster one.
-    Refresh,
     Reload(Box<HostSpec>),
     Exited(ExitReason),
     Timer,
@@ -151,17 +151,42 @@ fn prepare_standby(slot: &StandbySlot, spec: &HostSpec, delay: Duration) {
     });
 }
 
-/// Starts a host for `spec`, from the standby when it fits.
-async fn start_host(
-    spec: &HostSpec,
-    standby: &StandbySlot,
-    use_standby: bool,
-) -> Result<Arc<Host>, StartError> {
-    let prepared = if use_standby {
-        standby.lock().await.take()
-    } else {
-        None
+/// Writes the snapshots a start could not restore, from a separate host
+/// that serves nothing: Pyodide runs slower while it can take snapshots,
+/// so the serving host never does. The next start restores them.
+fn make_snapshots(spec: &HostSpec) {
+    let Some(path) = &spec.init.snapshot_path else {
+        return;
     };
+    if std::path::Path::new(&format!("{path}.nosnap")).exists() {
+        return;
+    }
+    let spec = spec.clone();
+    tokio::spawn(async move {
+        let mut init = spec.init.clone();
+        init.take_snapshots = true;
+        match Host::start(
+            &spec.runtime,
+            init,
+            &spec.socket_dir,
+            spec.cpu_limit,
+            spec.bindings.clone(),
+        )
+        .await
+        {
+            Ok(maker) => {
+                let _ = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done()).await;
+                maker.stop(ExitReason::Stopped);
+            }
+            Err(StartError::Load(e)) => tracing::debug!("no snapshot: {e}"),
+            Err(StartError::Host(e)) => tracing::debug!("no snapshot: {e:#}"),
+        }
+    });
+}
+
+/// Starts a host for `spec`, from the standby when it fits.
+async fn start_host(spec: &HostSpec, standby: &StandbySlot) -> Result<Arc<Host>, StartError> {
+    let prepared = standby.lock().await.take();
     if let Some((key, prepared)) = prepared
         && key == standby_key(spec)
     {
@@ -194,10 +219,7 @@ async fn run(
     // With live reload on, a standby host waits for the next change.
     let editing = spec.standby;
     // A refresh swaps in a host restored from the snapshot; never a standby.
-    let mut refreshing = false;
-    // One refresh per version of the code: if its snapshot cannot be
-    // written, the next host would take it again, and so on.
-    let mut refreshed = false;
+
     loop {
         if supervisor.is_stopped() {
             return;
@@ -207,7 +229,7 @@ async fn run(
         }
         let started_at = Instant::now();
         let started = tokio::select! {
-            started = start_host(&spec, &standby, !refreshing) => started,
+            started = start_host(&spec, &standby) => started,
             _ = supervisor.stop.notified() => return,
             Some(newer) = reloads.recv() => {
                 // Newer code arrived while starting: start that instead.
@@ -232,8 +254,7 @@ async fn run(
                         started_at.elapsed().as_millis()
                     ));
                 }
-                // Not while the host is about to be swapped for a restored one.
-                if editing && host.origin != "fresh" && host.origin != "baseline" {
+                if editing {
                     let delay = if is_swap {
                         Duration::ZERO
                     } else {
@@ -241,8 +262,11 @@ async fn run(
                     };
                     prepare_standby(&standby, &spec, delay);
                 }
-                let wake = wait(&supervisor, &mut reloads, Some(&host), None, !refreshed).await;
-                if matches!(wake, Wake::Reload(_) | Wake::Refresh) {
+                if host.origin == "fresh" || host.origin == "baseline" {
+                    make_snapshots(&spec);
+                }
+                let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
+                if matches!(wake, Wake::Reload(_)) {
                     serving = Some(host);
                 }
                 wake
@@ -259,7 +283,7 @@ async fn run(
                     prepare_standby(&standby, &spec, Duration::ZERO);
                 }
                 // Nothing changes until the code does.
-                wait(&supervisor, &mut reloads, None, None, false).await
+                wait(&supervisor, &mut reloads, None, None).await
             }
             Err(StartError::Host(error)) => {
                 failures += 1;
@@ -269,11 +293,9 @@ async fn run(
                     return;
                 }
                 let backoff = Duration::from_millis(500 * u64::from(failures.min(10)));
-                wait(&supervisor, &mut reloads, None, Some(backoff), false).await
+                wait(&supervisor, &mut reloads, None, Some(backoff)).await
             }
         };
-        refreshing = matches!(wake, Wake::Refresh);
-        refreshed = refreshing || (refreshed && !matches!(wake, Wake::Reload(_)));
         match wake {
             Wake::Stop => return,
             Wake::Reload(newer) => spec = latest(*newer, &mut reloads),
@@ -284,7 +306,7 @@ async fn run(
             Wake::Exited(ExitReason::Crashed(why)) => {
                 logging::warn(&format!("the worker host stopped ({why}); restarting it"))
             }
-            Wake::Timer | Wake::Refresh => {}
+            Wake::Timer => {}
         }
     }
 }
@@ -294,7 +316,6 @@ async fn wait(
     reloads: &mut mpsc::UnboundedReceiver<HostSpec>,
     host: Option<&Arc<Host>>,
     timer: Option<Duration>,
-    allow_refresh: bool,
 ) -> Wake {
     let exited = async {
         match host {
@@ -302,13 +323,7 @@ async fn wait(
             None => std::future::pending().await,
         }
     };
-    let snapshot_done = async {
-        match host {
-            Some(host) if allow_refresh => host.snapshot_done().await,
-            Some(_) => std::future::pending().await,
-            None => std::future::pending().await,
-        }
-    };
+
     let timer = async {
         match timer {
             Some(after) => tokio::time::sleep(after).await,
@@ -319,7 +334,6 @@ async fn wait(
         _ = supervisor.stop.notified() => Wake::Stop,
         Some(spec) = reloads.recv() => Wake::Reload(Box::new(spec)),
         reason = exited => Wake::Exited(reason),
-        _ = snapshot_done => Wake::Refresh,
         _ = timer => Wake::Timer,
     }
 }
@@ -335,7 +349,10 @@ fn latest(mut spec: HostSpec, reloads: &mut mpsc::UnboundedReceiver<HostSpec>) -
 /// Stops a swapped-out host once its in-flight work is done.
 async fn drain(host: Arc<Host>) {
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while host.in_flight() > 0 && Instant::now() < deadline && host.is_alive() {
+    while Instant::now() < deadline && host.is_alive() {
+        if host.stop_if_idle() {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     host.stop(ExitReason::Stopped);

@@ -104,36 +104,32 @@ async fn dispatch(
         headers,
         body,
     };
+    // A request that reaches a host a reload has just swapped out comes back
+    // unsent, and goes to the new host (a few times at most).
+    let mut attempts = 0;
     let outcome = loop {
+        attempts += 1;
         let host = match app.supervisor.current().await {
             Slot::Ready(host) => host,
             Slot::Failed(message) => return Err(ServerError::LoadFailed(message.to_string())),
             Slot::Stopped | Slot::Starting => return Err(ServerError::ShuttingDown),
         };
-        // A host swapped out by a reload just before this request reached
-        // it: send the request (its body still unread) to the new one.
-        if !host.is_alive() && !app.supervisor.is_stopped() && request.body.is_none() {
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(5), app.supervisor.changed())
-                    .await;
-            continue;
+        match host.fetch(request).await {
+            Ok(outcome) => break outcome,
+            Err(unsent) if attempts < 5 && !app.supervisor.is_stopped() => {
+                request = unsent;
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    app.supervisor.replaced(&host),
+                )
+                .await;
+            }
+            Err(_) => {
+                return Err(ServerError::HostStopped(
+                    "the worker host was replaced".into(),
+                ));
+            }
         }
-        let retry = FetchRequest {
-            method: request.method.clone(),
-            url: request.url.clone(),
-            headers: request.headers.clone(),
-            body: None,
-        };
-        let had_body = request.body.is_some();
-        let outcome = host.fetch(request).await;
-        if matches!(outcome, Outcome::HostGone(ExitReason::Stopped))
-            && !had_body
-            && !app.supervisor.is_stopped()
-        {
-            request = retry;
-            continue;
-        }
-        break outcome;
     };
     match outcome {
         Outcome::Response(head) => Ok(build_response(head)),
