@@ -10,6 +10,35 @@ use std::path::{Path, PathBuf};
 use crate::host::protocol::WorkerInit;
 use crate::runtime::{PYODIDE_VERSION, SDK_VERSION};
 
+/// Whether `path` holds a snapshot whose SHA-256 trailer matches (the
+/// format the host writes: Pyodide's bytes, then their digest).
+pub fn is_sound(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    if len < 1024 * 1024 {
+        return false;
+    }
+    // Streamed: pyflare itself never holds a snapshot in memory.
+    let mut hasher = Sha256::new();
+    let mut left = len - 32;
+    let mut buf = vec![0u8; 256 * 1024];
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        if file.read_exact(&mut buf[..want]).is_err() {
+            return false;
+        }
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    let mut digest = [0u8; 32];
+    file.read_exact(&mut digest).is_ok() && hasher.finalize().as_slice() == digest
+}
+
 /// Snapshots kept in the cache (each is about 30 MB); older ones are removed.
 pub const KEEP_SNAPSHOTS: usize = 8;
 

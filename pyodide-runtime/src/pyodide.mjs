@@ -104,6 +104,7 @@ export async function prepareWorker(init, channel, standby) {
   const mayTakeDedicated = takes && dedicated.wanted();
   let origin = "restored";
   let makeMode = false;
+  let baselineTaken = null;
   let py = await restore(dedicated, false);
   if (!py) {
     origin = "baseline";
@@ -142,7 +143,7 @@ del _before, _added
     }
     if (!userSdk) py.runPython(`import sys; sys.path.append(${JSON.stringify(PINNED_SDK)})`);
     py.runPython("import workers, _pyflare.entrypoints");
-    if (makeMode) await baseline.take(py);
+    if (makeMode) baselineTaken = await baseline.take(py);
   }
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
@@ -181,7 +182,7 @@ if "random" in sys.modules:
       const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py);
       if (takes) {
         // Tell pyflare the snapshots are on disk; it then stops this host.
-        Promise.resolve(taken?.written).then(() =>
+        Promise.all([taken?.written, baselineTaken?.written]).then(() =>
           setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
         );
       }

@@ -145,8 +145,8 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
     assert!(w.output().contains("without a snapshot"), "{}", w.output());
     assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
     // Snapshots are written in the background once the worker serves.
-    let dedicated = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
-    wait_for_file(snapshots.path(), ".base.snap", "\u{0}").await;
+    let dedicated = wait_for_file(&w, snapshots.path(), ".snap", ".base.snap").await;
+    wait_for_file(&w, snapshots.path(), ".base.snap", "\u{0}").await;
     drop(w);
 
     let w = start().await;
@@ -172,7 +172,7 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
         w.output()
     );
     assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
-    let rebuilt = wait_for_file(snapshots.path(), ".snap", ".base.snap").await;
+    let rebuilt = wait_for_file(&w, snapshots.path(), ".snap", ".base.snap").await;
     drop(w);
     assert_ne!(std::fs::read(rebuilt).unwrap(), bytes);
 
@@ -188,7 +188,12 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
 }
 
 /// Waits until a file ending in `suffix` (but not `not_suffix`) exists.
-async fn wait_for_file(dir: &Path, suffix: &str, not_suffix: &str) -> std::path::PathBuf {
+async fn wait_for_file(
+    w: &TestWorker,
+    dir: &Path,
+    suffix: &str,
+    not_suffix: &str,
+) -> std::path::PathBuf {
     for _ in 0..600 {
         let found = std::fs::read_dir(dir)
             .unwrap()
@@ -203,7 +208,7 @@ async fn wait_for_file(dir: &Path, suffix: &str, not_suffix: &str) -> std::path:
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no {suffix} file in {}", dir.display());
+    panic!("no {suffix} file in {}:\n{}", dir.display(), w.output());
 }
 
 #[tokio::test]

@@ -223,6 +223,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
     })
     .await
     .context("the HTTP server failed")?;
+    // A short run (start, a few requests, stop) still leaves its snapshot.
+    supervisor.finish_snapshots(Duration::from_secs(5)).await;
     stop(&supervisor);
     drop(socket_dir);
     Ok(())

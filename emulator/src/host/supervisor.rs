@@ -40,6 +40,10 @@ pub struct Supervisor {
     slot: watch::Sender<Slot>,
     stop: Notify,
     reloads: mpsc::UnboundedSender<HostSpec>,
+    /// The host writing this start's snapshots, while it runs.
+    maker: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// True while a snapshot maker runs.
+    making: watch::Sender<bool>,
 }
 
 /// How the supervisor starts hosts.
@@ -63,6 +67,8 @@ impl Supervisor {
             slot,
             stop: Notify::new(),
             reloads,
+            maker: std::sync::Mutex::new(None),
+            making: watch::channel(false).0,
         });
         tokio::spawn(run(supervisor.clone(), spec, reload_rx));
         supervisor
@@ -96,6 +102,21 @@ impl Supervisor {
         matches!(*self.slot.borrow(), Slot::Stopped)
     }
 
+    /// Gives a host that is writing memory snapshots up to `limit` to
+    /// finish, so that a short run still leaves a snapshot for the next.
+    pub async fn finish_snapshots(&self, limit: Duration) {
+        if *self.making.borrow() {
+            logging::info("finishing the memory snapshot");
+            let _ = tokio::time::timeout(limit, self.snapshots_made()).await;
+        }
+    }
+
+    /// Resolves when no snapshot maker runs.
+    async fn snapshots_made(&self) {
+        let mut rx = self.making.subscribe();
+        let _ = rx.wait_for(|making| !*making).await;
+    }
+
     /// Stops the host and the supervisor.
     pub fn shutdown(&self) {
         self.stop.notify_one();
@@ -127,9 +148,16 @@ fn standby_key(spec: &HostSpec) -> String {
 
 /// Prepares a standby host for the next reload, in the background, after
 /// `delay` (so it does not compete with the first requests).
-fn prepare_standby(slot: &StandbySlot, spec: &HostSpec, delay: Duration) {
+fn prepare_standby(
+    slot: &StandbySlot,
+    spec: &HostSpec,
+    delay: Duration,
+    mut making: watch::Receiver<bool>,
+) {
     let (slot, spec) = (slot.clone(), spec.clone());
     tokio::spawn(async move {
+        // Not while the snapshot maker still competes for the CPU.
+        let _ = making.wait_for(|busy| !*busy).await;
         tokio::time::sleep(delay).await;
         let key = standby_key(&spec);
         if slot.lock().await.as_ref().is_some_and(|(k, _)| *k == key) {
@@ -154,15 +182,35 @@ fn prepare_standby(slot: &StandbySlot, spec: &HostSpec, delay: Duration) {
 /// Writes the snapshots a start could not restore, from a separate host
 /// that serves nothing: Pyodide runs slower while it can take snapshots,
 /// so the serving host never does. The next start restores them.
-fn make_snapshots(spec: &HostSpec) {
+fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
     let Some(path) = &spec.init.snapshot_path else {
         return;
     };
     if std::path::Path::new(&format!("{path}.nosnap")).exists() {
         return;
     }
+    let path = path.clone();
     let spec = spec.clone();
-    tokio::spawn(async move {
+    supervisor.making.send_replace(true);
+    let making = supervisor.making.clone();
+    let handle = tokio::spawn(async move {
+        // Cleared when this task ends, also when it is aborted.
+        struct Done(watch::Sender<bool>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.send_replace(false);
+            }
+        }
+        let _done = Done(making);
+        // A sound snapshot needs no maker; a damaged one is remade.
+        let sound = tokio::task::spawn_blocking(move || {
+            crate::snapshot::is_sound(std::path::Path::new(&path))
+        })
+        .await
+        .unwrap_or(false);
+        if sound {
+            return;
+        }
         let mut init = spec.init.clone();
         init.take_snapshots = true;
         match Host::start(
@@ -182,6 +230,14 @@ fn make_snapshots(spec: &HostSpec) {
             Err(StartError::Host(e)) => tracing::debug!("no snapshot: {e:#}"),
         }
     });
+    let previous = supervisor
+        .maker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(handle);
+    if let Some(previous) = previous {
+        previous.abort();
+    }
 }
 
 /// Starts a host for `spec`, from the standby when it fits.
@@ -226,6 +282,8 @@ async fn run(
         }
         if serving.is_none() {
             publish(&supervisor, Slot::Starting);
+            // Missing snapshots are made beside this start, in parallel.
+            make_snapshots(&supervisor, &spec);
         }
         let started_at = Instant::now();
         let started = tokio::select! {
@@ -260,10 +318,7 @@ async fn run(
                     } else {
                         STANDBY_DELAY
                     };
-                    prepare_standby(&standby, &spec, delay);
-                }
-                if host.origin == "fresh" || host.origin == "baseline" {
-                    make_snapshots(&spec);
+                    prepare_standby(&standby, &spec, delay, supervisor.making.subscribe());
                 }
                 let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
                 if matches!(wake, Wake::Reload(_)) {
@@ -280,7 +335,12 @@ async fn run(
                     return;
                 }
                 if editing {
-                    prepare_standby(&standby, &spec, Duration::ZERO);
+                    prepare_standby(
+                        &standby,
+                        &spec,
+                        Duration::ZERO,
+                        supervisor.making.subscribe(),
+                    );
                 }
                 // Nothing changes until the code does.
                 wait(&supervisor, &mut reloads, None, None).await
