@@ -28,8 +28,16 @@ let helloSeen = false;
 /** A standby host's prepared runtime, waiting for `load`. */
 let standbyStage = null;
 
-socket.on("close", () => process.exit(0));
-socket.on("error", () => process.exit(0));
+// Exit at once, without Node's teardown: an exit that waits for in-flight
+// background work (a snapshot being written) can hang, leaving a process
+// behind. Nothing here needs flushing: snapshots are written to a temporary
+// file and renamed.
+function exitNow() {
+  process.kill(process.pid, "SIGKILL");
+}
+
+socket.on("close", exitNow);
+socket.on("error", exitNow);
 socket.on("data", (data) => {
   let frames;
   try {
@@ -62,7 +70,7 @@ function onMessage(message) {
       channel.send({ type: "pong", seq: message.seq });
       break;
     case "shutdown":
-      process.exit(0);
+      exitNow();
       break;
     // Replies to binding calls may come while the worker is still loading.
     case "call_reply":

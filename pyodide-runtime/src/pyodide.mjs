@@ -5,7 +5,7 @@
 import { pathToFileURL } from "node:url";
 import { existsSync, readFileSync, writeFileSync, unlinkSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
-import { createHash, webcrypto } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdir, writeFile, rename } from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { makeWorkerGlobals } from "./globals.mjs";
@@ -191,6 +191,17 @@ if "random" in sys.modules:
   };
 }
 
+/** SHA-256 of `bytes`, hashed 1 MiB at a time so the event loop keeps turning. */
+async function sha256InSlices(bytes) {
+  const hash = createHash("sha256");
+  const slice = 1024 * 1024;
+  for (let offset = 0; offset < bytes.byteLength; offset += slice) {
+    hash.update(bytes.subarray(offset, Math.min(offset + slice, bytes.byteLength)));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return hash.digest();
+}
+
 /**
  * One memory snapshot on disk: the bytes Pyodide makes, then a SHA-256 of
  * them, so a truncated or corrupt file is never restored. Python globals may
@@ -288,7 +299,7 @@ sorted(name for name, m in list(sys.modules.items())
     const write = async () => {
       try {
         await mkdir(dirname(path), { recursive: true });
-        const digest = new Uint8Array(await webcrypto.subtle.digest("SHA-256", bytes));
+        const digest = await sha256InSlices(bytes);
         const tmp = `${path}.${process.pid}.tmp`;
         await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
         await rename(tmp, path);
