@@ -22,12 +22,8 @@ export class WorkflowEntrypoint {
 }
 export class RpcTarget {}
 
-/**
- * Tracks `waitUntil` promises so their failures are logged and so tests and
- * shutdown can tell when background work has finished.
- */
+/** Tracks `waitUntil` promises so their failures are logged. */
 export class BackgroundWork {
-  #pending = new Set();
   #log;
 
   constructor(log) {
@@ -35,14 +31,7 @@ export class BackgroundWork {
   }
 
   add(promise) {
-    const tracked = Promise.resolve(promise)
-      .catch((error) => this.#log(error))
-      .finally(() => this.#pending.delete(tracked));
-    this.#pending.add(tracked);
-  }
-
-  get size() {
-    return this.#pending.size;
+    Promise.resolve(promise).catch((error) => this.#log(error));
   }
 }
 

@@ -59,8 +59,6 @@ pub trait D1Store: Send + Sync + std::fmt::Debug {
     /// Runs `statements` and, in the same transaction, `record` (a migration
     /// and its row in the migrations table).
     async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error>;
-    /// Bytes of the database.
-    async fn size(&self) -> Result<u64, D1Error>;
     /// The database file's bytes.
     async fn dump(&self) -> Result<Vec<u8>, D1Error>;
 }
@@ -154,11 +152,6 @@ impl D1Store for SqliteD1Store {
         }
         tx.commit().await.map_err(sqlite_error)?;
         Ok(())
-    }
-
-    async fn size(&self) -> Result<u64, D1Error> {
-        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
-        database_size(&mut conn).await
     }
 
     async fn dump(&self) -> Result<Vec<u8>, D1Error> {

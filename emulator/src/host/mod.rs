@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -130,8 +130,6 @@ struct Shared {
     bodies: Mutex<HashMap<u32, mpsc::UnboundedSender<BodyItem>>>,
     ping: Mutex<PingState>,
     exit: watch::Sender<Option<ExitReason>>,
-    /// Requests dispatched to this host (for logs and tests).
-    dispatched: AtomicU64,
     bindings: Arc<BindingMap>,
     /// Set when the host has written its snapshots (see `Host::snapshot_done`).
     snapshot_done: watch::Sender<bool>,
@@ -293,7 +291,6 @@ impl Host {
             bodies: Mutex::default(),
             ping: Mutex::default(),
             exit: exit_tx,
-            dispatched: AtomicU64::new(0),
             bindings,
             snapshot_done: watch::channel(false).0,
             call_bodies: Mutex::default(),
@@ -342,11 +339,6 @@ impl Host {
         lock(&self.shared.pending).len() + lock(&self.shared.bodies).len()
     }
 
-    /// Number of fetch events dispatched to this host.
-    pub fn dispatched(&self) -> u64 {
-        self.shared.dispatched.load(Ordering::Relaxed)
-    }
-
     /// Stops the host process.
     pub fn stop(&self, reason: ExitReason) {
         let runaway = reason == ExitReason::CpuLimit;
@@ -381,7 +373,6 @@ impl Host {
         let Some(rx) = shared.register(id) else {
             return Err(request);
         };
-        shared.dispatched.fetch_add(1, Ordering::Relaxed);
         let mut guard = CancelGuard {
             shared: shared.clone(),
             id,
