@@ -94,6 +94,28 @@ fn is_live(expiration: Option<u64>, now_secs: u64) -> bool {
     expiration.is_none_or(|at| at > now_secs)
 }
 
+/// One `list` page from keys in byte order: live keys after `start_after`,
+/// at most `limit`, and whether more follow. Every adapter pages this way.
+fn page(
+    keys: impl Iterator<Item = Result<Listed, StoreError>>,
+    start_after: Option<&str>,
+    limit: usize,
+    now_secs: u64,
+) -> Result<(Vec<Listed>, bool), StoreError> {
+    let mut out = Vec::new();
+    for key in keys {
+        let key = key?;
+        if start_after.is_some_and(|after| key.name.as_bytes() <= after.as_bytes()) || !is_live(key.expiration, now_secs) {
+            continue;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        out.push(key);
+    }
+    Ok((out, false))
+}
+
 /// KV on sled: one database under the state root, one tree per namespace.
 #[derive(Debug)]
 pub struct SledKvStore {
@@ -175,27 +197,16 @@ impl KvStore for SledKvStore {
         limit: usize,
         now_secs: u64,
     ) -> Result<(Vec<Listed>, bool), StoreError> {
-        let tree = self.tree(namespace)?;
-        let mut out = Vec::new();
-        for item in tree.scan_prefix(prefix) {
+        let keys = self.tree(namespace)?.scan_prefix(prefix).map(|item| {
             let (key, raw) = item.map_err(|e| StoreError(e.to_string()))?;
-            if start_after.is_some_and(|after| key.as_ref() <= after.as_bytes()) {
-                continue;
-            }
             let entry = decode(&raw)?;
-            if !is_live(entry.expiration, now_secs) {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(Listed {
+            Ok(Listed {
                 name: String::from_utf8_lossy(&key).into_owned(),
                 expiration: entry.expiration,
                 metadata: entry.metadata,
-            });
-        }
-        Ok((out, false))
+            })
+        });
+        page(keys, start_after, limit, now_secs)
     }
 }
 
@@ -239,23 +250,16 @@ impl KvStore for MemoryKvStore {
         now_secs: u64,
     ) -> Result<(Vec<Listed>, bool), StoreError> {
         let data = self.data();
-        let mut out = Vec::new();
-        for ((ns, key), entry) in data.range((namespace.to_owned(), prefix.to_owned())..) {
-            if ns != namespace || !key.starts_with(prefix) {
-                break;
-            }
-            if start_after.is_some_and(|after| key.as_bytes() <= after.as_bytes()) || !is_live(entry.expiration, now_secs) {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(Listed {
-                name: key.clone(),
-                expiration: entry.expiration,
-                metadata: entry.metadata.clone(),
+        let keys = data
+            .range((namespace.to_owned(), prefix.to_owned())..)
+            .take_while(|((ns, key), _)| ns == namespace && key.starts_with(prefix))
+            .map(|((_, key), entry)| {
+                Ok(Listed {
+                    name: key.clone(),
+                    expiration: entry.expiration,
+                    metadata: entry.metadata.clone(),
+                })
             });
-        }
-        Ok((out, false))
+        page(keys, start_after, limit, now_secs)
     }
 }
