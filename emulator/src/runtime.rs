@@ -222,14 +222,20 @@ fn npm_install(dir: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
-fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
-    let python = which("python3").or_else(|| which("python")).ok_or_else(|| {
-        Hinted::new(
-            "python3 was not found on PATH; pyflare needs it once to install Cloudflare's Python SDK",
-            "install Python 3 with pip, then run pyflare again",
-        )
-    })?;
-    let status = Command::new(python)
+/// `python3 -m pip install --quiet --target <target>` (plus `extra`
+/// options) with the first Python on PATH; `why` says what pyflare needs it
+/// for, in the error when there is none.
+pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<Command> {
+    let python = which("python3")
+        .or_else(|| which("python"))
+        .ok_or_else(|| {
+            Hinted::new(
+                format!("python3 was not found on PATH; {why}"),
+                "install Python 3 with pip, then run pyflare again",
+            )
+        })?;
+    let mut command = Command::new(python);
+    command
         .args([
             "-m",
             "pip",
@@ -237,14 +243,23 @@ fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
             "--quiet",
             "--disable-pip-version-check",
             "--root-user-action=ignore",
-            "--no-deps",
-            "--target",
         ])
-        .arg(dir)
-        .arg(requirement)
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run pip")?;
+        .args(extra)
+        .arg("--target")
+        .arg(target)
+        .stdin(Stdio::null());
+    Ok(command)
+}
+
+fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
+    let status = pip_install_command(
+        dir,
+        &["--no-deps"],
+        "pyflare needs it once to install Cloudflare's Python SDK",
+    )?
+    .arg(requirement)
+    .status()
+    .context("cannot run pip")?;
     if !status.success() {
         return Err(Hinted::new(
             format!("pip install {requirement} failed ({status})"),

@@ -8,7 +8,6 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::error::Hinted;
 use crate::logging;
@@ -92,32 +91,11 @@ pub fn sync(dir: &Path) -> Result<()> {
         "syncing python_modules/ for Pyodide: {}",
         deps.join(", ")
     ));
-    let python = ["python3", "python"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .ok_or_else(|| {
-            Hinted::new(
-                "python3 was not found on PATH; pyflare sync uses its pip to fetch wheels",
-                "install Python 3 with pip",
-            )
-        })?;
     let staging = dir.join(".python_modules.syncing");
     let _ = std::fs::remove_dir_all(&staging);
-    let output = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--root-user-action=ignore",
+    let output = crate::runtime::pip_install_command(
+        &staging,
+        &[
             "--no-compile",
             "--only-binary=:all:",
             "--platform",
@@ -128,13 +106,12 @@ pub fn sync(dir: &Path) -> Result<()> {
             "cp",
             "--abi",
             "cp314",
-            "--target",
-        ])
-        .arg(&staging)
-        .args(&deps)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run pip")?;
+        ],
+        "pyflare sync uses its pip to fetch wheels",
+    )?
+    .args(&deps)
+    .output()
+    .context("cannot run pip")?;
     if !output.status.success() {
         let _ = std::fs::remove_dir_all(&staging);
         let stderr = String::from_utf8_lossy(&output.stderr);
