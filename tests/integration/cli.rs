@@ -1,27 +1,8 @@
 //! Config and command-line errors: `pyflare: error: ...` with the file, the
 //! line and the key, and a hint where the fix is obvious.
 
-use crate::util::{pyflare, pyflare_bin};
+use crate::util::{dev_in, pyflare, pyflare_bin};
 use std::process::Command;
-
-fn dev_in(files: &[(&str, &str)], args: &[&str]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    let out = Command::new(pyflare_bin())
-        .arg("dev")
-        .arg(dir.path())
-        .args(["--port", "0"])
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr =
-        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
-    (out.status.code().unwrap_or(-1), stderr)
-}
 
 const ENTRY: (&str, &str) = ("src/entry.py", "");
 

@@ -162,22 +162,18 @@ async fn cron_scheduled_endpoint_answers_as_wrangler() {
 
 #[test]
 fn cron_invalid_expression_fails_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("src")).unwrap();
-    std::fs::write(dir.path().join("src/entry.py"), "").unwrap();
-    std::fs::write(
-        dir.path().join("wrangler.jsonc"),
-        r#"{"name": "x", "main": "src/entry.py", "compatibility_date": "2026-06-01",
+    let (code, stderr) = crate::util::dev_in(
+        &[
+            ("src/entry.py", ""),
+            (
+                "wrangler.jsonc",
+                r#"{"name": "x", "main": "src/entry.py", "compatibility_date": "2026-06-01",
             "compatibility_flags": ["python_workers"], "triggers": {"crons": ["*/5 * * * *", "0 25 * * *"]}}"#,
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::util::pyflare_bin())
-        .args(["dev", "--port", "0"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
     assert!(
         stderr.ends_with(
             "wrangler.jsonc: `triggers.crons[1]`: invalid cron expression \"0 25 * * *\": hour: 25 is out of range 0-23\n"

@@ -216,6 +216,27 @@ pub(crate) fn pyflare(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `pyflare dev` on a project made of `files` until it exits (for
+/// start-up errors): exit code, and stderr with the folder shown as `DIR`.
+pub(crate) fn dev_in(files: &[(&str, &str)], args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let out = std::process::Command::new(pyflare_bin())
+        .arg("dev")
+        .arg(dir.path())
+        .args(["--port", "0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
 /// Direct children of `pid` (Linux /proc).
 pub(crate) fn children(pid: u32) -> Vec<u32> {
     let mut out = vec![];
