@@ -7,19 +7,11 @@
 //   node bench/baseline.mjs <pyodide-dir> <sdk-dir> <port>
 
 import http from "node:http";
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { loadPyodideWithSdk } from "./pyodide_sdk.mjs";
 
 const [pyodideDir, sdkDir, port] = process.argv.slice(2);
-const { loadPyodide } = await import(pathToFileURL(join(pyodideDir, "pyodide.mjs")).href);
-const py = await loadPyodide({ indexURL: `${pyodideDir}/` });
-py.FS.mkdirTree("/session/sdk");
-py.FS.mount(py.FS.filesystems.NODEFS, { root: sdkDir }, "/session/sdk");
-py.registerJsModule("_pyodide_entrypoint_helper", { patchWaitUntil() {} });
-py.registerJsModule("_cloudflare_compat_flags", { python_workflows_implicit_dependencies: false });
+const py = await loadPyodideWithSdk(pyodideDir, sdkDir);
 py.runPython(`
-import sys
-sys.path.append("/session/sdk")
 from workers import Response, WorkerEntrypoint, python_from_rpc, python_to_rpc
 
 class Default(WorkerEntrypoint):

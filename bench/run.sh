@@ -41,6 +41,18 @@ now_ms() { date +%s%3N; }
 median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.005; done; }
+# wrk output for a server on port $1, after a 2 s warm-up.
+load() {
+  wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$1/" >/dev/null
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/"
+}
+# Starts `pyflare dev` on a project (extra arguments follow), waits until it answers.
+serve() {
+  "$BIN" dev "$@" --port "$PORT" --no-reload >"$LOG" 2>&1 &
+  PYFLARE_PID=$!
+  wait_up "$PORT"
+}
+stop_pyflare() { kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true; }
 
 # Time from starting a command to its first successful response.
 time_start() { # port, command...
@@ -87,38 +99,28 @@ echo "ratio later reload / bare start: $(ratio "$later" "$bare")"
 
 # 3. Throughput through pyflare.
 cp -r examples/hello "$WORK/hello2"
-"$BIN" dev "$WORK/hello2" --port "$PORT" --no-reload >"$LOG" 2>&1 &
-PYFLARE_PID=$!
-wait_up "$PORT"
-wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
-PYFLARE_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+serve "$WORK/hello2"
+PYFLARE_OUT=$(load "$PORT")
 HOST_PID=$(pgrep -P "$PYFLARE_PID" | head -1)
 HOST_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
 PYFLARE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PYFLARE_PID/status")
-kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+stop_pyflare
 
 # 4. A request doing one KV put and one KV get (sled, flushed before the put returns).
-"$BIN" dev bench/workers/kv --port "$PORT" --persist-to "$WORK/kv-state" --no-reload >"$LOG" 2>&1 &
-PYFLARE_PID=$!
-wait_up "$PORT"
-wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-KV_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
-kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+serve bench/workers/kv --persist-to "$WORK/kv-state"
+KV_OUT=$(load "$PORT")
+stop_pyflare
 
 # 5. A request doing one D1 select with a bound parameter.
-"$BIN" dev bench/workers/d1 --port "$PORT" --persist-to "$WORK/d1-state" --no-reload >"$LOG" 2>&1 &
-PYFLARE_PID=$!
-wait_up "$PORT"
-wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-D1_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
-kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+serve bench/workers/d1 --persist-to "$WORK/d1-state"
+D1_OUT=$(load "$PORT")
+stop_pyflare
 
 # 6. The bare ceiling, same machine, same run.
 "$NODE" bench/baseline.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" >/dev/null 2>&1 &
 BASE_PID=$!
 wait_up "$BASE_PORT"
-wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$BASE_PORT/" >/dev/null
-BASE_OUT=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$BASE_PORT/")
+BASE_OUT=$(load "$BASE_PORT")
 kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
 
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }

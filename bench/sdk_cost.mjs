@@ -5,24 +5,16 @@
 //
 //   node bench/sdk_cost.mjs <pyodide-dir> <sdk-dir>
 
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { loadPyodideWithSdk } from "./pyodide_sdk.mjs";
 import { readFileSync } from "node:fs";
 
 const [pyodideDir, sdkDir] = process.argv.slice(2);
 const shim = readFileSync(new URL("../bindings/src/d1/shim.mjs", import.meta.url), "utf8");
 const { create } = await import(`data:text/javascript;base64,${Buffer.from(shim).toString("base64")}`);
-const { loadPyodide } = await import(pathToFileURL(join(pyodideDir, "pyodide.mjs")).href);
-const py = await loadPyodide({ indexURL: `${pyodideDir}/` });
-py.FS.mkdirTree("/session/sdk");
-py.FS.mount(py.FS.filesystems.NODEFS, { root: sdkDir }, "/session/sdk");
-py.registerJsModule("_pyodide_entrypoint_helper", { patchWaitUntil() {} });
-py.registerJsModule("_cloudflare_compat_flags", { python_workflows_implicit_dependencies: false });
+const py = await loadPyodideWithSdk(pyodideDir, sdkDir);
 const row = { value: { id: 1, name: "item 1" }, body: null };
 const env = { DB: create("DB", async () => row) };
 py.runPython(`
-import sys
-sys.path.append("/session/sdk")
 from workers import _EnvWrapper
 
 async def through_sdk(env, n):
