@@ -1,7 +1,7 @@
 //! The Python runtime surface: env and vars, imports, the `js` global
 //! scope, print(), outbound fetch, waitUntil and concurrency.
 
-use crate::util::TestWorker;
+use crate::util::{TestWorker, copy_fixture};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -141,4 +141,34 @@ async fn runtime_legacy_on_fetch_handler_before_no_global_handlers_date() {
         w.get("/").await.text().await.unwrap(),
         "legacy handler: GET"
     );
+}
+
+/// `fetch` is called as Cloudflare calls it: arguments the method does not
+/// declare are dropped, and `*args` receives the rest (env and ctx, which a
+/// class-based handler gets as None). The second request checks the answer
+/// kept per class.
+#[tokio::test]
+async fn runtime_fetch_takes_only_the_arguments_it_declares() {
+    for (signature, body, want) in [
+        ("self", "\"no arguments\"", "no arguments"),
+        ("self, request, *rest", "f\"{request.method} {rest}\"", "GET (None, None)"),
+    ] {
+        let project = copy_fixture("hello");
+        std::fs::write(
+            project.path().join("src/entry.py"),
+            format!(
+                "from workers import Response, WorkerEntrypoint\n\n\
+                 class Default(WorkerEntrypoint):\n    \
+                 async def fetch({signature}):\n        \
+                 return Response({body})\n"
+            ),
+        )
+        .unwrap();
+        let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
+        for _ in 0..2 {
+            let res = w.get("/").await;
+            assert_eq!(res.status(), 200, "{}", w.output());
+            assert_eq!(res.text().await.unwrap(), want);
+        }
+    }
 }

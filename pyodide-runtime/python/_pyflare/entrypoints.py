@@ -105,15 +105,49 @@ async def call(class_name, ctx, env, method, relaxed, args):
     """
     from workers import python_from_rpc, python_to_rpc
 
-    instance = _classes[class_name](ctx, env)
+    cls = _classes[class_name]
+    instance = cls(ctx, env)
     function = getattr(instance, method, None)
     if function is None or not callable(function):
         raise TypeError(f"Method {method} does not exist")
     values = [python_from_rpc(arg) for arg in args]
-    result = relaxed_call(function, *values) if relaxed else function(*values)
+    if relaxed:
+        taken = _positional_count(cls, method, function)
+        result = function(*values) if taken is None else function(*values[:taken])
+    else:
+        result = function(*values)
     if inspect.isawaitable(result):
         result = await result
     return python_to_rpc(result)
+
+
+_positional_counts = {}
+
+
+def _positional_count(cls, method, bound):
+    """How many positional arguments the method takes, or None for "all of
+    them" (it has `*args`, or its signature cannot be read).
+
+    `relaxed_call` works this out from the signature of the bound method on
+    every call, which a new instance per event makes a cache miss each time;
+    the answer depends only on the class, so it is kept per class.
+    """
+    key = (cls, method)
+    if key in _positional_counts:
+        return _positional_counts[key]
+    try:
+        parameters = inspect.signature(bound).parameters.values()
+    except (TypeError, ValueError):
+        parameters = None
+    count = 0
+    for parameter in parameters or ():
+        if parameter.kind == inspect.Parameter.VAR_POSITIONAL:
+            parameters = None
+            break
+        if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    _positional_counts[key] = None if parameters is None else count
+    return _positional_counts[key]
 
 
 async def call_legacy(name, args):
