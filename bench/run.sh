@@ -121,6 +121,7 @@ stop_pyflare
 BASE_PID=$!
 wait_up "$BASE_PORT"
 BASE_OUT=$(load "$BASE_PORT")
+BASE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$BASE_PID/status")
 kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
 
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
@@ -129,8 +130,9 @@ P_RPS=$(rps "$PYFLARE_OUT"); B_RPS=$(rps "$BASE_OUT")
 echo "hello world via pyflare dev:    ${P_RPS} req/s, p99 $(p99 "$PYFLARE_OUT") (wrk -c$CONNECTIONS, ${DURATION}s; target >= 4500)"
 echo "bare Node+Pyodide ceiling:      ${B_RPS} req/s, p99 $(p99 "$BASE_OUT")"
 echo "ratio pyflare / bare:           $(ratio "$P_RPS" "$B_RPS") (target >= 0.80)"
-echo "KV put+get via pyflare dev:     $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT") (target >= 3000)"
-echo "D1 select via pyflare dev:     $(rps "$D1_OUT") req/s, p99 $(p99 "$D1_OUT") (target >= 3000)"
+echo "KV put+get via pyflare dev:     $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT") (target >= 3000); ratio to bare hello $(ratio "$(rps "$KV_OUT")" "$B_RPS")"
+echo "D1 select via pyflare dev:      $(rps "$D1_OUT") req/s, p99 $(p99 "$D1_OUT") (target >= 3000); ratio to bare hello $(ratio "$(rps "$D1_OUT")" "$B_RPS")"
 echo "Cloudflare's SDK cost per D1 query, without pyflare:"
 "$NODE" bench/sdk_cost.mjs "$PYODIDE_DIR" "$SDK_DIR" | sed 's/^/  /'
-echo "memory: worker host RSS $((HOST_RSS / 1024)) MB after the hello run (target <= 200), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
+echo "memory after the hello run:     worker host RSS $((HOST_RSS / 1024)) MB (target <= 200), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
+echo "memory after the bare run:      bare Node+Pyodide RSS $((BASE_RSS / 1024)) MB (V8's default heap sizing)"

@@ -151,7 +151,11 @@ async fn runtime_legacy_on_fetch_handler_before_no_global_handlers_date() {
 async fn runtime_fetch_takes_only_the_arguments_it_declares() {
     for (signature, body, want) in [
         ("self", "\"no arguments\"", "no arguments"),
-        ("self, request, *rest", "f\"{request.method} {rest}\"", "GET (None, None)"),
+        (
+            "self, request, *rest",
+            "f\"{request.method} {rest}\"",
+            "GET (None, None)",
+        ),
     ] {
         let project = copy_fixture("hello");
         std::fs::write(
