@@ -52,20 +52,30 @@ export class Channel {
     return cancelled;
   }
 
-  /** Sends `bytes` as chunks of `stream`, waiting for credit when the window is full. */
-  async sendChunk(stream, bytes) {
+  /**
+   * Sends `bytes` as chunks of `stream`, waiting for credit when the window
+   * is full. With `last`, the final chunk also ends the stream (no
+   * `endStream` follows).
+   */
+  async sendChunk(stream, bytes, last = false) {
     const state = this.#outgoing.get(stream);
     if (!state) return false;
-    for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
-      const piece = bytes.subarray(offset, Math.min(offset + CHUNK_BYTES, bytes.byteLength));
+    if (bytes.byteLength === 0 && !last) return !state.cancelled;
+    let offset = 0;
+    do {
+      const end = Math.min(offset + CHUNK_BYTES, bytes.byteLength);
+      const piece = bytes.subarray(offset, end);
       while (state.inFlight >= BODY_WINDOW_BYTES && !state.cancelled) {
         await new Promise((resolve) => state.waiters.push(resolve));
       }
       if (state.cancelled) return false;
       state.inFlight += piece.byteLength;
-      this.#write(encodeChunkHeader(stream, piece.byteLength));
+      const final = last && end === bytes.byteLength;
+      if (final) this.#outgoing.delete(stream);
+      this.#write(encodeChunkHeader(stream, piece.byteLength, final));
       this.#write(piece);
-    }
+      offset = end;
+    } while (offset < bytes.byteLength);
     return !state.cancelled;
   }
 

@@ -86,20 +86,84 @@ export class Events {
       channel.send({ type: "exception", id, message: describeError(error) });
       return;
     }
+    await this.#respond(id, response);
+    this.#incoming.delete(id);
+  }
+
+  /**
+   * Sends the response head and body. A body that is already at hand (a
+   * string or bytes, or a stream that has finished) leaves with the head in
+   * one write, as one last chunk; a streaming body is sent as it comes, the
+   * head at once, under the credit window.
+   *
+   * Not emulated: workerd sends Content-Length for a body of known length
+   * (a string or bytes) and chunks every stream; here any body that is
+   * complete when it is first read gets a Content-Length, a stream that
+   * already finished included.
+   */
+  async #respond(id, response) {
+    const channel = this.#channel;
     const headers = [];
     for (const [name, value] of response.headers) headers.push([name, value]);
-    const hasBody = response.body !== null;
-    const cancelled = hasBody ? channel.openStream(id) : null;
-    channel.send({
+    const head = {
       type: "response",
       id,
       status: response.status,
       status_text: response.statusText,
       headers,
-      has_body: hasBody,
-    });
-    if (hasBody) await this.#sendBody(id, response.body, cancelled);
-    this.#incoming.delete(id);
+      has_body: response.body !== null,
+    };
+    if (response.body === null) {
+      channel.send(head);
+      return;
+    }
+    let headSent = false;
+    const sendHead = () => {
+      if (!headSent) channel.send(head);
+      headSent = true;
+    };
+    // A client that goes away stops even a stream that is waiting for data.
+    const stop = channel.openStream(id).then(() => null);
+    const reader = response.body.getReader();
+    const goAway = () => reader.cancel(new Error("The client went away.")).catch(() => {});
+    try {
+      let pending = reader.read();
+      let next = await soon(pending);
+      for (;;) {
+        if (next === NOT_YET) {
+          sendHead();
+          next = await Promise.race([pending, stop]);
+        }
+        if (next === null) {
+          await goAway();
+          break;
+        }
+        if (next.done) {
+          if (!headSent) head.body_length = 0;
+          sendHead();
+          break;
+        }
+        const bytes = toBytes(next.value);
+        pending = reader.read();
+        const following = await soon(Promise.race([pending, stop]));
+        if (following?.done) {
+          if (!headSent) head.body_length = bytes.byteLength;
+          sendHead();
+          await channel.sendChunk(id, bytes, true);
+          return;
+        }
+        sendHead();
+        if (!(await channel.sendChunk(id, bytes))) {
+          await goAway();
+          break;
+        }
+        next = following;
+      }
+      channel.endStream(id);
+    } catch (error) {
+      sendHead();
+      channel.endStream(id, describeError(error));
+    }
   }
 
   async #scheduled(message) {
@@ -121,32 +185,16 @@ export class Events {
       no_retry: controller.noRetryCalled,
     });
   }
+}
 
-  async #sendBody(id, body, cancelled) {
-    const channel = this.#channel;
-    const reader = body.getReader();
-    // A client that goes away stops even a stream that is waiting for data.
-    const stop = cancelled.then(() => null);
-    try {
-      for (;;) {
-        const next = await Promise.race([reader.read(), stop]);
-        if (next === null) {
-          await reader.cancel(new Error("The client went away.")).catch(() => {});
-          break;
-        }
-        const { done, value } = next;
-        if (done) break;
-        const bytes = toBytes(value);
-        if (!(await channel.sendChunk(id, bytes))) {
-          await reader.cancel(new Error("The client went away.")).catch(() => {});
-          break;
-        }
-      }
-      channel.endStream(id);
-    } catch (error) {
-      channel.endStream(id, describeError(error));
-    }
-  }
+const NOT_YET = Symbol("not yet");
+
+/**
+ * `promise`'s result if it settles before the event loop's next turn (the
+ * data is already there), else NOT_YET.
+ */
+function soon(promise) {
+  return Promise.race([promise, new Promise((resolve) => setImmediate(resolve, NOT_YET))]);
 }
 
 function toBytes(value) {

@@ -51,6 +51,7 @@ socket.on("data", (data) => {
     if (frame.kind === "chunk") {
       if (channel.ownsCall(frame.stream)) channel.onCallChunk(frame.stream, frame.data);
       else events?.onChunk(frame.stream, frame.data);
+      if (frame.last) onMessage({ type: "body_end", stream: frame.stream });
     } else {
       onMessage(frame.message);
     }

@@ -2,7 +2,7 @@
 // emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
 // message is added, removed or changes shape.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Bytes a body sender may have in flight before the receiver grants credit. */
 export const BODY_WINDOW_BYTES = 1024 * 1024;
@@ -26,8 +26,9 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   snapshot_done {}                               a host started with worker.take_snapshots
 //                                                  has written them; pyflare stops it
 //   load_error { message }                         the worker failed to load (Python traceback)
-//   response   { id, status, status_text, headers, has_body }
-//   body_end   { stream, error? }
+//   response   { id, status, status_text, headers, has_body, body_length? }
+//                                                  body_length: the whole body was at hand
+//   body_end   { stream, error? }                  or, without an error, a last-chunk frame
 //   credit     { stream, bytes }                   the worker took `bytes` of a request body
 //   exception  { id, message }                     the handler raised (Python traceback)
 //   event_result { id, outcome, message?, no_retry }  how a scheduled event ended

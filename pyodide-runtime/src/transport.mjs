@@ -4,10 +4,13 @@
 // A frame is a 4-byte big-endian length of what follows, then one kind byte:
 //   kind 0 (JSON):  UTF-8 JSON text of one protocol message
 //   kind 1 (CHUNK): 4-byte big-endian stream id, then raw body bytes
+//   kind 2 (LAST_CHUNK): as CHUNK, and the stream ends with it (no body_end
+//                    follows); a small body travels as one frame
 // Bodies therefore never travel as JSON or base64.
 
 export const KIND_JSON = 0;
 export const KIND_CHUNK = 1;
+export const KIND_LAST_CHUNK = 2;
 /** Largest frame either side accepts (length field value). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** Body chunks are cut to at most this many bytes. */
@@ -23,18 +26,21 @@ export function encodeJson(message) {
   return frame;
 }
 
-/** Encodes the header of a chunk frame; the body bytes follow it on the wire. */
-export function encodeChunkHeader(stream, byteLength) {
+/**
+ * Encodes the header of a chunk frame; the body bytes follow it on the wire.
+ * With `last`, the chunk also ends its stream.
+ */
+export function encodeChunkHeader(stream, byteLength, last = false) {
   const header = Buffer.allocUnsafe(9);
   header.writeUInt32BE(5 + byteLength, 0);
-  header.writeUInt8(KIND_CHUNK, 4);
+  header.writeUInt8(last ? KIND_LAST_CHUNK : KIND_CHUNK, 4);
   header.writeUInt32BE(stream >>> 0, 5);
   return header;
 }
 
 /**
  * Incremental decoder: feed it socket data, get whole frames back as
- * `{ kind: "json", message }` or `{ kind: "chunk", stream, data }`.
+ * `{ kind: "json", message }` or `{ kind: "chunk", stream, data, last }`.
  */
 export class FrameDecoder {
   #buffers = [];
@@ -59,12 +65,13 @@ export class FrameDecoder {
           kind: "json",
           message: JSON.parse(frame.toString("utf8", 1)),
         });
-      } else if (kind === KIND_CHUNK) {
+      } else if (kind === KIND_CHUNK || kind === KIND_LAST_CHUNK) {
         if (frame.length < 5) throw new Error("chunk frame without stream id");
         frames.push({
           kind: "chunk",
           stream: frame.readUInt32BE(1),
           data: frame.subarray(5),
+          last: kind === KIND_LAST_CHUNK,
         });
       } else {
         throw new Error(`unknown frame kind ${kind}`);

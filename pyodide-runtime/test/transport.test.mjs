@@ -38,6 +38,19 @@ test("byte layout matches the Rust side", () => {
   // 4-byte big-endian length, kind byte, payload (see transport.rs).
   assert.deepEqual([...encodeJson({})], [0, 0, 0, 3, 0, 0x7b, 0x7d]);
   assert.deepEqual([...encodeChunkHeader(258, 2)], [0, 0, 0, 7, 1, 0, 0, 1, 2]);
+  assert.deepEqual([...encodeChunkHeader(258, 2, true)], [0, 0, 0, 7, 2, 0, 0, 1, 2]);
+});
+
+test("a last chunk decodes as a chunk that ends its stream", () => {
+  const wire = Buffer.concat([encodeChunkHeader(9, 1), Buffer.from([1]), encodeChunkHeader(9, 0, true)]);
+  const frames = new FrameDecoder().push(wire);
+  assert.deepEqual(
+    frames.map((f) => [f.kind, f.stream, [...f.data], f.last]),
+    [
+      ["chunk", 9, [1], false],
+      ["chunk", 9, [], true],
+    ],
+  );
 });
 
 test("oversized and unknown frames are rejected", () => {

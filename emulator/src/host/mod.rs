@@ -107,6 +107,9 @@ pub struct HostResponse {
     pub status_text: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<ResponseBody>,
+    /// The body's length, when the worker's body was complete at once (a
+    /// string or bytes, not a stream still being written).
+    pub body_length: Option<u64>,
 }
 
 type BodyItem = Result<Bytes, BodyError>;
@@ -664,10 +667,8 @@ async fn wait_ready(
         let json = match frame {
             Frame::Json(json) => json,
             // Bodies of binding calls the worker makes while it loads.
-            Frame::Chunk { stream, data } => {
-                if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
-                    call.body.extend_from_slice(&data);
-                }
+            Frame::Chunk { stream, data, last } => {
+                on_chunk(shared, stream, data, last);
                 continue;
             }
         };
@@ -704,13 +705,7 @@ async fn wait_ready(
 async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     let reason = loop {
         match reader.next().await {
-            Ok(Some(Frame::Chunk { stream, data })) => {
-                if let Some(tx) = lock(&shared.bodies).get(&stream) {
-                    let _ = tx.send(Ok(data));
-                } else if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
-                    call.body.extend_from_slice(&data);
-                }
-            }
+            Ok(Some(Frame::Chunk { stream, data, last })) => on_chunk(&shared, stream, data, last),
             Ok(Some(Frame::Json(json))) => match serde_json::from_slice::<FromHost>(&json) {
                 Ok(message) => handle_message(&shared, message),
                 Err(e) => tracing::warn!("ignoring a bad message from the host: {e}"),
@@ -738,6 +733,25 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     }
 }
 
+/// A piece of a response body or of a binding call's body; the last one
+/// ends its stream as `body_end` does.
+fn on_chunk(shared: &Arc<Shared>, stream: u32, data: Bytes, last: bool) {
+    if let Some(tx) = lock(&shared.bodies).get(&stream) {
+        let _ = tx.send(Ok(data));
+    } else if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
+        call.body.extend_from_slice(&data);
+    }
+    if last {
+        handle_message(
+            shared,
+            FromHost::BodyEnd {
+                stream,
+                error: None,
+            },
+        );
+    }
+}
+
 fn handle_message(shared: &Arc<Shared>, message: FromHost) {
     match message {
         FromHost::Response {
@@ -746,6 +760,7 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
             status_text,
             headers,
             has_body,
+            body_length,
         } => {
             let Some(tx) = lock(&shared.pending).remove(&id) else {
                 // The client went away; tell the host to stop the body.
@@ -772,6 +787,7 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 status_text,
                 headers,
                 body,
+                body_length,
             }));
         }
         FromHost::Exception { id, message } => {
@@ -953,10 +969,17 @@ impl Stream for ResponseBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<BodyItem>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
-                self.shared.send(&ToHost::Credit {
-                    stream: self.id,
-                    bytes: bytes.len(),
-                });
+                // The host sends nothing after a stream's last chunk, so
+                // that one needs no credit.
+                let ended = self.rx.is_closed() && self.rx.is_empty();
+                if ended {
+                    self.finished = true;
+                } else {
+                    self.shared.send(&ToHost::Credit {
+                        stream: self.id,
+                        bytes: bytes.len(),
+                    });
+                }
                 Poll::Ready(Some(Ok(bytes)))
             }
             Poll::Ready(Some(Err(e))) => {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when a message is added, removed or changes shape;
 /// `pyodide-runtime/src/protocol.mjs` declares the same number.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Bytes a body sender may have in flight before the receiver grants credit.
 pub const BODY_WINDOW_BYTES: usize = 1024 * 1024;
@@ -118,6 +118,9 @@ pub enum FromHost {
         status_text: String,
         headers: Vec<(String, String)>,
         has_body: bool,
+        /// The whole body's length, when the host had all of it at once.
+        #[serde(default)]
+        body_length: Option<u64>,
     },
     BodyEnd {
         stream: u32,

@@ -3,8 +3,9 @@
 //!
 //! A frame is a 4-byte big-endian length of what follows, then one kind byte:
 //! kind 0 carries the UTF-8 JSON of one protocol message; kind 1 carries a
-//! 4-byte big-endian stream id and then raw body bytes. Bodies therefore never
-//! travel as JSON or base64.
+//! 4-byte big-endian stream id and then raw body bytes; kind 2 is kind 1 for
+//! the last chunk of a stream (no `body_end` follows), so a small body
+//! travels as one frame. Bodies therefore never travel as JSON or base64.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -12,6 +13,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub const KIND_JSON: u8 = 0;
 /// Kind byte of a body chunk frame.
 pub const KIND_CHUNK: u8 = 1;
+/// Kind byte of the chunk frame that ends its stream.
+pub const KIND_LAST_CHUNK: u8 = 2;
 /// Largest value of the length field either side accepts.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Body chunks are cut to at most this many bytes.
@@ -22,8 +25,12 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 pub enum Frame {
     /// A protocol message, still as JSON text.
     Json(Bytes),
-    /// A piece of the body of stream `stream`.
-    Chunk { stream: u32, data: Bytes },
+    /// A piece of the body of stream `stream`; `last` ends the stream.
+    Chunk {
+        stream: u32,
+        data: Bytes,
+        last: bool,
+    },
 }
 
 /// Errors in the byte stream; any of them ends the connection.
@@ -71,7 +78,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     let kind = frame.get_u8();
     match kind {
         KIND_JSON => Ok(Some(Frame::Json(frame))),
-        KIND_CHUNK => {
+        KIND_CHUNK | KIND_LAST_CHUNK => {
             if frame.len() < 4 {
                 return Err(FrameError::ShortChunk);
             }
@@ -79,6 +86,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
             Ok(Some(Frame::Chunk {
                 stream,
                 data: frame,
+                last: kind == KIND_LAST_CHUNK,
             }))
         }
         other => Err(FrameError::Kind(other)),
@@ -95,6 +103,8 @@ mod tests {
         encode_json(br#"{"type":"ping","seq":1}"#, &mut wire);
         encode_chunk_header(7, 3, &mut wire);
         wire.put_slice(&[0, 255, 10]);
+        // The host's last chunk of a stream: kind 2.
+        wire.put_slice(&[0, 0, 0, 6, KIND_LAST_CHUNK, 0, 0, 0, 7, 42]);
         let all = wire.freeze();
 
         // Feed one byte at a time: frames come out only when whole.
@@ -112,7 +122,13 @@ mod tests {
                 Frame::Json(Bytes::from_static(br#"{"type":"ping","seq":1}"#)),
                 Frame::Chunk {
                     stream: 7,
-                    data: Bytes::from_static(&[0, 255, 10])
+                    data: Bytes::from_static(&[0, 255, 10]),
+                    last: false,
+                },
+                Frame::Chunk {
+                    stream: 7,
+                    data: Bytes::from_static(&[42]),
+                    last: true,
                 },
             ]
         );

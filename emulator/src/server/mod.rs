@@ -166,5 +166,12 @@ fn build_response(head: crate::host::HostResponse) -> Response<Body> {
             headers.append(name, value);
         }
     }
+    // A body known in full goes out with its length, as workerd sends it;
+    // a streamed one is chunked.
+    if let Some(length) = head.body_length
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     response
 }
