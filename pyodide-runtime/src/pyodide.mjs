@@ -172,12 +172,7 @@ python_from_rpc(js.Request.new("http://localhost/warm-up"))
       if (origin !== "fresh") {
         // Restored state: fresh RNG seeds (workerd reseeds before the first
         // request too) and no stale directory listings.
-        py.runPython(`
-import importlib, sys
-importlib.invalidate_caches()
-if "random" in sys.modules:
-    sys.modules["random"].seed()
-`);
+        entrypoints.after_restore();
       }
       if (origin === "restored") {
         return new Worker(py, entrypoints, entrypoints.describe(), env, background, origin);

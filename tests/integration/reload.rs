@@ -152,6 +152,12 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
     let w = start().await;
     assert!(w.output().contains(", from a snapshot"), "{}", w.output());
     assert_eq!(w.get("/").await.text().await.unwrap(), "v1 one");
+    let drawn = w.get("/random").await.text().await.unwrap();
+    drop(w);
+    // Each restore reseeds the random generator.
+    let w = start().await;
+    assert!(w.output().contains(", from a snapshot"), "{}", w.output());
+    assert_ne!(w.get("/random").await.text().await.unwrap(), drawn);
     drop(w);
 
     // Damage the snapshot: the start notices, serves, and rebuilds it.
