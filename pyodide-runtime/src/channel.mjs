@@ -92,13 +92,15 @@ export class Channel {
       this.#calls.set(id, { resolve, reject, reply: null, parts: [] });
       this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: hasBody });
       if (hasBody) {
+        // Whole at hand: the last chunk ends the stream.
         const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
-        for (let offset = 0; offset < bytes.byteLength; offset += CHUNK_BYTES) {
-          const piece = bytes.subarray(offset, Math.min(offset + CHUNK_BYTES, bytes.byteLength));
-          this.#write(encodeChunkHeader(id, piece.byteLength));
-          this.#write(piece);
-        }
-        this.send({ type: "body_end", stream: id });
+        let offset = 0;
+        do {
+          const end = Math.min(offset + CHUNK_BYTES, bytes.byteLength);
+          this.#write(encodeChunkHeader(id, end - offset, end === bytes.byteLength));
+          this.#write(bytes.subarray(offset, end));
+          offset = end;
+        } while (offset < bytes.byteLength);
       }
     });
   }

@@ -17,7 +17,8 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   credit     { stream, bytes }                   the consumer took `bytes` of a response body
 //   cancel     { stream }                          the client went away; stop sending that body
 //   ping       { seq }
-//   call_reply { id, ok? , error?: { class, message }, has_body }  answer to `call`
+//   call_reply { id, ok? , error?: { class, message }, has_body }  answer to `call`; a body
+//                                                  follows as chunks, the last a last-chunk frame
 //   shutdown   {}
 //
 // Messages the host sends to pyflare (`FromHost`):
@@ -35,4 +36,5 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   pong       { seq }
 //   log        { level, message }
 //   call       { id, binding, method, args, has_body }  a binding method call; a body
-//                                                       follows as chunks + body_end
+//                                                       follows as chunks, the last one
+//                                                       a last-chunk frame

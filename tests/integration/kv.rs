@@ -46,6 +46,15 @@ async fn kv_put_get_delete_round_trip_and_namespaces() {
         get_json(&w, "/delete?key=greeting").await,
         json!({"ok": true})
     );
+    // An empty value is a value (its body is one empty last chunk).
+    assert_eq!(
+        get_json(&w, "/put?key=blank&value=").await,
+        json!({"ok": true})
+    );
+    assert_eq!(
+        get_json(&w, "/get?key=blank").await,
+        json!({"value": "", "python_type": "str"})
+    );
 }
 
 #[tokio::test]

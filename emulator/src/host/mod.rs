@@ -121,7 +121,8 @@ pub struct BodyError(String);
 
 enum Outgoing {
     Json(Bytes),
-    Chunk(u32, Bytes),
+    /// A body chunk; `true` when it ends its stream.
+    Chunk(u32, Bytes, bool),
 }
 
 #[derive(Default)]
@@ -558,7 +559,7 @@ async fn pump_request_body(
                         break 'outer;
                     };
                     permit.forget();
-                    let _ = shared.out.send(Outgoing::Chunk(id, piece));
+                    let _ = shared.out.send(Outgoing::Chunk(id, piece, false));
                 }
             }
             Err(e) => {
@@ -604,8 +605,8 @@ async fn write_frames(
                     transport::encode_json(&json, &mut header);
                     writer.write_all(&header).await
                 }
-                Outgoing::Chunk(stream, data) => {
-                    transport::encode_chunk_header(stream, data.len(), &mut header);
+                Outgoing::Chunk(stream, data, last) => {
+                    transport::encode_chunk_header(stream, data.len(), last, &mut header);
                     match writer.write_all(&header).await {
                         Ok(()) => writer.write_all(&data).await,
                         Err(e) => Err(e),
@@ -897,14 +898,15 @@ async fn run_call(
                 has_body: reply.body.is_some(),
             });
             if let Some(mut bytes) = reply.body {
-                while !bytes.is_empty() {
+                // Whole at hand: the last chunk ends the stream.
+                loop {
                     let piece = bytes.split_to(bytes.len().min(CHUNK_BYTES));
-                    let _ = shared.out.send(Outgoing::Chunk(id, piece));
+                    let last = bytes.is_empty();
+                    let _ = shared.out.send(Outgoing::Chunk(id, piece, last));
+                    if last {
+                        break;
+                    }
                 }
-                shared.send(&ToHost::BodyEnd {
-                    stream: id,
-                    error: None,
-                });
             }
         }
         Err(error) => shared.send(&ToHost::CallReply {

@@ -52,11 +52,12 @@ pub fn encode_json(json: &[u8], out: &mut BytesMut) {
     out.put_slice(json);
 }
 
-/// Encodes the header of a chunk frame; `len` body bytes follow it.
-pub fn encode_chunk_header(stream: u32, len: usize, out: &mut BytesMut) {
+/// Encodes the header of a chunk frame; `len` body bytes follow it. A
+/// `last` chunk ends its stream.
+pub fn encode_chunk_header(stream: u32, len: usize, last: bool, out: &mut BytesMut) {
     out.reserve(9);
     out.put_u32((5 + len) as u32);
-    out.put_u8(KIND_CHUNK);
+    out.put_u8(if last { KIND_LAST_CHUNK } else { KIND_CHUNK });
     out.put_u32(stream);
 }
 
@@ -101,10 +102,15 @@ mod tests {
     fn json_and_chunk_frames_round_trip_across_split_reads() {
         let mut wire = BytesMut::new();
         encode_json(br#"{"type":"ping","seq":1}"#, &mut wire);
-        encode_chunk_header(7, 3, &mut wire);
+        encode_chunk_header(7, 3, false, &mut wire);
         wire.put_slice(&[0, 255, 10]);
-        // The host's last chunk of a stream: kind 2.
-        wire.put_slice(&[0, 0, 0, 6, KIND_LAST_CHUNK, 0, 0, 0, 7, 42]);
+        let last_at = wire.len();
+        encode_chunk_header(7, 1, true, &mut wire);
+        wire.put_slice(&[42]);
+        assert_eq!(
+            wire[last_at..],
+            [0, 0, 0, 6, KIND_LAST_CHUNK, 0, 0, 0, 7, 42]
+        );
         let all = wire.freeze();
 
         // Feed one byte at a time: frames come out only when whole.
