@@ -149,7 +149,8 @@ export class Events {
         if (following?.done) {
           if (!headSent) head.body_length = bytes.byteLength;
           sendHead();
-          await channel.sendChunk(id, bytes, true);
+          // Cut short (the client went away): end the stream as a cancel does.
+          if (!(await channel.sendChunk(id, bytes, true))) channel.endStream(id);
           return;
         }
         sendHead();
