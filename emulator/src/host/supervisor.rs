@@ -19,7 +19,11 @@ use crate::logging;
 use crate::runtime::Runtime;
 
 /// How long after the first start the first standby host is prepared.
-const STANDBY_DELAY: Duration = Duration::from_secs(1);
+const STANDBY_DELAY: Duration = Duration::from_millis(500);
+
+/// How long a reload waits for a standby host still being prepared (one
+/// takes ~0.5 s) before it starts a host of its own.
+const STANDBY_WAIT: Duration = Duration::from_secs(3);
 
 /// How long an old host may finish its in-flight requests after a swap.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -160,7 +164,10 @@ fn prepare_standby(
         let _ = making.wait_for(|busy| !*busy).await;
         tokio::time::sleep(delay).await;
         let key = standby_key(&spec);
-        if slot.lock().await.as_ref().is_some_and(|(k, _)| *k == key) {
+        // Held while the host prepares: a reload meanwhile waits for it
+        // (see `start_host`) rather than loading a second host beside it.
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_some_and(|(k, _)| *k == key) {
             return;
         }
         let prepared = Host::start_standby(
@@ -172,7 +179,7 @@ fn prepare_standby(
         )
         .await;
         match prepared {
-            Ok(standby) => *slot.lock().await = Some((key, standby)),
+            Ok(standby) => *slot = Some((key, standby)),
             Err(StartError::Load(e)) => tracing::debug!("no standby host: {e}"),
             Err(StartError::Host(e)) => tracing::debug!("no standby host: {e:#}"),
         }
@@ -240,9 +247,13 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
     }
 }
 
-/// Starts a host for `spec`, from the standby when it fits.
+/// Starts a host for `spec`, from the standby when it fits, waiting a
+/// little for one still being prepared.
 async fn start_host(spec: &HostSpec, standby: &StandbySlot) -> Result<Arc<Host>, StartError> {
-    let prepared = standby.lock().await.take();
+    let prepared = match tokio::time::timeout(STANDBY_WAIT, standby.lock()).await {
+        Ok(mut slot) => slot.take(),
+        Err(_) => None,
+    };
     if let Some((key, prepared)) = prepared
         && key == standby_key(spec)
     {
