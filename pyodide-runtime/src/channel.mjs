@@ -61,21 +61,17 @@ export class Channel {
     const state = this.#outgoing.get(stream);
     if (!state) return false;
     if (bytes.byteLength === 0 && !last) return !state.cancelled;
-    let offset = 0;
-    do {
-      const end = Math.min(offset + CHUNK_BYTES, bytes.byteLength);
-      const piece = bytes.subarray(offset, end);
+    for (const [piece, isLastPiece] of pieces(bytes)) {
       while (state.inFlight >= BODY_WINDOW_BYTES && !state.cancelled) {
         await new Promise((resolve) => state.waiters.push(resolve));
       }
       if (state.cancelled) return false;
       state.inFlight += piece.byteLength;
-      const final = last && end === bytes.byteLength;
+      const final = last && isLastPiece;
       if (final) this.#outgoing.delete(stream);
       this.#write(encodeChunkHeader(stream, piece.byteLength, final));
       this.#write(piece);
-      offset = end;
-    } while (offset < bytes.byteLength);
+    }
     return !state.cancelled;
   }
 
@@ -94,13 +90,10 @@ export class Channel {
       if (hasBody) {
         // Whole at hand: the last chunk ends the stream.
         const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
-        let offset = 0;
-        do {
-          const end = Math.min(offset + CHUNK_BYTES, bytes.byteLength);
-          this.#write(encodeChunkHeader(id, end - offset, end === bytes.byteLength));
-          this.#write(bytes.subarray(offset, end));
-          offset = end;
-        } while (offset < bytes.byteLength);
+        for (const [piece, isLastPiece] of pieces(bytes)) {
+          this.#write(encodeChunkHeader(id, piece.byteLength, isLastPiece));
+          this.#write(piece);
+        }
       }
     });
   }
@@ -172,4 +165,17 @@ export class Channel {
     this.#outgoing.delete(stream);
     this.send(error ? { type: "body_end", stream, error } : { type: "body_end", stream });
   }
+}
+
+/**
+ * `bytes` cut into pieces of at most CHUNK_BYTES, each with whether it is
+ * the last; no bytes give one empty piece, so a stream can still end.
+ */
+function* pieces(bytes) {
+  let offset = 0;
+  do {
+    const end = Math.min(offset + CHUNK_BYTES, bytes.byteLength);
+    yield [bytes.subarray(offset, end), end === bytes.byteLength];
+    offset = end;
+  } while (offset < bytes.byteLength);
 }

@@ -83,8 +83,6 @@ export async function prepareWorker(init, channel, standby) {
         _snapshotDeserializer: (description) => file.deserialize(description),
         _makeSnapshot: makeMore,
       });
-      // Pyodide keeps its options; drop its reference to the snapshot buffer.
-      if (py._api?.config) py._api.config._loadSnapshot = undefined;
       return py;
     } catch (error) {
       // The file's checksum was right, so this worker cannot be restored
@@ -94,10 +92,11 @@ export async function prepareWorker(init, channel, standby) {
       file.refuse(`restore failed: ${error.message}`);
       return null;
     } finally {
-      // Pyodide has copied the snapshot into its memory by now. Detaching
-      // the file's buffer frees its ~30 MB at once instead of at the next
-      // full garbage collection, which an idle host may not run for long.
-      bytes.buffer.transfer?.(0);
+      // Pyodide has copied the snapshot into its memory by now, but keeps
+      // its options. Detaching the file's buffer frees its ~30 MB at once
+      // instead of at the next full garbage collection, which an idle host
+      // may not run for long.
+      bytes.buffer.transfer(0);
     }
   };
 

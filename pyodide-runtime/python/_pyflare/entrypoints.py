@@ -149,21 +149,23 @@ def _positional_count(cls, method, bound):
     the answer depends only on the class, so it is kept per class.
     """
     key = (cls, method)
-    if key in _positional_counts:
-        return _positional_counts[key]
+    if key not in _positional_counts:
+        _positional_counts[key] = _count_positional(bound)
+    return _positional_counts[key]
+
+
+def _count_positional(function):
     try:
-        parameters = inspect.signature(bound).parameters.values()
+        parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
-        parameters = None
+        return None
     count = 0
-    for parameter in parameters or ():
+    for parameter in parameters:
         if parameter.kind == inspect.Parameter.VAR_POSITIONAL:
-            parameters = None
-            break
+            return None
         if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
             count += 1
-    _positional_counts[key] = None if parameters is None else count
-    return _positional_counts[key]
+    return count
 
 
 async def call_legacy(name, args):
