@@ -43,6 +43,12 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
         args: serde_json::Value,
         body: Option<Bytes>,
     ) -> Result<Reply, WireError>;
+    /// Leaves the binding's storage complete on disk before pyflare exits
+    /// cleanly (Ctrl-C, SIGTERM, the end of a CLI command). Errors are for
+    /// the terminal.
+    async fn close(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The result of a binding call: JSON, plus bytes for bulk data.

@@ -11,6 +11,7 @@
 pub mod binding;
 pub mod clock;
 pub mod error;
+pub mod storage;
 
 pub use binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};

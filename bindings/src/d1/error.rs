@@ -40,6 +40,28 @@ pub enum D1Error {
     Session,
     #[error("D1_ERROR: {0}")]
     BadRequest(String),
+    /// SQLite's answer when its authorizer refuses a statement, as D1 words it.
+    #[error("D1_ERROR: not authorized: SQLITE_AUTH")]
+    NotAuthorized,
+    /// The database file (or its write-ahead log) cannot be trusted.
+    #[error("D1_ERROR: the database file {path} is damaged: {detail}")]
+    Damaged { path: String, detail: String },
+    /// The state folder cannot be written.
+    #[error("D1_ERROR: cannot write to {path}: {detail}")]
+    Unwritable { path: String, detail: String },
+}
+
+impl D1Error {
+    /// What the user can do about a storage failure, if anything is obvious.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Damaged { .. } => Some(
+                "move the file (and its -wal and -shm files) aside to start with an empty database, or restore it from a copy; pyflare changed nothing",
+            ),
+            Self::Unwritable { .. } => Some("make the folder writable, or pass --persist-to a writable folder"),
+            _ => None,
+        }
+    }
 }
 
 impl D1Error {

@@ -65,10 +65,13 @@ impl BindingKind for D1Databases {
     }
 
     fn open(&self, config: &Value, cx: &OpenContext) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
-        Ok(parse_config(config)?
-            .into_iter()
-            .map(|entry| Arc::new(D1Database::new(entry, &cx.persist_root)) as Arc<dyn Binding>)
-            .collect())
+        let mut out: Vec<Arc<dyn Binding>> = Vec::new();
+        for entry in parse_config(config)? {
+            let database = D1Database::new(entry, &cx.persist_root);
+            database.open_now()?;
+            out.push(Arc::new(database));
+        }
+        Ok(out)
     }
 }
 
@@ -88,7 +91,7 @@ pub fn parse_config(config: &Value) -> Result<Vec<D1DatabaseConfig>, BindingConf
                 format!("the binding name {} is used twice", entry.binding),
             ));
         }
-        if entry.name().contains(['/', '\\']) || entry.name().starts_with('.') {
+        if entry.name().contains(['/', '\\', '\0']) || entry.name().starts_with('.') {
             return Err(invalid(
                 format!("d1_databases[{i}].database_name"),
                 format!("\"{}\" cannot name a local database file", entry.name()),
@@ -141,6 +144,30 @@ impl D1Database {
                 Ok::<Arc<dyn D1Store>, D1Error>(Arc::new(store))
             })
             .await
+    }
+
+    /// Opens (and checks) the database file now, when pyflare runs on a
+    /// multi-threaded runtime, so a damaged or unwritable file stops
+    /// `pyflare dev` at start with its path instead of failing queries later.
+    /// Elsewhere (unit tests) the file opens on first use.
+    pub fn open_now(&self) -> Result<(), BindingConfigError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Ok(());
+        }
+        tokio::task::block_in_place(|| runtime.block_on(self.store()))
+            .map(|_| ())
+            .map_err(|error| BindingConfigError::Storage {
+                what: format!("the D1 database {}", self.config.name()),
+                path: self.path.clone(),
+                hint: error.hint().map(str::to_owned),
+                message: match &error {
+                    D1Error::Damaged { detail, .. } => format!("the file is damaged: {detail}"),
+                    other => other.detail(),
+                },
+            })
     }
 
     /// Runs one typed call.
@@ -212,6 +239,16 @@ impl Binding for D1Database {
 
     fn describe(&self) -> String {
         format!("D1 Database       {}  ({}, {})", self.config.binding, self.config.name(), self.path.display())
+    }
+
+    async fn close(&self) -> Result<(), String> {
+        match self.store.get() {
+            Some(store) => store
+                .checkpoint()
+                .await
+                .map_err(|e| format!("D1 {}: {}", self.config.binding, e.detail())),
+            None => Ok(()),
+        }
     }
 
     async fn call(&self, method: &str, args: Value, _body: Option<Bytes>) -> Result<Reply, WireError> {

@@ -192,6 +192,106 @@ pub fn split(sql: &str) -> Split {
     }
 }
 
+/// Whether `sql` would make SQLite read or write a file other than the
+/// database's own: `ATTACH`, `VACUUM ... INTO`, or a pragma that moves
+/// SQLite's files (`temp_store_directory`, `data_store_directory`). D1
+/// refuses these with `not authorized`. Every statement in the text is
+/// checked, after `;` wherever it appears (even where [`split`] would see a
+/// trigger body), so no way of grouping statements hides one.
+///
+/// Not emulated: D1 decides this in SQLite's authorizer; pyflare reads the
+/// statement's own words (an authorizer would need `unsafe`, which the
+/// workspace forbids). A column or table named `attach` used as the first
+/// word of a statement cannot occur, so nothing valid is refused.
+pub fn reaches_other_files(sql: &str) -> bool {
+    let words = words(sql);
+    let mut at_start = true;
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        if word == ";" {
+            at_start = true;
+            i += 1;
+            continue;
+        }
+        if at_start {
+            // (`EXPLAIN ...` only describes a statement: it runs nothing.)
+            let rest = || words[i..].iter().take_while(|w| *w != ";");
+            match word {
+                "ATTACH" => return true,
+                "VACUUM" if rest().any(|w| w == "INTO") => return true,
+                "PRAGMA" if rest().any(|w| w == "TEMP_STORE_DIRECTORY" || w == "DATA_STORE_DIRECTORY") => {
+                    return true;
+                }
+                _ => {}
+            }
+            at_start = false;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The upper-cased bare words of `sql` and its `;`s, skipping quoted
+/// strings and identifiers and comments.
+fn words(sql: &str) -> Vec<String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut i = 0;
+    let flush = |word: &mut String, out: &mut Vec<String>| {
+        if !word.is_empty() {
+            out.push(word.to_ascii_uppercase());
+            word.clear();
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                flush(&mut word, &mut out);
+                let close = if c == '[' { ']' } else { c };
+                i += 1;
+                while i < chars.len() {
+                    if chars[i] == close {
+                        if close != ']' && chars.get(i + 1) == Some(&close) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                // A quoted name stands for a word that is not a keyword.
+                out.push(String::from("\u{0}"));
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                flush(&mut word, &mut out);
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                flush(&mut word, &mut out);
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            ';' => {
+                flush(&mut word, &mut out);
+                out.push(";".into());
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '$' => word.push(c),
+            _ => flush(&mut word, &mut out),
+        }
+        i += 1;
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +332,34 @@ mod tests {
     fn empty_and_comment_only_texts() {
         assert_eq!(split("  \n "), Split::Empty);
         assert_eq!(split("-- nothing\n/* here */"), Split::OnlyComments);
+    }
+
+    #[test]
+    fn statements_that_reach_other_files_are_found_wherever_they_hide() {
+        for sql in [
+            "ATTACH DATABASE '/tmp/x.db' AS x",
+            "attach '/tmp/x.db' as x",
+            "/* c */ -- d\n ATTACH '/tmp/x.db' AS x",
+            "SELECT 1; ATTACH '/tmp/x.db' AS x",
+            "VACUUM INTO '/tmp/copy.db'",
+            "vacuum main into '/tmp/copy.db'",
+            "PRAGMA temp_store_directory = '/tmp'",
+            "PRAGMA main.data_store_directory='/tmp'",
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT CASE WHEN 1 THEN 2 END; END; ATTACH 'x' AS y",
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; ATTACH 'x' AS y; END",
+        ] {
+            assert!(reaches_other_files(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 'ATTACH' AS attach",
+            "SELECT * FROM t -- ATTACH 'x' AS y",
+            "VACUUM",
+            "CREATE TABLE vacuum_into (attach TEXT)",
+            "INSERT INTO \"attach\" VALUES ('VACUUM INTO x')",
+            "PRAGMA table_info('temp_store_directory')",
+            "EXPLAIN ATTACH 'x' AS y",
+        ] {
+            assert!(!reaches_other_files(sql), "{sql}");
+        }
     }
 }

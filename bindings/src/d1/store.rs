@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::error::D1Error;
@@ -61,6 +60,9 @@ pub trait D1Store: Send + Sync + std::fmt::Debug {
     async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error>;
     /// The database file's bytes.
     async fn dump(&self) -> Result<Vec<u8>, D1Error>;
+    /// Moves everything in the write-ahead log into the database file, so
+    /// the file alone holds every table (on a clean stop, after the CLI).
+    async fn checkpoint(&self) -> Result<(), D1Error>;
 }
 
 /// A D1 database in a SQLite file.
@@ -73,11 +75,14 @@ pub struct SqliteD1Store {
 impl SqliteD1Store {
     /// Opens (or creates) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, D1Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| D1Error::Sqlite(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Err(unopenable(dir, &e.to_string()));
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(sqlite_error)?
+        // A path, never a URL: a database name is a file name, and nothing
+        // in it is decoded (`%2e%2e%2f` stays those nine characters).
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // D1 enforces foreign keys.
@@ -91,7 +96,11 @@ impl SqliteD1Store {
             .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(sqlite_error)?;
+            .map_err(|e| match crate::storage::read_only(dir) {
+                true => unopenable(dir, &e.to_string()),
+                false => damaged(path, &e.to_string()),
+            })?;
+        check_integrity(&pool, path).await?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
@@ -162,6 +171,64 @@ impl D1Store for SqliteD1Store {
         drop(conn);
         std::fs::read(&self.path).map_err(|e| D1Error::Dump(e.to_string()))
     }
+
+    async fn checkpoint(&self) -> Result<(), D1Error> {
+        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sqlite_error)?;
+        // (busy, log frames, checkpointed frames): busy means a reader
+        // (a `sqlite3` shell, say) kept the log from being emptied.
+        if row.try_get::<i64, _>(0).unwrap_or(0) != 0 {
+            return Err(D1Error::Sqlite(format!(
+                "{}: the write-ahead log could not be emptied: another program is reading the database",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs SQLite's `quick_check` (every page readable, every record well
+/// formed, indexes in order) so a damaged file is reported when it is
+/// opened, not seen as empty tables later. About 1 ms per MB.
+async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<(), D1Error> {
+    let rows = sqlx::query("PRAGMA quick_check(5)")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| damaged(path, &e.to_string()))?;
+    let problems: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .filter(|line| line != "ok")
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(damaged(path, &problems.join("; ")))
+    }
+}
+
+/// A folder pyflare cannot write to (read-only) or create.
+fn unopenable(dir: &Path, detail: &str) -> D1Error {
+    let detail = if crate::storage::read_only(dir) {
+        "the folder is read-only".to_owned()
+    } else {
+        detail.to_owned()
+    };
+    D1Error::Unwritable {
+        path: dir.display().to_string(),
+        detail,
+    }
+}
+
+/// A database file SQLite cannot trust.
+fn damaged(path: &Path, detail: &str) -> D1Error {
+    D1Error::Damaged {
+        path: path.display().to_string(),
+        detail: detail.to_owned(),
+    }
 }
 
 async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
@@ -183,6 +250,9 @@ async fn run_statements(conn: &mut SqliteConnection, statements: &[Statement], p
 
 /// Runs one statement, reading every value with its own storage class.
 async fn run_one(conn: &mut SqliteConnection, statement: &Statement, params: &[Param]) -> Result<Outcome, D1Error> {
+    if super::statements::reaches_other_files(&statement.sql) {
+        return Err(D1Error::NotAuthorized);
+    }
     let mut query = sqlx::query(&statement.sql);
     for param in params {
         query = match param {
@@ -295,10 +365,13 @@ fn sql_error(error: sqlx::Error, sql: &str) -> D1Error {
             }
             D1Error::Sqlite(format!("{message}: {}", code_name(code)))
         }
-        _ => sqlite_error(error),
+        _ => D1Error::Sqlite(error.to_string()),
     }
 }
 
 fn sqlite_error(error: sqlx::Error) -> D1Error {
-    D1Error::Sqlite(error.to_string())
+    match error {
+        sqlx::Error::Database(_) => sql_error(error, ""),
+        other => D1Error::Sqlite(other.to_string()),
+    }
 }

@@ -129,3 +129,101 @@ async fn d1_migrations_apply_in_order_and_stop_at_a_failure() {
     let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations").await.unwrap();
     assert_eq!(pending, vec!["0001_broken.sql"]);
 }
+
+#[tokio::test]
+async fn d1_refuses_statements_that_reach_files_outside_its_own() {
+    let (dir, db) = db().await;
+    let outside = dir.path().join("outside.db");
+    for sql in [
+        format!("ATTACH DATABASE '{}' AS other", outside.display()),
+        format!("VACUUM INTO '{}'", outside.display()),
+        format!("SELECT 1; ATTACH '{}' AS other", outside.display()),
+        "PRAGMA temp_store_directory = '/'".to_owned(),
+    ] {
+        let error = query(&db, &sql, json!([]), "all").await.unwrap_err();
+        assert_eq!(error.to_string(), "D1_ERROR: not authorized: SQLITE_AUTH", "{sql}");
+    }
+    let exec = db
+        .run(D1Call::Exec {
+            sql: format!("ATTACH '{}' AS other", outside.display()),
+        })
+        .await
+        .unwrap_err();
+    assert!(exec.to_string().ends_with(": not authorized: SQLITE_AUTH"), "{exec}");
+    let batch = db
+        .run(D1Call::Batch {
+            queries: vec![
+                serde_json::from_value(json!({"sql": format!("VACUUM INTO '{}'", outside.display()), "params": []}))
+                    .unwrap(),
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(batch.to_string(), "D1_ERROR: not authorized: SQLITE_AUTH");
+    assert!(!outside.exists());
+    // load_extension stays refused too (SQLite's own default).
+    let error = query(&db, "SELECT load_extension('x')", json!([]), "all").await.unwrap_err();
+    assert_eq!(error.to_string(), "D1_ERROR: not authorized: SQLITE_ERROR");
+}
+
+#[tokio::test]
+async fn d1_database_names_are_never_decoded_as_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config: D1DatabaseConfig =
+        serde_json::from_value(json!({"binding": "DB", "database_name": "%2e%2e%2f%2e%2e%2fescaped"})).unwrap();
+    let db = D1Database::new(config, &state);
+    query(&db, "CREATE TABLE t (x)", json!([]), "all").await.unwrap();
+    assert!(state.join("d1/%2e%2e%2f%2e%2e%2fescaped.sqlite3").is_file());
+    assert!(!dir.path().join("escaped.sqlite3").exists());
+    for bad in ["../x", "a/b", "a\\b", ".hidden", "a\0b"] {
+        let error = parse_config(&json!([{"binding": "DB", "database_name": bad}])).unwrap_err();
+        assert!(error.to_string().contains("d1_databases[0].database_name"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn d1_a_damaged_file_is_reported_at_open_not_read_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d1/db.sqlite3");
+    {
+        let store = SqliteD1Store::open(&path).await.unwrap();
+        let create = statements_of("CREATE TABLE t (x TEXT); CREATE INDEX tx ON t (x)");
+        store.run(&create, &[]).await.unwrap();
+        for i in 0..200 {
+            let insert = statements_of("INSERT INTO t VALUES (?)");
+            store.run(&insert, &[Param::Text(format!("row {i} {}", "x".repeat(50)))]).await.unwrap();
+        }
+        store.checkpoint().await.unwrap();
+    }
+    // Scribble over the third page (a table or index page).
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[2 * 4096..2 * 4096 + 200] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let error = SqliteD1Store::open(&path).await.unwrap_err();
+    assert!(matches!(error, D1Error::Damaged { .. }), "{error}");
+    assert!(error.to_string().contains("db.sqlite3 is damaged"), "{error}");
+    assert!(error.hint().unwrap().contains("move the file"));
+}
+
+#[tokio::test]
+async fn d1_checkpoint_leaves_every_table_in_the_file_alone() {
+    let (dir, db) = db().await;
+    query(&db, "CREATE TABLE kept (x)", json!([]), "all").await.unwrap();
+    query(&db, "INSERT INTO kept VALUES (42)", json!([]), "all").await.unwrap();
+    Binding::close(&db).await.unwrap();
+    let copy = dir.path().join("copy.sqlite3");
+    std::fs::copy(dir.path().join("d1/test-db.sqlite3"), &copy).unwrap();
+    let alone = SqliteD1Store::open(&copy).await.unwrap();
+    let out = alone.run(&statements_of("SELECT x FROM kept"), &[]).await.unwrap();
+    assert_eq!(out.rows, vec![vec![json!(42)]]);
+}
+
+fn statements_of(sql: &str) -> Vec<Statement> {
+    match statements::split(sql) {
+        Split::Statements(list) => list,
+        other => panic!("{other:?}"),
+    }
+}

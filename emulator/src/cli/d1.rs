@@ -124,10 +124,13 @@ fn open(database: &str, target: &Target) -> Result<Opened> {
     };
     let persist_root = config.persist_root(target.persist_to.as_deref());
     let migrations_dir = config.root.join(entry.migrations_dir());
-    Ok(Opened {
-        db: D1Database::new(entry, &persist_root),
-        migrations_dir,
-    })
+    let db = D1Database::new(entry, &persist_root);
+    // A damaged or unwritable file stops here, with its path and a hint.
+    db.open_now().map_err(|source| ConfigError::Binding {
+        file: config.file.clone(),
+        source,
+    })?;
+    Ok(Opened { db, migrations_dir })
 }
 
 /// Runs a `pyflare d1` command.
@@ -188,6 +191,7 @@ pub async fn run(args: D1Args) -> Result<()> {
                     Ok(()) => println!("✅ {name}"),
                     Err(MigrationError::Failed { name, error }) => {
                         println!("❌ {name}");
+                        checkpoint(&opened.db).await;
                         bail!(Hinted::new(
                             format!("migration {name} failed and was rolled back: {error}"),
                             "fix the file and run pyflare d1 migrations apply again; earlier migrations stay applied"
@@ -196,6 +200,7 @@ pub async fn run(args: D1Args) -> Result<()> {
                     Err(other) => return Err(other.into()),
                 }
             }
+            checkpoint(&opened.db).await;
             println!(
                 "✅ Applied {} migration{}.",
                 pending.len(),
@@ -233,6 +238,7 @@ pub async fn run(args: D1Args) -> Result<()> {
                 let shaped = d1::shape(&outcome, "all", None, meta)?;
                 results.push((outcome, shaped));
             }
+            checkpoint(&opened.db).await;
             if json {
                 let values: Vec<&Value> = results.iter().map(|(_, shaped)| shaped).collect();
                 println!("{}", serde_json::to_string_pretty(&values)?);
@@ -253,6 +259,14 @@ pub async fn run(args: D1Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Leaves the `.sqlite3` file complete (the write-ahead log emptied into
+/// it), so it can be copied alone once the command returns.
+async fn checkpoint(db: &D1Database) {
+    if let Err(e) = pyflare_bindings::Binding::close(db).await {
+        crate::logging::warn(&e);
+    }
 }
 
 #[allow(clippy::print_stdout, reason = "the command's output")]

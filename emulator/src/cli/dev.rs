@@ -119,6 +119,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }
     let clock = Arc::new(OffsetClock::default());
     let loaded = load(&args, &clock)?;
+    // Every binding opened by this run (reloads open new ones), closed on a clean stop.
+    let opened: Opened = Arc::default();
+    remember(&opened, &loaded);
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)
         .await
         .context("runtime install task failed")??;
@@ -201,6 +204,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             socket_dir.path(),
             &supervisor,
             &crons,
+            &opened,
         )
     };
     // Tests and tools wait for this exact line.
@@ -226,8 +230,29 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // A short run (start, a few requests, stop) still leaves its snapshot.
     supervisor.finish_snapshots(Duration::from_secs(5)).await;
     stop(&supervisor);
+    close_bindings(&opened).await;
     drop(socket_dir);
     Ok(())
+}
+
+type Opened = Arc<std::sync::Mutex<Vec<Arc<dyn pyflare_bindings::Binding>>>>;
+
+fn remember(opened: &Opened, loaded: &Loaded) {
+    opened
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(loaded.bindings.map.values().cloned());
+}
+
+/// Lets every binding leave its storage complete on disk (D1 empties its
+/// write-ahead log into the `.sqlite3` file).
+async fn close_bindings(opened: &Opened) {
+    let bindings = std::mem::take(&mut *opened.lock().unwrap_or_else(|p| p.into_inner()));
+    for binding in bindings {
+        if let Err(e) = binding.close().await {
+            logging::warn(&e);
+        }
+    }
 }
 
 fn read(crons: &RwLock<Vec<Cron>>) -> std::sync::RwLockReadGuard<'_, Vec<Cron>> {
@@ -235,6 +260,10 @@ fn read(crons: &RwLock<Vec<Cron>>) -> std::sync::RwLockReadGuard<'_, Vec<Cron>> 
 }
 
 /// Watches the project; each saved change reloads the worker.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one piece of the running dev session the reload task keeps"
+)]
 fn start_reloading(
     args: &DevArgs,
     root: &std::path::Path,
@@ -243,6 +272,7 @@ fn start_reloading(
     socket_dir: &std::path::Path,
     supervisor: &Arc<Supervisor>,
     crons: &Arc<RwLock<Vec<Cron>>>,
+    opened: &Opened,
 ) -> Option<crate::reload::ProjectWatcher> {
     let (watcher, mut changes) = match crate::reload::watch(root) {
         Ok(pair) => pair,
@@ -254,6 +284,7 @@ fn start_reloading(
             return None;
         }
     };
+    let opened = opened.clone();
     let (args, clock, runtime, socket_dir, supervisor, crons, root) = (
         args.clone(),
         clock.clone(),
@@ -275,6 +306,7 @@ fn start_reloading(
             crate::snapshot::prune(&runtime.snapshot_dir);
             match load(&args, &clock) {
                 Ok(loaded) => {
+                    remember(&opened, &loaded);
                     *crons.write().unwrap_or_else(|p| p.into_inner()) = loaded.crons.clone();
                     supervisor.reload(host_spec(loaded, &runtime, &socket_dir, &args));
                 }
