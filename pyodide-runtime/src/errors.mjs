@@ -33,3 +33,17 @@ export function describeError(error) {
   if (error instanceof Error) return String(error.stack || `${error.name}: ${error.message}`);
   return String(error);
 }
+
+/**
+ * What the client and the log are shown of an error that ends a request:
+ * the Python traceback, or a JS error's name and message. A JS error that
+ * reaches this far comes from pyflare's host (a request Node cannot build,
+ * a handler that returned no Response), and its stack is the host's own
+ * files, not the worker's.
+ */
+export function describeForClient(error) {
+  if (error instanceof Error && error.constructor?.name !== "PythonError") {
+    return `${error.name}: ${error.message}`;
+  }
+  return describeError(error);
+}

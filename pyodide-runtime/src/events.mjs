@@ -3,7 +3,7 @@
 // control: neither side holds more than one window of a body in memory.
 
 import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
-import { describeError } from "./errors.mjs";
+import { describeError, describeForClient } from "./errors.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -83,7 +83,7 @@ export class Events {
       }
     } catch (error) {
       this.#incoming.delete(id);
-      channel.send({ type: "exception", id, message: describeError(error) });
+      channel.send({ type: "exception", id, message: describeForClient(error) });
       return;
     }
     await this.#respond(id, response);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cleanTraceback } from "../src/errors.mjs";
+import { cleanTraceback, describeForClient } from "../src/errors.mjs";
 
 test("pyflare and importlib frames are dropped from tracebacks", () => {
   const text = [
@@ -24,4 +24,17 @@ test("pyflare and importlib frames are dropped from tracebacks", () => {
       "ModuleNotFoundError: No module named 'missing'",
     ].join("\n"),
   );
+});
+
+test("a host-side JS error reaches the client without its stack", () => {
+  let error;
+  try {
+    new Headers({ "x-test": "\u2026" });
+  } catch (e) {
+    error = e;
+  }
+  const text = describeForClient(error);
+  assert.match(text, /^TypeError: /);
+  assert.doesNotMatch(text, /\n\s+at /);
+  assert.equal(describeForClient("plain"), "plain");
 });
