@@ -9,6 +9,8 @@ mod util;
 mod cli;
 // HTTP fidelity: methods, URLs, headers, bodies, statuses, streaming.
 mod http;
+// HTTP edges: header bytes and sizes, connection timeouts, body limit.
+mod http_edges;
 // Python runtime surface: env, modules, globals, waitUntil, concurrency.
 mod runtime;
 // Exceptions, CPU limit, crashes, load errors, shutdown.

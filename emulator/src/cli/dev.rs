@@ -48,6 +48,11 @@ pub struct DevArgs {
     /// Do not fire cron triggers on schedule (/cdn-cgi/handler/scheduled still works).
     #[arg(long)]
     pub no_crons: bool,
+    /// Largest request body accepted, as your Cloudflare plan's limit
+    /// (Free and Pro 100MB, Business 200MB, Enterprise 500MB); larger
+    /// bodies get Cloudflare's 413.
+    #[arg(long, value_name = "SIZE", default_value = "100MB", value_parser = server::limits::parse_size)]
+    pub max_body_size: u64,
 }
 
 /// Everything read from the project for one version of the worker.
@@ -210,23 +215,24 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // Tests and tools wait for this exact line.
     logging::ready(&format!("Ready on http://{host_for_url}:{}", local.port()));
 
-    let app = server::router(AppState {
+    let app = AppState {
         supervisor: supervisor.clone(),
         authority: local.to_string(),
         clock,
-    });
+        max_body_bytes: args.max_body_size,
+    };
     let stopping = supervisor.clone();
-    axum::serve(
+    server::listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        server::listen::Timeouts::from_env(),
+        async move {
+            shutdown_signal().await;
+            logging::info("shutting down");
+            stop(&stopping);
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        logging::info("shutting down");
-        stop(&stopping);
-    })
-    .await
-    .context("the HTTP server failed")?;
+    .await;
     // A short run (start, a few requests, stop) still leaves its snapshot.
     supervisor.finish_snapshots(Duration::from_secs(5)).await;
     stop(&supervisor);

@@ -4,14 +4,16 @@
 pub mod error;
 pub mod handlers;
 pub mod internal;
+pub mod limits;
+pub mod listen;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::host::supervisor::{Slot, Supervisor};
@@ -27,18 +29,25 @@ pub struct AppState {
     pub authority: String,
     /// The clock the bindings read; internal routes move it.
     pub clock: Arc<pyflare_bindings::OffsetClock>,
+    /// Largest request body accepted (Cloudflare's plan limit).
+    pub max_body_bytes: u64,
 }
 
-/// The router serving a worker.
-pub fn router(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
-}
+/// The header the isolate host adds to every request the worker makes.
+pub const WORKER_SUBREQUEST_HEADER: &str = "cf-worker";
 
-async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
+/// Answers one request: Cloudflare's edge limits first, then pyflare's own
+/// routes or the worker.
+pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<Body> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+        .map(|info| info.0)
+        // A worker's own subrequest comes from loopback too, but it is not a
+        // local tool: the host marks every one with `CF-Worker`, as
+        // Cloudflare marks a worker's subrequests, and the internal routes
+        // treat it as a remote client.
+        .filter(|_| !request.headers().contains_key(WORKER_SUBREQUEST_HEADER));
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request
@@ -52,7 +61,9 @@ async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
 
-    let response = if path.starts_with(internal::PREFIX) {
+    let response = if let Some(refused) = refuse_at_edge(&app, &request) {
+        refused
+    } else if path.starts_with(internal::PREFIX) {
         internal::handle(&app, peer, request.method(), &path)
     } else if handlers::is_handler_path(request.uri().path()) {
         handlers::handle(&app, peer, request.uri()).await
@@ -73,6 +84,27 @@ async fn handle(State(app): State<AppState>, request: Request<Body>) -> Response
     response
 }
 
+/// The answer Cloudflare's edge gives instead of running the worker, if any.
+fn refuse_at_edge(app: &AppState, request: &Request<Body>) -> Option<Response<Body>> {
+    if limits::header_bytes(request.headers()) > limits::MAX_HEADER_BYTES {
+        return Some(limits::headers_too_large());
+    }
+    if let Some(host) = request.headers().get(header::HOST)
+        && !limits::is_valid_host(host.as_bytes())
+    {
+        return Some(limits::bad_request());
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > app.max_body_bytes) {
+        return Some(limits::body_too_large());
+    }
+    None
+}
+
 async fn dispatch(
     app: &AppState,
     request: Request<Body>,
@@ -89,14 +121,26 @@ async fn dispatch(
         .headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            let (text, as_bytes) = limits::header_text(value.as_bytes());
+            if as_bytes {
+                logging::warn(&format!(
+                    "request header `{name}` is not UTF-8 text of Latin-1 characters: the worker gets its bytes as Latin-1 characters (on Cloudflare, its UTF-8 decoding)"
+                ));
+            }
+            (name.as_str().to_owned(), text)
         })
         .collect();
     let method_allows_body = !matches!(parts.method.as_str(), "GET" | "HEAD");
-    let body = (method_allows_body && !body.is_end_stream()).then_some(body);
+    // A body past the plan's limit fails the worker's read, and the
+    // request is answered with Cloudflare's 413 instead.
+    let too_large = Arc::new(AtomicBool::new(false));
+    let body = (method_allows_body && !body.is_end_stream()).then(|| {
+        Body::new(limits::LimitedBody::new(
+            body,
+            app.max_body_bytes,
+            too_large.clone(),
+        ))
+    });
 
     let mut request = FetchRequest {
         method: parts.method.as_str().to_owned(),
@@ -131,6 +175,9 @@ async fn dispatch(
             }
         }
     };
+    if too_large.load(Ordering::Relaxed) {
+        return Ok(limits::body_too_large());
+    }
     match outcome {
         Outcome::Response(head) => Ok(build_response(head)),
         Outcome::Exception(traceback) => {
