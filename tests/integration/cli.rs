@@ -255,3 +255,36 @@ fn cli_setup_without_npm_says_what_to_install() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn cli_dev_warns_about_unknown_config_fields_as_wrangler_and_starts() {
+    let project = crate::util::copy_fixture("hello");
+    std::fs::write(
+        project.path().join("wrangler.jsonc"),
+        r#"{
+  "name": "hello",
+  "main": "src/entry.py",
+  "compatibility_date": "2026-06-01",
+  "compatibility_flags": ["python_workers"],
+  "colour": "blue",
+  // Known to wrangler, not emulated by pyflare yet: no warning.
+  "r2_buckets": [],
+  "queues": { "producers": [] },
+  "observability": { "enabled": true },
+  "foo": 1
+}"#,
+    )
+    .unwrap();
+    let w = crate::util::TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[])
+        .await;
+    let output = w.output();
+    assert!(
+        output.contains(&format!(
+            "▲ [WARNING] Processing {} configuration:\n\n    - Unexpected fields found in top-level field: \"colour\",\"foo\"\n",
+            project.path().join("wrangler.jsonc").display()
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("r2_buckets"), "{output}");
+    assert_eq!(w.get("/").await.status(), 200);
+}

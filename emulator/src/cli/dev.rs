@@ -73,6 +73,10 @@ fn load(args: &DevArgs, clock: &Arc<OffsetClock>) -> Result<Loaded> {
             dot_env,
         },
     )?;
+    if let Some(warning) = &config.unexpected_fields {
+        // As wrangler prints it, on stderr.
+        eprintln!("{warning}");
+    }
     for warning in &config.warnings {
         logging::warn(warning);
     }

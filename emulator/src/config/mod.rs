@@ -5,6 +5,7 @@
 
 mod dotenv;
 pub mod error;
+mod fields;
 mod jsonc;
 
 pub use error::ConfigError;
@@ -91,6 +92,8 @@ pub struct WorkerConfig {
     pub rest: Map<String, Value>,
     /// Warnings to show the user (for example a missing compatibility_date).
     pub warnings: Vec<String>,
+    /// wrangler's warning about fields it does not know, as wrangler prints it.
+    pub unexpected_fields: Option<String>,
 }
 
 /// What `pyflare dev` was told on the command line.
@@ -140,6 +143,7 @@ impl WorkerConfig {
         let mut limits = raw.limits.clone().unwrap_or_default();
         let mut vars = raw.vars.clone().unwrap_or_default();
         let mut rest = std::mem::take(&mut raw.rest);
+        let unexpected_fields;
 
         if let Some(env_name) = &overrides.env {
             let env = raw
@@ -149,6 +153,8 @@ impl WorkerConfig {
                     file: file.clone(),
                     name: env_name.clone(),
                 })?;
+            unexpected_fields =
+                fields::unexpected_fields_warning(&file, &rest, Some((env_name, &env.rest)));
             name = Some(match env.name {
                 Some(own) => own,
                 None => format!("{}-{env_name}", name.as_deref().unwrap_or("worker")),
@@ -166,6 +172,8 @@ impl WorkerConfig {
                 rest.remove(key);
             }
             rest.extend(env.rest);
+        } else {
+            unexpected_fields = fields::unexpected_fields_warning(&file, &rest, None);
         }
 
         let main = main.ok_or_else(|| ConfigError::Invalid {
@@ -244,6 +252,7 @@ impl WorkerConfig {
             cpu_ms: limits.cpu_ms.unwrap_or(DEFAULT_CPU_MS),
             rest,
             warnings,
+            unexpected_fields,
         })
     }
 

@@ -175,3 +175,76 @@ fn config_missing_file_has_a_hint() {
     assert!(err.to_string().starts_with("no wrangler.jsonc"));
     assert!(err.hint().is_some());
 }
+
+#[test]
+fn config_unknown_fields_warn_as_wrangler_known_unemulated_ones_do_not() {
+    let dir = project(&[
+        (
+            "wrangler.toml",
+            r#"
+name = "app"
+main = "src/entry.py"
+compatibility_date = "2026-06-01"
+compatibility_flags = ["python_workers"]
+foo = 1
+colour = "blue"
+r2_buckets = [{ binding = "B", bucket_name = "b" }]
+queues = { producers = [] }
+durable_objects = { bindings = [] }
+observability = { enabled = true }
+[dev]
+port = 9000
+[env.staging]
+bar = true
+workflows = []
+"#,
+        ),
+        ENTRY,
+    ]);
+    let config = load(dir.path(), &ConfigOverrides::default()).unwrap();
+    let warning = config.unexpected_fields.expect("a warning");
+    assert!(warning.starts_with("▲ [WARNING] Processing "), "{warning}");
+    assert!(
+        warning.contains("wrangler.toml configuration:\n\n    - Unexpected fields found in top-level field: \"colour\",\"foo\"\n"),
+        "{warning}"
+    );
+    // The environment is checked only when it is selected, as by wrangler.
+    assert!(!warning.contains("env.staging"), "{warning}");
+
+    let overrides = ConfigOverrides {
+        env: Some("staging".into()),
+        ..ConfigOverrides::default()
+    };
+    let warning = load(dir.path(), &overrides)
+        .unwrap()
+        .unexpected_fields
+        .unwrap();
+    assert!(
+        warning.ends_with(
+            "    - Unexpected fields found in top-level field: \"colour\",\"foo\"\n    - \"env.staging\" environment configuration\n      - Unexpected fields found in env.staging field: \"bar\"\n"
+        ),
+        "{warning}"
+    );
+}
+
+#[test]
+fn config_without_unknown_fields_has_no_warning() {
+    let dir = project(&[
+        (
+            "wrangler.jsonc",
+            r#"{
+  "$schema": "node_modules/wrangler/config-schema.json",
+  "name": "hello",
+  "main": "src/entry.py",
+  "compatibility_date": "2026-06-01",
+  "compatibility_flags": ["python_workers"],
+  "kv_namespaces": [{ "binding": "KV", "id": "x" }],
+  "triggers": { "crons": [] },
+  "env": { "prod": { "vars": {} } }
+}"#,
+        ),
+        ENTRY,
+    ]);
+    let config = load(dir.path(), &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.unexpected_fields, None);
+}
