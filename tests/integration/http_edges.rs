@@ -85,6 +85,8 @@ async fn http_edges_a_host_that_is_no_host_name_is_a_plain_400() {
         b"ex\xe4mple.com",
         b"a b",
         b"user@host",
+        b"host:99999",
+        b"a%zzb",
     ] {
         let mut request = b"GET / HTTP/1.1\r\nHost: ".to_vec();
         request.extend_from_slice(host);

@@ -113,12 +113,16 @@ pub fn bad_request() -> Response<Body> {
 }
 
 /// Whether `host` can stand in a URL as its authority (`name[:port]`,
-/// ASCII only): anything else is refused with a 400 before the worker runs.
+/// ASCII only, a host name the URL standard accepts): anything else is
+/// refused with a 400 before the worker runs.
 pub fn is_valid_host(host: &[u8]) -> bool {
-    !host.is_empty()
-        && host.is_ascii()
-        && axum::http::uri::Authority::try_from(host)
-            .is_ok_and(|a| a.as_str().len() == host.len() && !a.as_str().contains('@'))
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    host.is_ascii()
+        && !host.is_empty()
+        && !host.contains(['@', '/', '\\', '?', '#'])
+        && url::Url::parse(&format!("http://{host}/")).is_ok_and(|url| url.has_host())
 }
 
 /// The text the worker reads for a header value. workerd decodes the bytes
@@ -238,6 +242,10 @@ mod tests {
         assert!(!is_valid_host(b"user@host"));
         assert!(!is_valid_host(b"host/path"));
         assert!(!is_valid_host(b""));
+        assert!(!is_valid_host(b"host:99999"));
+        assert!(!is_valid_host(b"a%zzb"));
+        assert!(!is_valid_host(b"1.2.3.256"));
+        assert!(!is_valid_host(b"[::1"));
     }
 
     #[tokio::test]
