@@ -41,6 +41,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// hyper's own bound on a request head: past it hyper answers 431 and
 /// closes. Above Cloudflare's 128 KB so that pyflare, not hyper, answers
 /// requests between the two with Cloudflare's 400.
+///
+/// Not emulated: a head over this bound gets hyper's bare 431 rather than
+/// Cloudflare's 400 page, and a request line over hyper's 64 KB its 414
+/// (Cloudflare limits URLs to 16 KB).
 const HEAD_HARD_LIMIT: usize = 2 * MAX_HEADER_BYTES;
 
 /// Connection timeouts.
