@@ -62,6 +62,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/pyodide.mjs"),
     ),
     (
+        "src/sandbox.mjs",
+        include_str!("../../pyodide-runtime/src/sandbox.mjs"),
+    ),
+    (
         "src/transport.mjs",
         include_str!("../../pyodide-runtime/src/transport.mjs"),
     ),
@@ -274,10 +278,10 @@ fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
 fn find_node(cache: &Path) -> Result<PathBuf> {
     if let Some(node) = std::env::var_os("PYFLARE_NODE").filter(|v| !v.is_empty()) {
         let node = PathBuf::from(node);
-        if !has_jspi(&node) {
+        if !is_usable_node(&node) {
             return Err(Hinted::new(
                 format!(
-                    "PYFLARE_NODE={} has no JSPI (WebAssembly.Suspending)",
+                    "PYFLARE_NODE={} lacks JSPI (WebAssembly.Suspending) or the permission model with --allow-net",
                     node.display()
                 ),
                 format!("use Node {NODE_VERSION} or newer, or unset PYFLARE_NODE"),
@@ -286,13 +290,13 @@ fn find_node(cache: &Path) -> Result<PathBuf> {
         }
         return Ok(node);
     }
-    if let Some(node) = which("node").filter(|n| has_jspi(n)) {
+    if let Some(node) = which("node").filter(|n| is_usable_node(n)) {
         return Ok(node);
     }
     let package = node_package()?;
     let dir = ensure_installed(cache, &format!("node-{NODE_VERSION}"), |dir| {
         progress(&format!(
-            "installing Node {NODE_VERSION} from npm (once; the system node lacks JSPI)"
+            "installing Node {NODE_VERSION} from npm (once; the system node lacks JSPI or the permission model)"
         ));
         npm_install(dir, &format!("{package}@{NODE_VERSION}"))
     })?;
@@ -321,12 +325,16 @@ fn node_package() -> Result<&'static str> {
     })
 }
 
-fn has_jspi(node: &Path) -> bool {
+/// Whether `node` can host a worker: JSPI (`WebAssembly.Suspending`) for
+/// the SDK's synchronous calls, and the permission model with network
+/// access (`--permission --allow-net`, Node 25 and later) for the sandbox
+/// (`host::sandbox`).
+fn is_usable_node(node: &Path) -> bool {
+    const CHECK: &str = "const flags = process.allowedNodeEnvironmentFlags; \
+        process.exit(typeof WebAssembly.Suspending === 'function' \
+        && flags.has('--permission') && flags.has('--allow-net') ? 0 : 1)";
     Command::new(node)
-        .args([
-            "-e",
-            "process.exit(typeof WebAssembly.Suspending === 'function' ? 0 : 1)",
-        ])
+        .args(["-e", CHECK])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

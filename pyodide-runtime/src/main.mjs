@@ -15,6 +15,11 @@ import { Channel } from "./channel.mjs";
 import { loadWorker, prepareWorker } from "./pyodide.mjs";
 import { Events } from "./events.mjs";
 import { describeError } from "./errors.mjs";
+import { hardenIsolate } from "./globals.mjs";
+import { allowFsConstantsLookup } from "./sandbox.mjs";
+
+hardenIsolate();
+allowFsConstantsLookup();
 
 const socketPath = process.argv[2];
 if (!socketPath) {

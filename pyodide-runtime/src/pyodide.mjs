@@ -13,6 +13,7 @@ import { compatFlags } from "./compat.mjs";
 import { BackgroundWork, makeWorkersModule, WorkerEntrypoint } from "./workers_module.mjs";
 import { buildEnv } from "./env.mjs";
 import { describeError } from "./errors.mjs";
+import { makeRestrictedApi, mountReadOnly } from "./sandbox.mjs";
 
 const SESSION = "/session";
 const MODULE_ROOT = `${SESSION}/metadata`;
@@ -44,7 +45,7 @@ export async function loadWorker(init, channel) {
 export async function prepareWorker(init, channel, standby) {
   const log = (level, message) => channel.send({ type: "log", level, message });
   const pyodideModule = await import(pathToFileURL(join(init.pyodide_dir, "pyodide.mjs")).href);
-  const globals = makeWorkerGlobals();
+  const globals = makeWorkerGlobals(init.name);
   const background = new BackgroundWork((error) =>
     log("error", `Uncaught (in waitUntil) ${describeError(error)}`),
   );
@@ -52,7 +53,8 @@ export async function prepareWorker(init, channel, standby) {
   const workersModule = makeWorkersModule(env, background);
   const flags = compatFlags(init.compatibility_date, init.compatibility_flags);
   const helper = makeEntrypointHelper(workersModule, init);
-  const known = { helper, flags, workersModule, env };
+  const pyodideApi = makeRestrictedApi();
+  const known = { helper, flags, workersModule, env, pyodideApi: pyodideApi.module, pyodideInternal: pyodideApi.internal };
   const dedicated = new SnapshotFile(standby ? null : init.snapshot_path, known, log);
   const baseline = new SnapshotFile(init.baseline_snapshot_path, known, log);
 
@@ -63,10 +65,10 @@ export async function prepareWorker(init, channel, standby) {
     // Mounted before Python starts: a snapshot restore reloads the native
     // extensions (.so) it recorded from these folders.
     fsInit: async (FS) => {
-      mountReadOnlyTree(FS, init.module_root, MODULE_ROOT);
-      if (userModules) mountReadOnlyTree(FS, init.python_modules_dir, PYTHON_MODULES);
-      if (!userSdk) mountReadOnlyTree(FS, init.sdk_dir, PINNED_SDK);
-      mountReadOnlyTree(FS, init.host_python_dir, PYFLARE_LIB);
+      mountReadOnly(FS, init.module_root, MODULE_ROOT);
+      if (userModules) mountReadOnly(FS, init.python_modules_dir, PYTHON_MODULES);
+      if (!userSdk) mountReadOnly(FS, init.sdk_dir, PINNED_SDK);
+      mountReadOnly(FS, init.host_python_dir, PYFLARE_LIB);
     },
     jsglobals: globals.view,
     env: { HOME: SESSION, PYTHONHASHSEED: "111" },
@@ -149,6 +151,9 @@ del _before, _added
     py.runPython("import workers, _pyflare.entrypoints");
     if (makeMode) baselineTaken = await baseline.take(py);
   }
+  // After the SDK's imports (the baseline snapshot records Pyodide's own
+  // API objects it holds), before any of the worker's code.
+  pyodideApi.attach(py);
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
   if (standby) {
@@ -310,13 +315,6 @@ sorted(name for name, m in list(sys.modules.items())
   }
 }
 
-/** Mounts a host folder into Pyodide's file system. */
-function mountReadOnlyTree(FS, hostPath, mountPoint) {
-  FS.mkdirTree(mountPoint);
-  // Not emulated: workerd mounts these read-only; NODEFS writes through to disk.
-  FS.mount(FS.filesystems.NODEFS, { root: hostPath }, mountPoint);
-}
-
 /** `_pyodide_entrypoint_helper`, as workerd's PyodideEntrypointHelper. */
 function makeEntrypointHelper(workersModule, init) {
   const patched = new WeakSet();
@@ -331,14 +329,15 @@ function makeEntrypointHelper(workersModule, init) {
     doAnImport: async (name) => {
       if (name === "cloudflare:workers") return workersModule;
       if (name === "cloudflare:sockets") return socketsModule;
+      // The SDK's own JavaScript files, by a plain file name: nothing else
+      // on disk can be imported this way.
       const sdkPrefix = "python_modules/workers/";
-      if (name.startsWith(sdkPrefix) && init.python_modules_dir) {
-        const file = join(init.python_modules_dir, "workers", name.slice(sdkPrefix.length));
-        if (existsSync(file)) return import(pathToFileURL(file).href);
-      }
-      if (name.startsWith(sdkPrefix)) {
-        const file = join(init.sdk_dir, "workers", name.slice(sdkPrefix.length));
-        if (existsSync(file)) return import(pathToFileURL(file).href);
+      const file = name.startsWith(sdkPrefix) ? name.slice(sdkPrefix.length) : "";
+      if (/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.m?js$/.test(file)) {
+        for (const root of [init.python_modules_dir, init.sdk_dir]) {
+          const path = root && join(root, "workers", file);
+          if (path && existsSync(path)) return import(pathToFileURL(path).href);
+        }
       }
       throw new Error(`No such module "${name}".`);
     },

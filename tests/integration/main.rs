@@ -23,3 +23,5 @@ mod d1;
 mod cron;
 // Live reload and memory snapshots.
 mod reload;
+// The worker's sandbox: no way to Node, the host's files or pyflare's routes.
+mod sandbox;
