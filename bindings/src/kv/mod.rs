@@ -117,21 +117,35 @@ pub fn open_store_shared(path: &std::path::Path) -> Result<SledKvStore, BindingC
 }
 
 fn store_error(path: &std::path::Path, e: store::StoreError) -> BindingConfigError {
-    {
-        let locked = e.0.contains("lock");
-        BindingConfigError::Storage {
-            what: "the KV store".into(),
-            path: path.to_path_buf(),
-            message: e.0,
-            hint: Some(if locked {
-                "another pyflare (a running pyflare dev, say) holds this store, and sled allows one process at a time; stop it, or pass --persist-to another folder".into()
-            } else {
-                "the store may be damaged; move the folder aside to start with an empty one (pyflare deleted nothing)"
-                    .into()
-            }),
+    use store::StoreError;
+    let message = e.to_string();
+    let hint = match &e {
+        _ if crate::storage::read_only(path) => format!(
+            "{} is read-only; make it writable, or pass --persist-to a writable folder",
+            path.parent().unwrap_or(path).display()
+        ),
+        StoreError::ReadOnly(_) => {
+            "pyflare cannot write there; make the folder writable, or pass --persist-to a writable folder".into()
         }
+        StoreError::Full(_) => "free some space on that disk, or pass --persist-to a folder on another disk".into(),
+        _ if message.contains("lock") => {
+            "another pyflare (a running pyflare dev, say) holds this store, and sled allows one process at a time; stop it, or pass --persist-to another folder".into()
+        }
+        _ => format!(
+            "pyflare changed nothing; restore the folder from a copy, or move the folder aside to start with an empty store (the {} file records what pyflare last wrote)",
+            store::CHECK_FILE
+        ),
+    };
+    BindingConfigError::Storage {
+        what: "the KV store".into(),
+        path: path.to_path_buf(),
+        message,
+        hint: Some(hint),
     }
 }
+
+/// How long a store call may take before the worker gets an error.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A live KV binding (`KVNamespace` in Cloudflare's runtime).
 #[derive(Debug)]
@@ -325,9 +339,17 @@ impl KvNamespace {
         op: Op,
         work: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, KvError> {
-        match tokio::task::spawn_blocking(work).await {
-            Ok(result) => result.map_err(|e| KvError::Store(op, e)),
-            Err(join) => Err(KvError::Store(op, store::StoreError(join.to_string()))),
+        // A store that stops answering must not hang the worker forever.
+        match tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(work)).await {
+            Ok(Ok(result)) => result.map_err(|e| KvError::Store(op, e)),
+            Ok(Err(join)) => Err(KvError::Store(op, store::StoreError::Other(join.to_string()))),
+            Err(_) => Err(KvError::Store(
+                op,
+                store::StoreError::Other(format!(
+                    "the store did not answer within {} s; restart pyflare",
+                    STORE_TIMEOUT.as_secs()
+                )),
+            )),
         }
     }
 }

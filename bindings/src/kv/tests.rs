@@ -154,3 +154,77 @@ async fn kv_list_pages_with_cursor() {
     let second = call(&ns, "list", json!({"limit": 2, "cursor": cursor}), None).await.unwrap().value;
     assert_eq!(second["keys"], json!([{"name": "k2"}, {"name": "k3"}]));
 }
+
+/// 50 keys written and the store closed, as `pyflare dev` leaves it.
+fn store_with_50_keys() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledKvStore::open(dir.path()).unwrap();
+    for i in 0..50 {
+        store.put("ns", &format!("key-{i:02}"), &entry(&"v".repeat(100 + i), None, None)).unwrap();
+    }
+    dir
+}
+
+fn snapshot(dir: &std::path::Path) -> Vec<u8> {
+    std::fs::read(dir.join("db")).unwrap()
+}
+
+#[test]
+fn sled_store_truncated_is_refused_and_left_as_it_is() {
+    let dir = store_with_50_keys();
+    let bytes = snapshot(dir.path());
+    std::fs::write(dir.path().join("db"), &bytes[..bytes.len() / 2]).unwrap();
+    let before = snapshot(dir.path());
+    let err = open_store(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    assert!(err.hint().unwrap().contains("pyflare changed nothing"), "{err:?}");
+    assert_eq!(snapshot(dir.path()), before, "the damaged file was changed");
+}
+
+#[test]
+fn sled_store_with_one_byte_flipped_is_refused_and_left_as_it_is() {
+    let dir = store_with_50_keys();
+    let mut bytes = snapshot(dir.path());
+    // A byte inside the records (the log starts with segment headers).
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(dir.path().join("db"), &bytes).unwrap();
+    let err = open_store(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    assert_eq!(snapshot(dir.path()), bytes, "the damaged file was changed");
+}
+
+#[test]
+fn sled_store_a_write_cut_short_by_a_kill_still_opens() {
+    // The check file says a write was under way (before and after states);
+    // the store holds either one: both are accepted.
+    let dir = store_with_50_keys();
+    let check = dir.path().join(store::CHECK_FILE);
+    let text = std::fs::read_to_string(&check).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    // Pretend a 51st key was being written and the log changed since.
+    let pending = format!(
+        "{} {} {} 51 {} 0 0\n",
+        fields[0], fields[1], fields[2], "0123456789abcdef0123456789abcdef"
+    );
+    std::fs::write(&check, pending).unwrap();
+    let store = SledKvStore::open(dir.path()).unwrap();
+    assert!(store.get("ns", "key-49", 0).unwrap().is_some());
+}
+
+#[test]
+fn sled_store_check_at_open_costs_little() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledKvStore::open(dir.path()).unwrap();
+        for i in 0..2000 {
+            store.put("ns", &format!("key-{i}"), &entry("value", None, None)).unwrap();
+        }
+    }
+    let started = crate::clock::Stopwatch::start();
+    let store = SledKvStore::open(dir.path()).unwrap();
+    let elapsed = started.elapsed_ms();
+    assert!(store.get("ns", "key-1999", 0).unwrap().is_some());
+    eprintln!("opened and checked 2000 records in {elapsed:.1} ms");
+    assert!(elapsed < 5000.0, "{elapsed} ms");
+}
