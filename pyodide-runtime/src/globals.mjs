@@ -133,12 +133,15 @@ function markedSubrequests(workerName) {
     request.headers.set(SUBREQUEST_HEADER, workerName);
     return realFetch(request);
   }
-  class WebSocket extends RealWebSocket {
-    constructor(url, protocols) {
-      const headers = { [SUBREQUEST_HEADER]: workerName };
-      super(url, protocols === undefined ? { headers } : { protocols, headers });
-    }
-  }
+  // A Node without a global WebSocket (before 22) runs only the node tests.
+  const WebSocket =
+    RealWebSocket &&
+    class WebSocket extends RealWebSocket {
+      constructor(url, protocols) {
+        const headers = { [SUBREQUEST_HEADER]: workerName };
+        super(url, protocols === undefined ? { headers } : { protocols, headers });
+      }
+    };
   return { fetch, WebSocket };
 }
 
