@@ -139,15 +139,23 @@ async fn serve_connection(
         deadline: None,
     };
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-        // Counted now, before hyper reads on: the head is complete.
-        let guard = requests.start();
+        // Counted now, before hyper reads on: the head is complete. The
+        // request is in flight until both its bodies are done with.
+        requests.start();
+        let (request_mark, response_mark) = (requests.mark(), requests.mark());
         let app = app.clone();
         request.extensions_mut().insert(ConnectInfo(peer));
+        let request = request.map(|body| {
+            Body::new(Marked {
+                body: Body::new(body),
+                _mark: request_mark,
+            })
+        });
         async move {
-            let response = super::handle_request(app, request.map(Body::new)).await;
-            Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
+            let response = super::handle_request(app, request).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| Marked {
                 body,
-                _guard: guard,
+                _mark: response_mark,
             }))
         }
     });
@@ -168,47 +176,50 @@ async fn serve_connection(
     let _ = connection.await;
 }
 
-/// The requests of one connection whose responses are not yet sent.
+/// The requests of one connection and their bodies not yet done with.
 #[derive(Debug, Default)]
 struct Requests {
     /// Requests begun on the connection.
     started: AtomicU64,
-    /// Requests whose response has been sent (or dropped).
-    finished: AtomicU64,
+    /// Request and response bodies still in use.
+    open: AtomicU64,
 }
 
 impl Requests {
-    fn start(self: &Arc<Self>) -> InFlight {
+    fn start(&self) {
         self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn mark(self: &Arc<Self>) -> InFlight {
+        self.open.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
 
     /// Whether the connection is between requests, waiting for a head; and
     /// how many requests began, to tell one head from the next.
     fn idle(&self) -> (bool, u64) {
-        let finished = self.finished.load(Ordering::SeqCst);
-        let started = self.started.load(Ordering::SeqCst);
-        (started == finished, started)
+        let open = self.open.load(Ordering::SeqCst);
+        (open == 0, self.started.load(Ordering::SeqCst))
     }
 }
 
-/// Marks a request finished when its response body is dropped (sent, or
-/// abandoned with the connection).
+/// One body of a request in flight, until it is dropped (read or sent in
+/// full, or abandoned with the connection).
 struct InFlight(Arc<Requests>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.finished.fetch_add(1, Ordering::SeqCst);
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// A response body that carries its request's [`InFlight`] mark.
-struct InFlightBody {
+/// A body that carries its [`InFlight`] mark.
+struct Marked {
     body: Body,
-    _guard: InFlight,
+    _mark: InFlight,
 }
 
-impl http_body::Body for InFlightBody {
+impl http_body::Body for Marked {
     type Data = Bytes;
     type Error = axum::Error;
 
