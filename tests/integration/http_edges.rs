@@ -258,6 +258,23 @@ async fn http_edges_idle_and_slow_connections_are_closed() {
         );
     }
 
+    // A body may come slowly: only the head is timed.
+    let mut socket = TcpStream::connect(address(&w)).await.unwrap();
+    socket
+        .write_all(b"POST /inspect HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        socket.write_all(b"z").await.unwrap();
+    }
+    let mut answer = String::new();
+    while !answer.ends_with('}') {
+        answer.push_str(&read_response(&mut socket).await);
+    }
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("\"body\": \"zzzzzzzzzz\""), "{answer}");
+
     // The server still serves new connections.
     assert_eq!(w.get("/").await.status(), 200);
 }
