@@ -79,6 +79,7 @@ impl SqliteD1Store {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return Err(unopenable(dir, &e.to_string()));
         }
+        check_wal(path)?;
         // A path, never a URL: a database name is a file name, and nothing
         // in it is decoded (`%2e%2e%2f` stays those nine characters).
         let options = SqliteConnectOptions::new()
@@ -207,6 +208,74 @@ async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<(), D1Error> 
         Ok(())
     } else {
         Err(damaged(path, &problems.join("; ")))
+    }
+}
+
+/// Checks the write-ahead log's checksums before SQLite reads it. SQLite
+/// stops reading a log at the first frame whose checksum fails and carries
+/// on without the commits after it, silently; pyflare reports that instead.
+/// Frames with another salt are left over from before the log was last
+/// restarted and end it normally; a frame cut short at the end of the file
+/// was never committed.
+fn check_wal(path: &Path) -> Result<(), D1Error> {
+    let mut wal_path = path.as_os_str().to_owned();
+    wal_path.push("-wal");
+    let wal_path = PathBuf::from(wal_path);
+    let bytes = match std::fs::read(&wal_path) {
+        Ok(bytes) if bytes.is_empty() => return Ok(()),
+        Ok(bytes) => bytes,
+        Err(_) => return Ok(()),
+    };
+    let damaged = |why: &str| damaged(&wal_path, why);
+    let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if bytes.len() < 32 {
+        return Err(damaged("its header is cut short"));
+    }
+    let big_endian = match word(0) {
+        0x377f_0682 => false,
+        0x377f_0683 => true,
+        _ => return Err(damaged("it does not start like a SQLite write-ahead log")),
+    };
+    let mut sum = (0u32, 0u32);
+    wal_checksum(&mut sum, &bytes[..24], big_endian);
+    if sum != (word(24), word(28)) {
+        return Err(damaged("its header's checksum does not match"));
+    }
+    let page_size = word(8) as usize;
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(damaged("its header names an impossible page size"));
+    }
+    let salts = (word(16), word(20));
+    let mut at = 32;
+    let mut frame = 1;
+    while at + 24 + page_size <= bytes.len() {
+        if (word(at + 8), word(at + 12)) != salts {
+            break;
+        }
+        wal_checksum(&mut sum, &bytes[at..at + 8], big_endian);
+        wal_checksum(&mut sum, &bytes[at + 24..at + 24 + page_size], big_endian);
+        if sum != (word(at + 16), word(at + 20)) {
+            return Err(damaged(&format!("frame {frame}'s checksum does not match")));
+        }
+        at += 24 + page_size;
+        frame += 1;
+    }
+    Ok(())
+}
+
+/// SQLite's log checksum: over 32-bit words taken in pairs.
+fn wal_checksum(sum: &mut (u32, u32), data: &[u8], big_endian: bool) {
+    let read = |chunk: &[u8]| {
+        let bytes = [chunk[0], chunk[1], chunk[2], chunk[3]];
+        if big_endian {
+            u32::from_be_bytes(bytes)
+        } else {
+            u32::from_le_bytes(bytes)
+        }
+    };
+    for pair in data.chunks_exact(8) {
+        sum.0 = sum.0.wrapping_add(read(&pair[..4]).wrapping_add(sum.1));
+        sum.1 = sum.1.wrapping_add(read(&pair[4..]).wrapping_add(sum.0));
     }
 }
 

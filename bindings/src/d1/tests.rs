@@ -227,3 +227,36 @@ fn statements_of(sql: &str) -> Vec<Statement> {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn d1_a_damaged_write_ahead_log_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.sqlite3");
+    let store = SqliteD1Store::open(&path).await.unwrap();
+    store.run(&statements_of("CREATE TABLE t (x TEXT)"), &[]).await.unwrap();
+    store.checkpoint().await.unwrap();
+    for i in 0..5 {
+        store
+            .run(&statements_of("INSERT INTO t VALUES (?)"), &[Param::Text(format!("row {i}"))])
+            .await
+            .unwrap();
+    }
+    // A copy taken while pyflare runs: the inserts are only in the log.
+    let copy = dir.path().join("copy.sqlite3");
+    std::fs::copy(&path, &copy).unwrap();
+    let wal = std::fs::read(dir.path().join("live.sqlite3-wal")).unwrap();
+    assert!(wal.len() > 32 + 24 + 4096, "no frames in the log");
+    std::fs::write(dir.path().join("copy.sqlite3-wal"), &wal).unwrap();
+    let intact = SqliteD1Store::open(&copy).await.unwrap();
+    let rows = intact.run(&statements_of("SELECT count(*) FROM t"), &[]).await.unwrap().rows;
+    assert_eq!(rows, vec![vec![json!(5)]]);
+    drop(intact);
+
+    let damaged = dir.path().join("damaged.sqlite3");
+    std::fs::copy(&path, &damaged).unwrap();
+    let mut bad = wal.clone();
+    bad[32 + 24 + 100] ^= 0x01;
+    std::fs::write(dir.path().join("damaged.sqlite3-wal"), &bad).unwrap();
+    let error = SqliteD1Store::open(&damaged).await.unwrap_err();
+    assert!(error.to_string().contains("damaged.sqlite3-wal is damaged: frame 1"), "{error}");
+}
