@@ -343,13 +343,13 @@ impl KvNamespace {
         match tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(work)).await {
             Ok(Ok(result)) => result.map_err(|e| KvError::Store(op, e)),
             Ok(Err(join)) => Err(KvError::Store(op, store::StoreError::Other(join.to_string()))),
-            Err(_) => Err(KvError::Store(
-                op,
+            Err(_) => Err(KvError::Store(op, {
+                self.store.mark_stalled();
                 store::StoreError::Other(format!(
                     "the store did not answer within {} s; restart pyflare",
                     STORE_TIMEOUT.as_secs()
-                )),
-            )),
+                ))
+            })),
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// Anything else.
     #[error("{0}")]
     Other(String),
+    /// An error from sled itself (kept apart so the store reopens after it).
+    #[error("{0}")]
+    Sled(Box<StoreError>),
 }
 
 impl StoreError {
@@ -60,10 +63,18 @@ impl StoreError {
     }
 
     fn from_sled(error: sled::Error) -> Self {
-        match error {
+        Self::Sled(Box::new(match error {
             sled::Error::Io(io) => Self::from_io(&io),
             sled::Error::Corruption { .. } => Self::Damaged(error.to_string()),
             other => Self::Other(other.to_string()),
+        }))
+    }
+
+    /// The error as callers see it (sled's own errors unwrapped).
+    fn surface(self) -> Self {
+        match self {
+            Self::Sled(inner) => *inner,
+            other => other,
         }
     }
 }
@@ -89,6 +100,9 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
         limit: usize,
         now_secs: u64,
     ) -> Result<(Vec<Listed>, bool), StoreError>;
+    /// A call did not return in time: later calls should fail at once
+    /// rather than pile up behind it.
+    fn mark_stalled(&self) {}
 }
 
 fn encode(entry: &Entry) -> Vec<u8> {
@@ -166,8 +180,29 @@ fn page(
 ///   after each write. At open, a log that is not the one pyflare last
 ///   wrote is first opened from a copy and checked there, so a damaged
 ///   store is reported, never opened (nor cut) in place.
-#[derive(Debug)]
+///
+/// After any error from sled itself (its "global error" makes every later
+/// call fail the same way), the database is closed and reopened, checked
+/// as at start, on the next call, so KV works again once the disk has room.
+/// A call that does not return within the binding's timeout marks the store
+/// stalled: later calls fail at once, asking for a restart.
+#[derive(Debug, Clone)]
 pub struct SledKvStore {
+    slot: Arc<Slot>,
+}
+
+/// The one open database of a folder, shared by every binding using it.
+#[derive(Debug)]
+struct Slot {
+    /// None for a temporary store, which is never reopened.
+    path: Option<std::path::PathBuf>,
+    open: std::sync::RwLock<Option<Opened>>,
+    stalled: std::sync::atomic::AtomicBool,
+    margin: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Opened {
     db: sled::Db,
     check: Option<Arc<Check>>,
 }
@@ -182,55 +217,33 @@ pub const FREE_SPACE_MARGIN: u64 = 2 * 512 * 1024;
 impl SledKvStore {
     /// Opens (or creates) the database at `path`, checking it first.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let check_path = path.join(CHECK_FILE);
-        let recorded = match std::fs::read_to_string(&check_path) {
-            Ok(text) => Some(Recorded::parse(&text).ok_or_else(|| {
-                StoreError::Damaged(format!("{} cannot be read", check_path.display()))
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StoreError::from_io(&e)),
-        };
-        if let Some(recorded) = &recorded
-            && recorded.fingerprint != fingerprint(path)
-        {
-            // Not the log pyflare last wrote (damage, or a kill between a
-            // write and its fingerprint): check a copy before sled may cut it.
-            verify_copy(path, recorded)?;
+        let opened = open_checked(path).map_err(StoreError::surface)?;
+        Ok(Self::from_slot(Some(path.to_path_buf()), opened))
+    }
+
+    fn from_slot(path: Option<std::path::PathBuf>, opened: Opened) -> Self {
+        Self {
+            slot: Arc::new(Slot {
+                path,
+                open: std::sync::RwLock::new(Some(opened)),
+                stalled: std::sync::atomic::AtomicBool::new(false),
+                margin: std::sync::atomic::AtomicU64::new(FREE_SPACE_MARGIN),
+            }),
         }
-        let db = open_sled(path)?;
-        let state = scan(&db)?;
-        if let Some(recorded) = &recorded
-            && !recorded.accepts(state)
-        {
-            return Err(StoreError::Damaged(recorded.mismatch(state)));
-        }
-        let check = Arc::new(Check {
-            dir: path.to_path_buf(),
-            state: Mutex::new(state),
-        });
-        check.record(state, state)?;
-        Ok(Self {
-            db,
-            check: Some(check),
-        })
     }
 
     /// The store at `path`, shared by every binding of this process that
     /// opens it (a reload reopens bindings while the old ones still run, and
     /// sled allows one open database per folder).
     pub fn open_shared(path: &Path) -> Result<Self, StoreError> {
-        type Shared = (sled::Db, Option<Arc<Check>>);
-        static OPEN: Mutex<BTreeMap<std::path::PathBuf, Shared>> = Mutex::new(BTreeMap::new());
+        static OPEN: Mutex<BTreeMap<std::path::PathBuf, SledKvStore>> = Mutex::new(BTreeMap::new());
         let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        if let Some((db, check)) = open.get(&key) {
-            return Ok(Self {
-                db: db.clone(),
-                check: check.clone(),
-            });
+        if let Some(store) = open.get(&key) {
+            return Ok(store.clone());
         }
         let store = Self::open(path)?;
-        open.insert(key, (store.db.clone(), store.check.clone()));
+        open.insert(key, store.clone());
         Ok(store)
     }
 
@@ -240,9 +253,106 @@ impl SledKvStore {
             .temporary(true)
             .open()
             .map_err(StoreError::from_sled)?;
-        Ok(Self { db, check: None })
+        Ok(Self::from_slot(None, Opened { db, check: None }))
     }
 
+    /// Sets the free space kept beyond each record; None turns the check
+    /// off (tests use it to let sled itself meet a full disk).
+    pub fn set_free_space_margin(&self, bytes: Option<u64>) {
+        self.slot
+            .margin
+            .store(bytes.unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Marks the store as stalled: a call did not return in time.
+    pub fn mark_stalled(&self) {
+        self.slot.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The open database, reopening it after an error.
+    fn opened(&self) -> Result<Opened, StoreError> {
+        if self.slot.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Other(
+                "the store stopped answering after a write error and cannot be used again in this run; restart pyflare".into(),
+            ));
+        }
+        if let Some(opened) = &*self.slot.open.read().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(opened.clone());
+        }
+        let mut open = self.slot.open.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(opened) = &*open {
+            return Ok(opened.clone());
+        }
+        let path = self.slot.path.as_deref().ok_or_else(|| StoreError::Other("the store is closed".into()))?;
+        let opened = open_checked(path).map_err(StoreError::surface)?;
+        *open = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Runs `op` on the open database; an error from sled closes it, so the
+    /// next call reopens it.
+    fn with<T>(&self, op: impl FnOnce(&Opened) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let opened = self.opened()?;
+        let result = op(&opened);
+        if let Err(StoreError::Sled(_)) = &result
+            && self.slot.path.is_some()
+        {
+            let mut open = self.slot.open.write().unwrap_or_else(|p| p.into_inner());
+            if open
+                .as_ref()
+                .is_some_and(|current| same(current, &opened))
+            {
+                *open = None;
+            }
+        }
+        result.map_err(StoreError::surface)
+    }
+}
+
+fn same(a: &Opened, b: &Opened) -> bool {
+    match (&a.check, &b.check) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+/// Opens the database at `path` and checks it against pyflare's check file.
+fn open_checked(path: &Path) -> Result<Opened, StoreError> {
+    let check_path = path.join(CHECK_FILE);
+    let recorded = match std::fs::read_to_string(&check_path) {
+        Ok(text) => Some(
+            Recorded::parse(&text)
+                .ok_or_else(|| StoreError::Damaged(format!("{} cannot be read", check_path.display())))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::from_io(&e)),
+    };
+    if let Some(recorded) = &recorded
+        && recorded.fingerprint != fingerprint(path)
+    {
+        // Not the log pyflare last wrote (damage, or a kill between a
+        // write and its fingerprint): check a copy before sled may cut it.
+        verify_copy(path, recorded)?;
+    }
+    let db = open_sled(path).map_err(StoreError::surface)?;
+    let state = scan(&db)?;
+    if let Some(recorded) = &recorded
+        && !recorded.accepts(state)
+    {
+        return Err(StoreError::Damaged(recorded.mismatch(state)));
+    }
+    let check = Arc::new(Check {
+        dir: path.to_path_buf(),
+        state: Mutex::new(state),
+    });
+    check.record(state, state)?;
+    Ok(Opened {
+        db,
+        check: Some(check),
+    })
+}
+
+impl Opened {
     fn tree(&self, namespace: &str) -> Result<sled::Tree, StoreError> {
         self.db.open_tree(namespace).map_err(StoreError::from_sled)
     }
@@ -255,7 +365,7 @@ impl SledKvStore {
 
     /// Replaces `key`'s record with `new` (None deletes), keeping the check
     /// file in step.
-    fn write(&self, namespace: &str, key: &str, new: Option<Vec<u8>>) -> Result<(), StoreError> {
+    fn write(&self, namespace: &str, key: &str, new: Option<Vec<u8>>, margin: u64) -> Result<(), StoreError> {
         let tree = self.tree(namespace)?;
         let Some(check) = &self.check else {
             match new {
@@ -264,8 +374,10 @@ impl SledKvStore {
             };
             return self.flush();
         };
-        if let Some(raw) = &new {
-            let needed = raw.len() as u64 + key.len() as u64 + FREE_SPACE_MARGIN;
+        if let Some(raw) = &new
+            && margin != u64::MAX
+        {
+            let needed = raw.len() as u64 + key.len() as u64 + margin;
             let free = fs2::available_space(&check.dir).map_err(|e| StoreError::from_io(&e))?;
             if free < needed {
                 return Err(StoreError::Full(format!(
@@ -292,14 +404,9 @@ impl SledKvStore {
         }
         .map_err(StoreError::from_sled)
         .and_then(|()| self.flush());
-        if result.is_err() {
-            // Whatever sled kept, the check file allows both states; learn which.
-            let now = tree.get(key).ok().flatten();
-            if now.as_deref() != old.as_deref() {
-                *state = next;
-            }
-            return result;
-        }
+        // On an error the check file allows both states until the store is
+        // reopened and checked again.
+        result?;
         *state = next;
         check.record(next, next)
     }
@@ -493,19 +600,26 @@ impl Check {
 
 impl KvStore for SledKvStore {
     fn get(&self, namespace: &str, key: &str, now_secs: u64) -> Result<Option<Entry>, StoreError> {
-        let Some(raw) = self.tree(namespace)?.get(key).map_err(StoreError::from_sled)? else {
-            return Ok(None);
-        };
-        let entry = decode(&raw)?;
-        Ok(is_live(entry.expiration, now_secs).then_some(entry))
+        self.with(|opened| {
+            let Some(raw) = opened.tree(namespace)?.get(key).map_err(StoreError::from_sled)? else {
+                return Ok(None);
+            };
+            let entry = decode(&raw)?;
+            Ok(is_live(entry.expiration, now_secs).then_some(entry))
+        })
     }
 
     fn put(&self, namespace: &str, key: &str, entry: &Entry) -> Result<(), StoreError> {
-        self.write(namespace, key, Some(encode(entry)))
+        let margin = self.slot.margin.load(std::sync::atomic::Ordering::Relaxed);
+        self.with(|opened| opened.write(namespace, key, Some(encode(entry)), margin))
     }
 
     fn delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-        self.write(namespace, key, None)
+        self.with(|opened| opened.write(namespace, key, None, 0))
+    }
+
+    fn mark_stalled(&self) {
+        SledKvStore::mark_stalled(self);
     }
 
     fn list(
@@ -516,16 +630,18 @@ impl KvStore for SledKvStore {
         limit: usize,
         now_secs: u64,
     ) -> Result<(Vec<Listed>, bool), StoreError> {
-        let keys = self.tree(namespace)?.scan_prefix(prefix).map(|item| {
-            let (key, raw) = item.map_err(StoreError::from_sled)?;
-            let entry = decode(&raw)?;
-            Ok(Listed {
-                name: String::from_utf8_lossy(&key).into_owned(),
-                expiration: entry.expiration,
-                metadata: entry.metadata,
-            })
-        });
-        page(keys, start_after, limit, now_secs)
+        self.with(|opened| {
+            let keys = opened.tree(namespace)?.scan_prefix(prefix).map(|item| {
+                let (key, raw) = item.map_err(StoreError::from_sled)?;
+                let entry = decode(&raw)?;
+                Ok(Listed {
+                    name: String::from_utf8_lossy(&key).into_owned(),
+                    expiration: entry.expiration,
+                    metadata: entry.metadata,
+                })
+            });
+            page(keys, start_after, limit, now_secs)
+        })
     }
 }
 

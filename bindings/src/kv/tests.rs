@@ -228,3 +228,68 @@ fn sled_store_check_at_open_costs_little() {
     eprintln!("opened and checked 2000 records in {elapsed:.1} ms");
     assert!(elapsed < 5000.0, "{elapsed} ms");
 }
+
+/// A 2 MiB tmpfs for one test (root only), unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(test: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("skipping {test}: mounting a tmpfs needs root (the tests run as root in CI)");
+            return None;
+        }
+        Some(Self(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn sled_store_works_again_after_sled_itself_meets_a_full_disk() {
+    let Some(fs) = Tmpfs::mount("sled_store_works_again_after_sled_itself_meets_a_full_disk") else {
+        return;
+    };
+    let store = SledKvStore::open(&fs.0.path().join("kv")).unwrap();
+    store.put("ns", "before", &entry("kept", None, None)).unwrap();
+    // No check: sled itself, not pyflare's check, meets the full disk.
+    store.set_free_space_margin(None);
+    let filler = fs.0.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let value = "v".repeat(1000);
+    let mut sled_error = None;
+    for i in 0..200 {
+        match store.put("ns", &format!("k{i}"), &entry(&value, None, None)) {
+            Ok(()) => {}
+            Err(e) => {
+                if !e.to_string().starts_with("no space left on the disk of") {
+                    sled_error = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    let sled_error = sled_error.expect("sled never met the full disk");
+    assert!(matches!(sled_error, store::StoreError::Full(_)), "{sled_error:?}");
+    // Without room, reopening fails too, promptly.
+    assert!(store.put("ns", "still-full", &entry(&value, None, None)).is_err());
+    std::fs::remove_file(&filler).unwrap();
+    store.set_free_space_margin(Some(store::FREE_SPACE_MARGIN));
+    store.put("ns", "after", &entry("fresh", None, None)).unwrap();
+    assert_eq!(store.get("ns", "after", 0).unwrap().unwrap().value, Bytes::from_static(b"fresh"));
+    assert_eq!(store.get("ns", "before", 0).unwrap().unwrap().value, Bytes::from_static(b"kept"));
+    drop(store);
+}
