@@ -387,3 +387,30 @@ async fn read_only_state_folder_is_named_as_read_only() {
     assert!(stderr.contains("--persist-to"), "{stderr}");
     assert!(!stderr.contains("damaged"), "{stderr}");
 }
+
+#[test]
+fn d1_execute_on_a_read_only_state_folder_says_read_only() {
+    let Some(fs) = Tmpfs::mount("2m", "d1_execute_on_a_read_only_state_folder") else {
+        return;
+    };
+    let state = fs.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    fs.remount("ro");
+    let out = Command::new(pyflare_bin())
+        .args(["d1", "execute", "faults", "--dir"])
+        .arg(fixture("storage"))
+        .arg("--persist-to")
+        .arg(&state)
+        .args(["--command", "SELECT 1"])
+        .output()
+        .unwrap();
+    fs.remount("rw");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the folder is read-only"), "{stderr}");
+    assert!(
+        stderr.contains("hint: make the folder writable, or pass --persist-to"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("damaged"), "{stderr}");
+}
