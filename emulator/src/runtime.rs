@@ -50,6 +50,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/events.mjs"),
     ),
     (
+        "src/faults.mjs",
+        include_str!("../../pyodide-runtime/src/faults.mjs"),
+    ),
+    (
         "src/globals.mjs",
         include_str!("../../pyodide-runtime/src/globals.mjs"),
     ),

@@ -184,6 +184,7 @@ mod tests {
             snapshot_path: None,
             baseline_snapshot_path: None,
             take_snapshots: false,
+            memory_limit_bytes: 0,
         }
     }
 

@@ -98,6 +98,30 @@ export class Channel {
     });
   }
 
+  /**
+   * Whether this host waits on pyflare: a binding call not answered yet, or
+   * a response body waiting for credit.
+   */
+  waiting() {
+    if (this.#calls.size > 0) return true;
+    for (const state of this.#outgoing.values()) {
+      if (state.waiters.length > 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Sends `message` at once, with what this turn has written so far, even
+   * from code that will not yield (a worker's allocation loop).
+   */
+  sendNow(message) {
+    if (this.#corked) {
+      this.#corked = false;
+      this.#socket.uncork();
+    }
+    this.#socket.write(encodeJson(message));
+  }
+
   /** Whether `stream` belongs to a call made by this host. */
   ownsCall(stream) {
     return this.#calls.has(stream);

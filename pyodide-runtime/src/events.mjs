@@ -1,9 +1,12 @@
 // Turns protocol messages into worker events (fetch for now) and streams
 // request and response bodies as binary chunks with credit-based flow
 // control: neither side holds more than one window of a body in memory.
+// Events that hang, and faults that end the isolate, are found by
+// `faults.mjs`.
 
 import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError, describeForClient } from "./errors.mjs";
+import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -23,13 +26,59 @@ export class Events {
   #channel;
   /** request id -> IncomingBody */
   #incoming = new Map();
+  #hangs;
+  #memory;
+  /** Set once the isolate is given up; pyflare stops this host. */
+  #aborted = false;
 
-  constructor(worker, channel) {
+  /**
+   * `limits.memoryBytes` is the isolate's memory limit (0: none);
+   * `limits.baseline` what Node itself held at start (`nodeBaseline()`).
+   */
+  constructor(worker, channel, limits = {}) {
     this.#worker = worker;
     this.#channel = channel;
+    this.#memory = new MemoryLimit(worker.py, limits.memoryBytes ?? 0, limits.baseline, ({ wasm, heap }) =>
+      this.#abort(
+        "memory_limit",
+        "Worker exceeded memory limit.\n" +
+          `pyflare counted ${megabytes(wasm + heap)} (Pyodide's memory ${megabytes(wasm)}, ` +
+          `the JavaScript heap ${megabytes(heap)}) against the limit of ${megabytes(limits.memoryBytes)}; ` +
+          "`pyflare dev --memory-limit MB` changes the limit.",
+      ),
+    );
+    this.#hangs = new HangWatch(
+      () => this.#waiting(),
+      () => this.#memory.check(),
+    );
+    watchFatal(worker.py, (message) => this.#abort("fatal", message));
+  }
+
+  /**
+   * Gives up the isolate: pyflare fails its events with `reason` and
+   * starts another host. Sent at once, also from inside an allocation.
+   */
+  #abort(reason, message) {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#channel.sendNow({ type: "abort", reason, message });
+  }
+
+  /** Whether something pyflare will send can still move an event on. */
+  #waiting() {
+    if (this.#channel.waiting()) return true;
+    for (const body of this.#incoming.values()) {
+      if (body.awaited) return true;
+    }
+    return false;
+  }
+
+  #log(level, message) {
+    this.#channel.send({ type: "log", level, message });
   }
 
   onMessage(message) {
+    if (this.#aborted) return;
     switch (message.type) {
       case "fetch":
         this.#fetch(message);
@@ -59,6 +108,31 @@ export class Events {
   async #fetch(message) {
     const { id } = message;
     const channel = this.#channel;
+    // `answered` once the head or an exception is sent; `hungBody` ends a
+    // streaming body that hangs.
+    const event = { answered: false, hungBody: null };
+    this.#hangs.begin(id, (hung) => {
+      this.#incoming.get(id)?.end("request cancelled");
+      this.#incoming.delete(id);
+      if (event.answered) {
+        event.hungBody?.(hung);
+      } else {
+        event.answered = true;
+        channel.send({ type: "exception", id, message: hung });
+      }
+    });
+    try {
+      await this.#handleFetch(message, event);
+    } finally {
+      this.#hangs.end(id);
+      this.#incoming.delete(id);
+      this.#memory.check();
+    }
+  }
+
+  async #handleFetch(message, event) {
+    const { id } = message;
+    const channel = this.#channel;
     let body = null;
     if (message.has_body) {
       const incoming = new IncomingBody(id, channel, () => this.#incoming.delete(id));
@@ -83,11 +157,16 @@ export class Events {
       }
     } catch (error) {
       this.#incoming.delete(id);
-      channel.send({ type: "exception", id, message: describeForClient(error) });
+      if (!event.answered) {
+        event.answered = true;
+        channel.send({ type: "exception", id, message: describeForClient(error) });
+      }
       return;
     }
-    await this.#respond(id, response);
-    this.#incoming.delete(id);
+    // Answered already: it was found hung, and its client has the error.
+    if (event.answered) return;
+    event.answered = true;
+    await this.#respond(id, response, event);
   }
 
   /**
@@ -101,7 +180,7 @@ export class Events {
    * complete when it is first read gets a Content-Length, a stream that
    * already finished included.
    */
-  async #respond(id, response) {
+  async #respond(id, response, event) {
     const channel = this.#channel;
     const headers = [];
     for (const [name, value] of response.headers) headers.push([name, value]);
@@ -122,8 +201,12 @@ export class Events {
       if (!headSent) channel.send(head);
       headSent = true;
     };
-    // A client that goes away stops even a stream that is waiting for data.
-    const stop = channel.openStream(id).then(() => null);
+    // A client that goes away stops even a stream that is waiting for data,
+    // as does a stream found hung (its message, a string, ends the race).
+    const hung = new Promise((resolve) => {
+      event.hungBody = resolve;
+    });
+    const stop = Promise.race([channel.openStream(id).then(() => null), hung]);
     const reader = response.body.getReader();
     const goAway = () => reader.cancel(new Error("The client went away.")).catch(() => {});
     try {
@@ -137,6 +220,13 @@ export class Events {
         if (next === null) {
           await goAway();
           break;
+        }
+        if (typeof next === "string") {
+          // workerd resets the connection of a response whose body hangs.
+          reader.cancel(new Error(next)).catch(() => {});
+          this.#log("error", next);
+          channel.endStream(id, next);
+          return;
         }
         if (next.done) {
           if (!headSent) head.body_length = 0;
@@ -162,33 +252,50 @@ export class Events {
       }
       channel.endStream(id);
     } catch (error) {
+      // The body's source failed after the head was sent: the client's
+      // connection is reset, as workerd resets it, and the error logged.
       sendHead();
-      channel.endStream(id, describeError(error));
+      const text = describeForClient(error);
+      this.#log("error", `the response body failed after its headers were sent; the connection was reset:\n${text}`);
+      channel.endStream(id, text);
     }
   }
 
   async #scheduled(message) {
     const controller = new ScheduledController(message.cron, message.scheduled_time);
     const ctx = new ExecutionContext(this.#worker.background);
-    let result;
+    let sent = false;
+    const send = (result) => {
+      if (sent) return;
+      sent = true;
+      this.#channel.send({
+        type: "event_result",
+        id: message.id,
+        ...result,
+        no_retry: controller.noRetryCalled,
+      });
+    };
+    const key = `scheduled:${message.id}`;
+    this.#hangs.begin(key, (hung) => send({ outcome: "exception", message: hung }));
     try {
       await this.#worker.callDefault("scheduled", [controller], ctx);
       // The first rejected waitUntil promise marks the run failed.
       await ctx.settle();
-      result = { outcome: "ok" };
+      send({ outcome: "ok" });
     } catch (error) {
-      result = { outcome: "exception", message: describeError(error) };
+      send({ outcome: "exception", message: describeError(error) });
+    } finally {
+      this.#hangs.end(key);
+      this.#memory.check();
     }
-    this.#channel.send({
-      type: "event_result",
-      id: message.id,
-      ...result,
-      no_retry: controller.noRetryCalled,
-    });
   }
 }
 
 const NOT_YET = Symbol("not yet");
+
+function megabytes(bytes) {
+  return `${Math.round(bytes / (1024 * 1024))} MB`;
+}
 
 /**
  * `promise`'s result if it settles before the event loop's next turn (the
@@ -230,6 +337,11 @@ class IncomingBody {
       },
       { highWaterMark: 0 },
     );
+  }
+
+  /** Whether the worker waits for more of this body. */
+  get awaited() {
+    return this.#wake !== null && !this.#ended;
   }
 
   push(data) {

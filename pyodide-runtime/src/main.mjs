@@ -14,12 +14,17 @@ import { PROTOCOL_VERSION } from "./protocol.mjs";
 import { Channel } from "./channel.mjs";
 import { loadWorker, prepareWorker } from "./pyodide.mjs";
 import { Events } from "./events.mjs";
+import { nodeBaseline } from "./faults.mjs";
 import { describeError } from "./errors.mjs";
 import { hardenIsolate } from "./globals.mjs";
 import { allowFsConstantsLookup } from "./sandbox.mjs";
 
 hardenIsolate();
 allowFsConstantsLookup();
+
+// What Node itself holds before any of the worker: not counted against the
+// worker's memory limit, as workerd has no Node.
+const baseline = nodeBaseline();
 
 const socketPath = process.argv[2];
 if (!socketPath) {
@@ -32,6 +37,8 @@ const channel = new Channel(socket);
 const decoder = new FrameDecoder();
 let events = null;
 let helloSeen = false;
+/** The isolate's limits, from `hello`. */
+let limits = {};
 /** A standby host's prepared runtime, waiting for `load`. */
 let standbyStage = null;
 
@@ -69,6 +76,9 @@ function onMessage(message) {
     case "hello":
       if (helloSeen) return;
       helloSeen = true;
+      // A host that only makes snapshots serves nothing, and holds them.
+      const memoryBytes = message.worker?.take_snapshots ? 0 : (message.worker?.memory_limit_bytes ?? 0);
+      limits = { memoryBytes, baseline };
       start(message);
       break;
     case "load":
@@ -136,7 +146,7 @@ function serve(worker, started) {
       // A Node without this way to collect: the heap just grows more first.
     }
   }, 1000).unref();
-  events = new Events(worker, channel);
+  events = new Events(worker, channel, limits);
   channel.send({
     type: "ready",
     version: PROTOCOL_VERSION,

@@ -2,7 +2,7 @@
 // emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
 // message is added, removed or changes shape.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Bytes a body sender may have in flight before the receiver grants credit. */
 export const BODY_WINDOW_BYTES = 1024 * 1024;
@@ -38,3 +38,6 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   call       { id, binding, method, args, has_body }  a binding method call; a body
 //                                                       follows as chunks, the last one
 //                                                       a last-chunk frame
+//   abort      { reason, message }                 the isolate cannot go on (reason: fatal |
+//                                                  memory_limit); pyflare fails its events
+//                                                  and replaces this host

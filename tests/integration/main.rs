@@ -15,6 +15,8 @@ mod http_edges;
 mod runtime;
 // Exceptions, CPU limit, crashes, load errors, shutdown.
 mod failures;
+// Fatal Pyodide errors, hangs, broken response streams, the memory limit.
+mod worker_faults;
 // Workers KV through Cloudflare's SDK.
 mod kv;
 // D1 through Cloudflare's SDK, and the d1 commands.

@@ -18,6 +18,10 @@ use crate::runtime::Runtime;
 use crate::server::{self, AppState};
 use pyflare_bindings::OffsetClock;
 
+/// Cloudflare's memory limit per isolate, in MB (MiB, as V8 counts):
+/// https://developers.cloudflare.com/workers/platform/limits/#memory
+const DEFAULT_MEMORY_LIMIT_MB: u64 = 128;
+
 /// Options of `pyflare dev`.
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
@@ -45,6 +49,10 @@ pub struct DevArgs {
     /// Do not use memory snapshots (every start imports the worker afresh).
     #[arg(long)]
     pub no_snapshot: bool,
+    /// Memory limit of the worker's isolate, in MB: Pyodide's memory plus
+    /// the JavaScript heap (Cloudflare's limit is 128; 0 turns it off).
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_MEMORY_LIMIT_MB)]
+    pub memory_limit: u64,
     /// Do not fire cron triggers on schedule (/cdn-cgi/handler/scheduled still works).
     #[arg(long)]
     pub no_crons: bool,
@@ -98,6 +106,7 @@ fn host_spec(
 ) -> HostSpec {
     let snapshots = !args.no_snapshot;
     let mut init = worker_init(&loaded.config, runtime, loaded.bindings.init);
+    init.memory_limit_bytes = args.memory_limit.saturating_mul(1024 * 1024);
     if snapshots {
         let path = |p: std::path::PathBuf| Some(p.to_string_lossy().into_owned());
         init.snapshot_path = path(crate::snapshot::path_for(&runtime.snapshot_dir, &init));
@@ -353,6 +362,7 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingIn
         snapshot_path: None,
         baseline_snapshot_path: None,
         take_snapshots: false,
+        memory_limit_bytes: 0,
     }
 }
 

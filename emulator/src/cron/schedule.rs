@@ -85,6 +85,9 @@ pub async fn run_once(supervisor: &Supervisor, cron: &str, scheduled_time: i64) 
             Outcome::HostGone(ExitReason::CpuLimit) => {
                 failed("exceededCpu", "Worker exceeded CPU time limit.")
             }
+            Outcome::HostGone(ExitReason::MemoryLimit(message)) => {
+                failed("exceededMemory", &message)
+            }
             Outcome::HostGone(reason) => {
                 failed("exception", &format!("the worker host stopped: {reason:?}"))
             }

@@ -54,6 +54,11 @@ pub type BindingMap = HashMap<String, Arc<dyn Binding>>;
 pub enum ExitReason {
     /// An event ran longer than `limits.cpu_ms` without yielding.
     CpuLimit,
+    /// The isolate's memory passed its limit; the host's message.
+    MemoryLimit(String),
+    /// Pyodide suffered a fatal error (`os._exit()`, a crash inside it)
+    /// and can run no more Python; the host's message.
+    Fatal(String),
     /// The process exited or the connection broke.
     Crashed(String),
     /// pyflare asked it to stop (shutdown or reload).
@@ -367,7 +372,8 @@ impl Host {
 
     /// Stops the host process.
     pub fn stop(&self, reason: ExitReason) {
-        let runaway = reason == ExitReason::CpuLimit;
+        // A host past a limit or broken by a fatal error is of no more use.
+        let runaway = !matches!(reason, ExitReason::Stopped | ExitReason::Crashed(_));
         self.shared.set_exit(reason);
         self.shared.send(&ToHost::Shutdown);
         let Some(mut child) = lock(&self.child).take() else {
@@ -719,6 +725,8 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
         match reader.next().await {
             Ok(Some(Frame::Chunk { stream, data, last })) => on_chunk(&shared, stream, data, last),
             Ok(Some(Frame::Json(json))) => match serde_json::from_slice::<FromHost>(&json) {
+                // Nothing the host sends after this counts.
+                Ok(FromHost::Abort { reason, message }) => break abort_reason(reason, message),
                 Ok(message) => handle_message(&shared, message),
                 Err(e) => tracing::warn!("ignoring a bad message from the host: {e}"),
             },
@@ -742,6 +750,14 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     let credits: Vec<_> = lock(&shared.credit).drain().collect();
     for (_, sem) in credits {
         sem.close();
+    }
+}
+
+fn abort_reason(reason: protocol::AbortReason, message: String) -> ExitReason {
+    logging::error(&message);
+    match reason {
+        protocol::AbortReason::Fatal => ExitReason::Fatal(message),
+        protocol::AbortReason::MemoryLimit => ExitReason::MemoryLimit(message),
     }
 }
 
@@ -881,7 +897,10 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
         FromHost::SnapshotDone => {
             shared.snapshot_done.send_replace(true);
         }
-        FromHost::Ready { .. } | FromHost::LoadError { .. } | FromHost::StandbyReady { .. } => {}
+        FromHost::Ready { .. }
+        | FromHost::LoadError { .. }
+        | FromHost::StandbyReady { .. }
+        | FromHost::Abort { .. } => {}
     }
 }
 

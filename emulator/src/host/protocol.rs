@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when a message is added, removed or changes shape;
 /// `pyodide-runtime/src/protocol.mjs` declares the same number.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Bytes a body sender may have in flight before the receiver grants credit.
 pub const BODY_WINDOW_BYTES: usize = 1024 * 1024;
@@ -33,6 +33,9 @@ pub struct WorkerInit {
     pub baseline_snapshot_path: Option<String>,
     /// This host only makes the snapshots (serving hosts never take them).
     pub take_snapshots: bool,
+    /// The isolate's memory limit in bytes (Pyodide's memory and the
+    /// JavaScript heap); 0 for none.
+    pub memory_limit_bytes: u64,
 }
 
 /// One binding the host builds on `env`, with the shim that builds it.
@@ -157,6 +160,21 @@ pub enum FromHost {
         args: serde_json::Value,
         has_body: bool,
     },
+    /// The isolate cannot go on; pyflare fails its events and replaces it.
+    Abort {
+        reason: AbortReason,
+        message: String,
+    },
+}
+
+/// Why a host gave up its isolate.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortReason {
+    /// Pyodide suffered a fatal error (`os._exit()`, a crash inside it).
+    Fatal,
+    /// The isolate's memory passed its limit.
+    MemoryLimit,
 }
 
 /// Level of a host log line.

@@ -1,6 +1,7 @@
 //! Keeps one host serving the worker: starts it, starts a new one when it
-//! crashes or is killed for exceeding its CPU limit, and swaps in a new one
-//! when the code changes (live reload).
+//! crashes, is killed for exceeding its CPU or memory limit or gives up
+//! after a fatal Pyodide error, and swaps in a new one when the code
+//! changes (live reload).
 //!
 //! A reload starts the new host while the old one keeps serving; once the
 //! new one is ready it takes all new requests, and the old one is stopped
@@ -332,8 +333,12 @@ async fn run(
                     prepare_standby(&standby, &spec, delay, supervisor.making.subscribe());
                 }
                 let wake = wait(&supervisor, &mut reloads, Some(&host), None).await;
-                if matches!(wake, Wake::Reload(_)) {
-                    serving = Some(host);
+                match &wake {
+                    Wake::Reload(_) => serving = Some(host),
+                    // A host past its memory limit or broken by a fatal
+                    // error goes at once, its memory with it.
+                    Wake::Exited(reason) => host.stop(reason.clone()),
+                    Wake::Stop | Wake::Timer => {}
                 }
                 wake
             }
@@ -373,6 +378,12 @@ async fn run(
             Wake::Exited(ExitReason::Stopped) => return,
             Wake::Exited(ExitReason::CpuLimit) => {
                 logging::warn("restarting the worker after it exceeded its CPU time limit")
+            }
+            Wake::Exited(ExitReason::MemoryLimit(_)) => {
+                logging::warn("restarting the worker after it exceeded its memory limit")
+            }
+            Wake::Exited(ExitReason::Fatal(_)) => {
+                logging::warn("restarting the worker after a fatal error in Pyodide")
             }
             Wake::Exited(ExitReason::Crashed(why)) => {
                 logging::warn(&format!("the worker host stopped ({why}); restarting it"))

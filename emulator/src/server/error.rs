@@ -1,10 +1,13 @@
-//! Answers pyflare gives instead of the worker's: an uncaught exception
-//! (Cloudflare error 1101), an exceeded CPU limit (1102), a worker that
-//! failed to load or a host that stopped. Browsers get an HTML developer
-//! page, other clients plain text; both carry the Python traceback.
+//! Answers pyflare gives instead of the worker's: an uncaught exception, a
+//! hang or a fatal Pyodide error (Cloudflare error 1101), an exceeded CPU
+//! or memory limit (1102), a worker that failed to load or a host that
+//! stopped. Browsers get an HTML developer page, other clients plain text;
+//! both carry the Python traceback or the runtime's message.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
+
+use crate::host::ExitReason;
 
 /// Why pyflare answers for the worker.
 #[derive(Debug)]
@@ -13,6 +16,10 @@ pub enum ServerError {
     WorkerThrew(String),
     /// An event ran past `limits.cpu_ms`.
     CpuExceeded,
+    /// The isolate passed its memory limit; the host's measurement.
+    MemoryExceeded(String),
+    /// Pyodide suffered a fatal error; workerd's message for it.
+    Fatal(String),
     /// The worker's code failed to load; the traceback.
     LoadFailed(String),
     /// The host process stopped while handling the request.
@@ -26,13 +33,17 @@ impl ServerError {
     fn parts(&self) -> (StatusCode, Option<u16>, &'static str) {
         match self {
             // https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1101/
-            Self::WorkerThrew(_) => (
+            // workerd aborts the isolate on a fatal Pyodide error with an
+            // Error, which the request sees as an exception
+            // (workerd src/pyodide/internal/python.ts, `on_fatal`).
+            Self::WorkerThrew(_) | Self::Fatal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some(1101),
                 "Worker threw exception",
             ),
             // https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1102/
-            Self::CpuExceeded => (
+            // covers both the CPU time and the 128 MB memory limit.
+            Self::CpuExceeded | Self::MemoryExceeded(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(1102),
                 "Worker exceeded resource limits",
@@ -55,6 +66,7 @@ impl ServerError {
         match self {
             Self::WorkerThrew(traceback) | Self::LoadFailed(traceback) => traceback.clone(),
             Self::CpuExceeded => "Worker exceeded CPU time limit.".into(),
+            Self::MemoryExceeded(measured) | Self::Fatal(measured) => measured.clone(),
             Self::HostStopped(why) => {
                 format!("The worker's host process stopped before answering: {why}.")
             }
@@ -100,6 +112,19 @@ impl ServerError {
     }
 }
 
+impl From<ExitReason> for ServerError {
+    /// The answer for requests in flight when their host stopped.
+    fn from(reason: ExitReason) -> Self {
+        match reason {
+            ExitReason::CpuLimit => Self::CpuExceeded,
+            ExitReason::MemoryLimit(message) => Self::MemoryExceeded(message),
+            ExitReason::Fatal(message) => Self::Fatal(message),
+            ExitReason::Stopped => Self::ShuttingDown,
+            ExitReason::Crashed(why) => Self::HostStopped(why),
+        }
+    }
+}
+
 fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -126,5 +151,24 @@ mod tests {
         let response = ServerError::CpuExceeded.into_response(false);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(escape_html("<b>&"), "&lt;b&gt;&amp;");
+    }
+
+    #[test]
+    fn stopped_hosts_answer_as_cloudflare_does() {
+        let memory = ServerError::from(ExitReason::MemoryLimit(
+            "Worker exceeded memory limit.".into(),
+        ));
+        let response = memory.into_response(false);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["cf-error-code"], "1102");
+        let fatal = ServerError::from(ExitReason::Fatal("Python worker fatal error: x".into()));
+        let response = fatal.into_response(false);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["cf-error-code"], "1101");
+        let crashed = ServerError::from(ExitReason::Crashed("gone".into()));
+        assert_eq!(
+            crashed.into_response(false).status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

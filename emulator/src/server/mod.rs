@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::host::supervisor::{Slot, Supervisor};
-use crate::host::{ExitReason, FetchRequest, Outcome};
+use crate::host::{FetchRequest, Outcome};
 use crate::logging;
 use error::ServerError;
 
@@ -184,9 +184,7 @@ async fn dispatch(
             logging::error(&format!("uncaught exception in fetch:\n{traceback}"));
             Err(ServerError::WorkerThrew(traceback))
         }
-        Outcome::HostGone(ExitReason::CpuLimit) => Err(ServerError::CpuExceeded),
-        Outcome::HostGone(ExitReason::Stopped) => Err(ServerError::ShuttingDown),
-        Outcome::HostGone(ExitReason::Crashed(why)) => Err(ServerError::HostStopped(why)),
+        Outcome::HostGone(reason) => Err(reason.into()),
         Outcome::Event(_) => Err(ServerError::HostStopped(
             "the host answered a fetch with an event result".into(),
         )),
