@@ -18,7 +18,9 @@ pub enum D1Error {
     NoStatements,
     #[error("D1_ERROR: SQL code did not contain a statement.")]
     OnlyComments,
-    #[error("D1_ERROR: When executing multiple SQL statements in a single call, only the last statement can have parameters.")]
+    #[error(
+        "D1_ERROR: When executing multiple SQL statements in a single call, only the last statement can have parameters."
+    )]
     ParamsBeforeLast,
     #[error("D1_ERROR: Wrong number of parameter bindings for SQL query.")]
     WrongParameterCount,
@@ -33,7 +35,11 @@ pub enum D1Error {
     #[error("D1_COLUMN_NOTFOUND: Column not found ({0})")]
     ColumnNotFound(String),
     #[error("D1_EXEC_ERROR: Error in line {line}: {text}: {error}")]
-    Exec { line: usize, text: String, error: String },
+    Exec {
+        line: usize,
+        text: String,
+        error: String,
+    },
     #[error("D1_DUMP_ERROR: {0}")]
     Dump(String),
     #[error("D1_SESSION_ERROR: invalid bookmark or constraint")]
@@ -58,7 +64,9 @@ impl D1Error {
             Self::Damaged { .. } => Some(
                 "move the file (and its -wal and -shm files) aside to start with an empty database, or restore it from a copy; pyflare changed nothing",
             ),
-            Self::Unwritable { .. } => Some("make the folder writable, or pass --persist-to a writable folder"),
+            Self::Unwritable { .. } => {
+                Some("make the folder writable, or pass --persist-to a writable folder")
+            }
             _ => None,
         }
     }
@@ -85,7 +93,8 @@ impl CfError for D1Error {
 #[test]
 fn d1_error_messages_match_the_reference() {
     assert_eq!(
-        D1Error::Sqlite("near \"SELEC\": syntax error at offset 0: SQLITE_ERROR".into()).to_string(),
+        D1Error::Sqlite("near \"SELEC\": syntax error at offset 0: SQLITE_ERROR".into())
+            .to_string(),
         "D1_ERROR: near \"SELEC\": syntax error at offset 0: SQLITE_ERROR"
     );
     assert_eq!(

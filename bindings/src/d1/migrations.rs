@@ -63,11 +63,13 @@ pub fn create(dir: &Path, message: &str, timestamp: &str) -> Result<PathBuf, Mig
     let number = files(dir)?.len();
     let name = format!("{number:04}_{}.sql", message.trim().replace(' ', "_"));
     let path = dir.join(&name);
-    std::fs::write(&path, format!("-- Migration number: {number:04} \t {timestamp}\n")).map_err(|source| {
-        MigrationError::Io {
-            path: path.clone(),
-            source,
-        }
+    std::fs::write(
+        &path,
+        format!("-- Migration number: {number:04} \t {timestamp}\n"),
+    )
+    .map_err(|source| MigrationError::Io {
+        path: path.clone(),
+        source,
     })?;
     Ok(path)
 }
@@ -94,7 +96,9 @@ pub async fn applied(store: &dyn D1Store, table: &str) -> Result<Vec<String>, Mi
             &[],
         )
         .await?;
-    let outcome = store.run(&only(&format!("SELECT name FROM {table} ORDER BY id")), &[]).await?;
+    let outcome = store
+        .run(&only(&format!("SELECT name FROM {table} ORDER BY id")), &[])
+        .await?;
     Ok(outcome
         .rows
         .iter()
@@ -103,15 +107,28 @@ pub async fn applied(store: &dyn D1Store, table: &str) -> Result<Vec<String>, Mi
 }
 
 /// Files not applied yet.
-pub async fn unapplied(store: &dyn D1Store, dir: &Path, table: &str) -> Result<Vec<String>, MigrationError> {
+pub async fn unapplied(
+    store: &dyn D1Store,
+    dir: &Path,
+    table: &str,
+) -> Result<Vec<String>, MigrationError> {
     let done = applied(store, table).await?;
-    Ok(files(dir)?.into_iter().filter(|name| !done.contains(name)).collect())
+    Ok(files(dir)?
+        .into_iter()
+        .filter(|name| !done.contains(name))
+        .collect())
 }
 
 /// Applies one file and records it, in one transaction.
-pub async fn apply(store: &dyn D1Store, dir: &Path, table: &str, name: &str) -> Result<(), MigrationError> {
+pub async fn apply(
+    store: &dyn D1Store,
+    dir: &Path,
+    table: &str,
+    name: &str,
+) -> Result<(), MigrationError> {
     let path = dir.join(name);
-    let sql = std::fs::read_to_string(&path).map_err(|source| MigrationError::Io { path, source })?;
+    let sql =
+        std::fs::read_to_string(&path).map_err(|source| MigrationError::Io { path, source })?;
     let record = Statement {
         sql: format!("INSERT INTO {} (name) VALUES (?)", quote_identifier(table)),
         parameters: 1,

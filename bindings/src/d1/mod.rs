@@ -64,7 +64,11 @@ impl BindingKind for D1Databases {
         include_str!("shim.mjs")
     }
 
-    fn open(&self, config: &Value, cx: &OpenContext) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
+    fn open(
+        &self,
+        config: &Value,
+        cx: &OpenContext,
+    ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
         let mut out: Vec<Arc<dyn Binding>> = Vec::new();
         for entry in parse_config(config)? {
             let database = D1Database::new(entry, &cx.persist_root);
@@ -78,9 +82,12 @@ impl BindingKind for D1Databases {
 /// Parses the `d1_databases` array.
 pub fn parse_config(config: &Value) -> Result<Vec<D1DatabaseConfig>, BindingConfigError> {
     let invalid = |path: String, message: String| BindingConfigError::Invalid { path, message };
-    let list = config
-        .as_array()
-        .ok_or_else(|| invalid("d1_databases".into(), "expected an array of databases".into()))?;
+    let list = config.as_array().ok_or_else(|| {
+        invalid(
+            "d1_databases".into(),
+            "expected an array of databases".into(),
+        )
+    })?;
     let mut out: Vec<D1DatabaseConfig> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let entry: D1DatabaseConfig = serde_json::from_value(item.clone())
@@ -104,7 +111,9 @@ pub fn parse_config(config: &Value) -> Result<Vec<D1DatabaseConfig>, BindingConf
 
 /// The local file of a database.
 pub fn database_path(persist_root: &std::path::Path, config: &D1DatabaseConfig) -> PathBuf {
-    persist_root.join("d1").join(format!("{}.sqlite3", config.name()))
+    persist_root
+        .join("d1")
+        .join(format!("{}.sqlite3", config.name()))
 }
 
 /// A live D1 binding.
@@ -173,13 +182,22 @@ impl D1Database {
     /// Runs one typed call.
     pub async fn run(&self, call: D1Call) -> Result<Reply, D1Error> {
         match call {
-            D1Call::Query { query, mode, column } => {
+            D1Call::Query {
+                query,
+                mode,
+                column,
+            } => {
                 let (statements, params) = prepare(&query)?;
                 let started = Stopwatch::start();
                 let store = self.store().await?;
                 let outcome = store.run(&statements, &params).await?;
                 let meta = meta(&outcome, started);
-                Ok(Reply::json(shape(&outcome, &mode, column.as_deref(), meta)?))
+                Ok(Reply::json(shape(
+                    &outcome,
+                    &mode,
+                    column.as_deref(),
+                    meta,
+                )?))
             }
             D1Call::Batch { queries } => {
                 let prepared = queries.iter().map(prepare).collect::<Result<Vec<_>, _>>()?;
@@ -214,7 +232,9 @@ impl D1Database {
                     store.run(&statements, &[]).await.map_err(failed)?;
                     count += 1;
                 }
-                Ok(Reply::json(json!({ "count": count, "duration": elapsed_ms(started) })))
+                Ok(Reply::json(
+                    json!({ "count": count, "duration": elapsed_ms(started) }),
+                ))
             }
             D1Call::Dump {} => {
                 let bytes = self.store().await?.dump().await?;
@@ -238,7 +258,12 @@ impl Binding for D1Database {
     }
 
     fn describe(&self) -> String {
-        format!("D1 Database       {}  ({}, {})", self.config.binding, self.config.name(), self.path.display())
+        format!(
+            "D1 Database       {}  ({}, {})",
+            self.config.binding,
+            self.config.name(),
+            self.path.display()
+        )
     }
 
     async fn close(&self) -> Result<(), String> {
@@ -251,7 +276,12 @@ impl Binding for D1Database {
         }
     }
 
-    async fn call(&self, method: &str, args: Value, _body: Option<Bytes>) -> Result<Reply, WireError> {
+    async fn call(
+        &self,
+        method: &str,
+        args: Value,
+        _body: Option<Bytes>,
+    ) -> Result<Reply, WireError> {
         let call: D1Call = serde_json::from_value(json!({ "method": method, "args": args }))
             .map_err(|e| D1Error::BadRequest(e.to_string()).to_wire())?;
         self.run(call).await.map_err(|e| e.to_wire())
@@ -273,7 +303,9 @@ pub fn prepare(query: &Query) -> Result<(Vec<Statement>, Vec<Param>), D1Error> {
         Split::OnlyComments => return Err(D1Error::OnlyComments),
         Split::Statements(list) => list,
     };
-    let (last, earlier) = statements.split_last().expect("split returns at least one statement");
+    let (last, earlier) = statements
+        .split_last()
+        .expect("split returns at least one statement");
     if earlier.iter().any(|s| s.parameters > 0) {
         return Err(D1Error::ParamsBeforeLast);
     }
@@ -283,7 +315,11 @@ pub fn prepare(query: &Query) -> Result<(Vec<Statement>, Vec<Param>), D1Error> {
     if query.params.len() != last.parameters {
         return Err(D1Error::WrongParameterCount);
     }
-    let params = query.params.iter().map(param).collect::<Result<Vec<_>, _>>()?;
+    let params = query
+        .params
+        .iter()
+        .map(param)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((statements, params))
 }
 
@@ -344,7 +380,12 @@ pub fn meta(outcome: &Outcome, started: Stopwatch) -> Value {
 }
 
 /// The reply for one statement in `mode` (`all`, `raw` or `first`).
-pub fn shape(outcome: &Outcome, mode: &str, column: Option<&str>, meta: Value) -> Result<Value, D1Error> {
+pub fn shape(
+    outcome: &Outcome,
+    mode: &str,
+    column: Option<&str>,
+    meta: Value,
+) -> Result<Value, D1Error> {
     let objects = || -> Vec<Value> {
         outcome
             .rows

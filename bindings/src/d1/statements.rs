@@ -220,7 +220,10 @@ pub fn reaches_other_files(sql: &str) -> bool {
             match word {
                 "ATTACH" => return true,
                 "VACUUM" if rest().any(|w| w == "INTO") => return true,
-                "PRAGMA" if rest().any(|w| w == "TEMP_STORE_DIRECTORY" || w == "DATA_STORE_DIRECTORY") => {
+                "PRAGMA"
+                    if rest()
+                        .any(|w| w == "TEMP_STORE_DIRECTORY" || w == "DATA_STORE_DIRECTORY") =>
+                {
                     return true;
                 }
                 _ => {}
@@ -307,9 +310,15 @@ mod tests {
     fn splits_on_semicolons_outside_quotes_and_comments() {
         assert_eq!(
             statements("SELECT 'a;b' AS \"x;y\"; -- c;d\nSELECT 2 /* ; */;"),
-            vec![("SELECT 'a;b' AS \"x;y\"".into(), 0), ("SELECT 2".into(), 0)]
+            vec![
+                ("SELECT 'a;b' AS \"x;y\"".into(), 0),
+                ("SELECT 2".into(), 0)
+            ]
         );
-        assert_eq!(statements("SELECT 'it''s;'"), vec![("SELECT 'it''s;'".into(), 0)]);
+        assert_eq!(
+            statements("SELECT 'it''s;'"),
+            vec![("SELECT 'it''s;'".into(), 0)]
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef};
+use sqlx::{
+    Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,10 +56,17 @@ pub trait D1Store: Send + Sync + std::fmt::Debug {
     /// gets `params`. Returns what the last produced.
     async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error>;
     /// Runs each query in one transaction: all or nothing.
-    async fn batch(&self, queries: &[(Vec<Statement>, Vec<Param>)]) -> Result<Vec<Outcome>, D1Error>;
+    async fn batch(
+        &self,
+        queries: &[(Vec<Statement>, Vec<Param>)],
+    ) -> Result<Vec<Outcome>, D1Error>;
     /// Runs `statements` and, in the same transaction, `record` (a migration
     /// and its row in the migrations table).
-    async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error>;
+    async fn run_in_transaction(
+        &self,
+        statements: &[Statement],
+        record: &[(Statement, Vec<Param>)],
+    ) -> Result<(), D1Error>;
     /// The database file's bytes.
     async fn dump(&self) -> Result<Vec<u8>, D1Error>;
     /// Moves everything in the write-ahead log into the database file, so
@@ -137,7 +146,10 @@ impl D1Store for SqliteD1Store {
         Ok(outcome)
     }
 
-    async fn batch(&self, queries: &[(Vec<Statement>, Vec<Param>)]) -> Result<Vec<Outcome>, D1Error> {
+    async fn batch(
+        &self,
+        queries: &[(Vec<Statement>, Vec<Param>)],
+    ) -> Result<Vec<Outcome>, D1Error> {
         let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
         let mut out = Vec::with_capacity(queries.len());
         for (statements, params) in queries {
@@ -152,7 +164,11 @@ impl D1Store for SqliteD1Store {
         Ok(out)
     }
 
-    async fn run_in_transaction(&self, statements: &[Statement], record: &[(Statement, Vec<Param>)]) -> Result<(), D1Error> {
+    async fn run_in_transaction(
+        &self,
+        statements: &[Statement],
+        record: &[(Statement, Vec<Param>)],
+    ) -> Result<(), D1Error> {
         let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
         for statement in statements {
             run_one(&mut tx, statement, &[]).await?;
@@ -227,7 +243,8 @@ fn check_wal(path: &Path) -> Result<(), D1Error> {
         Err(_) => return Ok(()),
     };
     let damaged = |why: &str| damaged(&wal_path, why);
-    let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     if bytes.len() < 32 {
         return Err(damaged("its header is cut short"));
     }
@@ -301,24 +318,37 @@ fn damaged(path: &Path, detail: &str) -> D1Error {
 }
 
 async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
-    let row = sqlx::query("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sqlite_error)?;
+    let row =
+        sqlx::query("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sqlite_error)?;
     Ok(row.try_get::<i64, _>(0).unwrap_or(0).max(0) as u64)
 }
 
-async fn run_statements(conn: &mut SqliteConnection, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
+async fn run_statements(
+    conn: &mut SqliteConnection,
+    statements: &[Statement],
+    params: &[Param],
+) -> Result<Outcome, D1Error> {
     let mut last = Outcome::default();
     for (i, statement) in statements.iter().enumerate() {
-        let bound: &[Param] = if i + 1 == statements.len() { params } else { &[] };
+        let bound: &[Param] = if i + 1 == statements.len() {
+            params
+        } else {
+            &[]
+        };
         last = run_one(conn, statement, bound).await?;
     }
     Ok(last)
 }
 
 /// Runs one statement, reading every value with its own storage class.
-async fn run_one(conn: &mut SqliteConnection, statement: &Statement, params: &[Param]) -> Result<Outcome, D1Error> {
+async fn run_one(
+    conn: &mut SqliteConnection,
+    statement: &Statement,
+    params: &[Param],
+) -> Result<Outcome, D1Error> {
     if super::statements::reaches_other_files(&statement.sql) {
         return Err(D1Error::NotAuthorized);
     }
@@ -335,7 +365,11 @@ async fn run_one(conn: &mut SqliteConnection, statement: &Statement, params: &[P
     let mut out = Outcome::default();
     {
         let mut results = conn.fetch_many(query);
-        while let Some(item) = results.try_next().await.map_err(|e| sql_error(e, &statement.sql))? {
+        while let Some(item) = results
+            .try_next()
+            .await
+            .map_err(|e| sql_error(e, &statement.sql))?
+        {
             match item {
                 Either::Left(done) => {
                     out.changes += done.rows_affected();
@@ -353,7 +387,11 @@ async fn run_one(conn: &mut SqliteConnection, statement: &Statement, params: &[P
     if out.rows.is_empty() {
         // Column names of a query that returned nothing.
         if let Ok(prepared) = conn.prepare(statement.sql.as_str()).await {
-            out.columns = prepared.columns().iter().map(|c| c.name().to_owned()).collect();
+            out.columns = prepared
+                .columns()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect();
         }
     }
     out.rows_read = out.rows.len() as u64;
@@ -377,12 +415,18 @@ fn row_values(row: &SqliteRow) -> Vec<Value> {
                 return Value::Null;
             }
             match raw.type_info().name() {
-                "INTEGER" => row.try_get::<i64, _>(i).map(|n| json!(n)).unwrap_or(Value::Null),
+                "INTEGER" => row
+                    .try_get::<i64, _>(i)
+                    .map(|n| json!(n))
+                    .unwrap_or(Value::Null),
                 "REAL" => row
                     .try_get::<f64, _>(i)
                     .map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number))
                     .unwrap_or(Value::Null),
-                "BLOB" => row.try_get::<Vec<u8>, _>(i).map(|b| json!(b)).unwrap_or(Value::Null),
+                "BLOB" => row
+                    .try_get::<Vec<u8>, _>(i)
+                    .map(|b| json!(b))
+                    .unwrap_or(Value::Null),
                 _ => row
                     .try_get::<String, _>(i)
                     .map(Value::String)
@@ -427,7 +471,9 @@ fn sql_error(error: sqlx::Error, sql: &str) -> D1Error {
             let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1);
             let mut message = db.message().to_owned();
             // SQLite reports where a syntax error is; D1 includes it.
-            if let Some(token) = message.strip_prefix("near \"").and_then(|rest| rest.split('"').next())
+            if let Some(token) = message
+                .strip_prefix("near \"")
+                .and_then(|rest| rest.split('"').next())
                 && let Some(offset) = sql.find(token)
             {
                 message.push_str(&format!(" at offset {offset}"));

@@ -31,16 +31,23 @@ async fn query(db: &D1Database, sql: &str, params: Value, mode: &str) -> Result<
 #[tokio::test]
 async fn d1_file_is_named_after_the_database() {
     let (dir, db) = db().await;
-    query(&db, "CREATE TABLE t (x)", json!([]), "all").await.unwrap();
+    query(&db, "CREATE TABLE t (x)", json!([]), "all")
+        .await
+        .unwrap();
     assert!(dir.path().join("d1/test-db.sqlite3").is_file());
 }
 
 #[tokio::test]
 async fn d1_values_keep_their_types() {
     let (_dir, db) = db().await;
-    query(&db, "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)", json!([]), "all")
-        .await
-        .unwrap();
+    query(
+        &db,
+        "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)",
+        json!([]),
+        "all",
+    )
+    .await
+    .unwrap();
     let inserted = query(
         &db,
         "INSERT INTO t VALUES (?, ?, ?, ?, ?)",
@@ -52,10 +59,17 @@ async fn d1_values_keep_their_types() {
     assert_eq!(inserted["meta"]["changes"], 1);
     assert_eq!(inserted["meta"]["last_row_id"], 1);
     assert_eq!(inserted["results"], json!([]));
-    let all = query(&db, "SELECT * FROM t", json!([]), "all").await.unwrap();
-    assert_eq!(all["results"], json!([{"i": 1, "r": 1.5, "s": "text", "b": [0, 255], "n": null}]));
+    let all = query(&db, "SELECT * FROM t", json!([]), "all")
+        .await
+        .unwrap();
+    assert_eq!(
+        all["results"],
+        json!([{"i": 1, "r": 1.5, "s": "text", "b": [0, 255], "n": null}])
+    );
     assert_eq!(all["success"], true);
-    let raw = query(&db, "SELECT s, i FROM t WHERE i = ?1", json!([2]), "raw").await.unwrap();
+    let raw = query(&db, "SELECT s, i FROM t WHERE i = ?1", json!([2]), "raw")
+        .await
+        .unwrap();
     assert_eq!(raw, json!({"columns": ["s", "i"], "rows": []}));
 }
 
@@ -63,7 +77,10 @@ async fn d1_values_keep_their_types() {
 async fn d1_rules_and_messages() {
     let (_dir, db) = db().await;
     let err = |r: Result<Value, D1Error>| r.unwrap_err().to_string();
-    assert_eq!(err(query(&db, "", json!([]), "all").await), "D1_ERROR: No SQL statements detected.");
+    assert_eq!(
+        err(query(&db, "", json!([]), "all").await),
+        "D1_ERROR: No SQL statements detected."
+    );
     assert_eq!(
         err(query(&db, "-- nothing", json!([]), "all").await),
         "D1_ERROR: SQL code did not contain a statement."
@@ -84,14 +101,18 @@ async fn d1_rules_and_messages() {
         err(query(&db, "SELECT * FROM nope", json!([]), "all").await),
         "D1_ERROR: no such table: nope: SQLITE_ERROR"
     );
-    let last = query(&db, "SELECT 1 AS a; SELECT ? AS b", json!([2]), "all").await.unwrap();
+    let last = query(&db, "SELECT 1 AS a; SELECT ? AS b", json!([2]), "all")
+        .await
+        .unwrap();
     assert_eq!(last["results"], json!([{"b": 2}]));
 }
 
 #[tokio::test]
 async fn d1_batch_is_all_or_nothing() {
     let (_dir, db) = db().await;
-    query(&db, "CREATE TABLE t (x UNIQUE)", json!([]), "all").await.unwrap();
+    query(&db, "CREATE TABLE t (x UNIQUE)", json!([]), "all")
+        .await
+        .unwrap();
     let batch = |sqls: &[&str]| D1Call::Batch {
         queries: sqls
             .iter()
@@ -99,11 +120,19 @@ async fn d1_batch_is_all_or_nothing() {
             .collect(),
     };
     let error = db
-        .run(batch(&["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (1)"]))
+        .run(batch(&[
+            "INSERT INTO t VALUES (1)",
+            "INSERT INTO t VALUES (1)",
+        ]))
         .await
         .unwrap_err();
-    assert_eq!(error.to_string(), "D1_ERROR: UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT");
-    let count = query(&db, "SELECT count(*) AS n FROM t", json!([]), "all").await.unwrap();
+    assert_eq!(
+        error.to_string(),
+        "D1_ERROR: UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT"
+    );
+    let count = query(&db, "SELECT count(*) AS n FROM t", json!([]), "all")
+        .await
+        .unwrap();
     assert_eq!(count["results"][0]["n"], 0);
 }
 
@@ -113,20 +142,37 @@ async fn d1_migrations_apply_in_order_and_stop_at_a_failure() {
     let folder = dir.path().join("migrations");
     let first = migrations::create(&folder, "create users", "2026-11-24T00:00:00.000Z").unwrap();
     assert_eq!(first.file_name().unwrap(), "0000_create_users.sql");
-    std::fs::write(&first, "CREATE TABLE users (name TEXT);\nINSERT INTO users VALUES ('a');\n").unwrap();
+    std::fs::write(
+        &first,
+        "CREATE TABLE users (name TEXT);\nINSERT INTO users VALUES ('a');\n",
+    )
+    .unwrap();
     let second = migrations::create(&folder, "broken", "2026-11-24T00:00:01.000Z").unwrap();
     assert_eq!(second.file_name().unwrap(), "0001_broken.sql");
     std::fs::write(&second, "INSERT INTO users VALUES ('b');\nSELEC oops;\n").unwrap();
     let store = db.store().await.unwrap().clone();
-    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations").await.unwrap();
+    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations")
+        .await
+        .unwrap();
     assert_eq!(pending, vec!["0000_create_users.sql", "0001_broken.sql"]);
-    migrations::apply(store.as_ref(), &folder, "d1_migrations", &pending[0]).await.unwrap();
+    migrations::apply(store.as_ref(), &folder, "d1_migrations", &pending[0])
+        .await
+        .unwrap();
     let failed = migrations::apply(store.as_ref(), &folder, "d1_migrations", &pending[1]).await;
-    assert!(failed.unwrap_err().to_string().starts_with("0001_broken.sql: D1_ERROR: near \"SELEC\""));
+    assert!(
+        failed
+            .unwrap_err()
+            .to_string()
+            .starts_with("0001_broken.sql: D1_ERROR: near \"SELEC\"")
+    );
     // The failed file left nothing behind; the first stays applied.
-    let users = query(&db, "SELECT name FROM users", json!([]), "raw").await.unwrap();
+    let users = query(&db, "SELECT name FROM users", json!([]), "raw")
+        .await
+        .unwrap();
     assert_eq!(users["rows"], json!([["a"]]));
-    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations").await.unwrap();
+    let pending = migrations::unapplied(store.as_ref(), &folder, "d1_migrations")
+        .await
+        .unwrap();
     assert_eq!(pending, vec!["0001_broken.sql"]);
 }
 
@@ -141,7 +187,11 @@ async fn d1_refuses_statements_that_reach_files_outside_its_own() {
         "PRAGMA temp_store_directory = '/'".to_owned(),
     ] {
         let error = query(&db, &sql, json!([]), "all").await.unwrap_err();
-        assert_eq!(error.to_string(), "D1_ERROR: not authorized: SQLITE_AUTH", "{sql}");
+        assert_eq!(
+            error.to_string(),
+            "D1_ERROR: not authorized: SQLITE_AUTH",
+            "{sql}"
+        );
     }
     let exec = db
         .run(D1Call::Exec {
@@ -149,12 +199,17 @@ async fn d1_refuses_statements_that_reach_files_outside_its_own() {
         })
         .await
         .unwrap_err();
-    assert!(exec.to_string().ends_with(": not authorized: SQLITE_AUTH"), "{exec}");
+    assert!(
+        exec.to_string().ends_with(": not authorized: SQLITE_AUTH"),
+        "{exec}"
+    );
     let batch = db
         .run(D1Call::Batch {
             queries: vec![
-                serde_json::from_value(json!({"sql": format!("VACUUM INTO '{}'", outside.display()), "params": []}))
-                    .unwrap(),
+                serde_json::from_value(
+                    json!({"sql": format!("VACUUM INTO '{}'", outside.display()), "params": []}),
+                )
+                .unwrap(),
             ],
         })
         .await
@@ -162,7 +217,9 @@ async fn d1_refuses_statements_that_reach_files_outside_its_own() {
     assert_eq!(batch.to_string(), "D1_ERROR: not authorized: SQLITE_AUTH");
     assert!(!outside.exists());
     // load_extension stays refused too (SQLite's own default).
-    let error = query(&db, "SELECT load_extension('x')", json!([]), "all").await.unwrap_err();
+    let error = query(&db, "SELECT load_extension('x')", json!([]), "all")
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), "D1_ERROR: not authorized: SQLITE_ERROR");
 }
 
@@ -170,15 +227,22 @@ async fn d1_refuses_statements_that_reach_files_outside_its_own() {
 async fn d1_database_names_are_never_decoded_as_urls() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let config: D1DatabaseConfig =
-        serde_json::from_value(json!({"binding": "DB", "database_name": "%2e%2e%2f%2e%2e%2fescaped"})).unwrap();
+    let config: D1DatabaseConfig = serde_json::from_value(
+        json!({"binding": "DB", "database_name": "%2e%2e%2f%2e%2e%2fescaped"}),
+    )
+    .unwrap();
     let db = D1Database::new(config, &state);
-    query(&db, "CREATE TABLE t (x)", json!([]), "all").await.unwrap();
+    query(&db, "CREATE TABLE t (x)", json!([]), "all")
+        .await
+        .unwrap();
     assert!(state.join("d1/%2e%2e%2f%2e%2e%2fescaped.sqlite3").is_file());
     assert!(!dir.path().join("escaped.sqlite3").exists());
     for bad in ["../x", "a/b", "a\\b", ".hidden", "a\0b"] {
         let error = parse_config(&json!([{"binding": "DB", "database_name": bad}])).unwrap_err();
-        assert!(error.to_string().contains("d1_databases[0].database_name"), "{error}");
+        assert!(
+            error.to_string().contains("d1_databases[0].database_name"),
+            "{error}"
+        );
     }
 }
 
@@ -192,7 +256,13 @@ async fn d1_a_damaged_file_is_reported_at_open_not_read_as_empty() {
         store.run(&create, &[]).await.unwrap();
         for i in 0..200 {
             let insert = statements_of("INSERT INTO t VALUES (?)");
-            store.run(&insert, &[Param::Text(format!("row {i} {}", "x".repeat(50)))]).await.unwrap();
+            store
+                .run(
+                    &insert,
+                    &[Param::Text(format!("row {i} {}", "x".repeat(50)))],
+                )
+                .await
+                .unwrap();
         }
         store.checkpoint().await.unwrap();
     }
@@ -204,20 +274,30 @@ async fn d1_a_damaged_file_is_reported_at_open_not_read_as_empty() {
     std::fs::write(&path, &bytes).unwrap();
     let error = SqliteD1Store::open(&path).await.unwrap_err();
     assert!(matches!(error, D1Error::Damaged { .. }), "{error}");
-    assert!(error.to_string().contains("db.sqlite3 is damaged"), "{error}");
+    assert!(
+        error.to_string().contains("db.sqlite3 is damaged"),
+        "{error}"
+    );
     assert!(error.hint().unwrap().contains("move the file"));
 }
 
 #[tokio::test]
 async fn d1_checkpoint_leaves_every_table_in_the_file_alone() {
     let (dir, db) = db().await;
-    query(&db, "CREATE TABLE kept (x)", json!([]), "all").await.unwrap();
-    query(&db, "INSERT INTO kept VALUES (42)", json!([]), "all").await.unwrap();
+    query(&db, "CREATE TABLE kept (x)", json!([]), "all")
+        .await
+        .unwrap();
+    query(&db, "INSERT INTO kept VALUES (42)", json!([]), "all")
+        .await
+        .unwrap();
     Binding::close(&db).await.unwrap();
     let copy = dir.path().join("copy.sqlite3");
     std::fs::copy(dir.path().join("d1/test-db.sqlite3"), &copy).unwrap();
     let alone = SqliteD1Store::open(&copy).await.unwrap();
-    let out = alone.run(&statements_of("SELECT x FROM kept"), &[]).await.unwrap();
+    let out = alone
+        .run(&statements_of("SELECT x FROM kept"), &[])
+        .await
+        .unwrap();
     assert_eq!(out.rows, vec![vec![json!(42)]]);
 }
 
@@ -233,11 +313,17 @@ async fn d1_a_damaged_write_ahead_log_is_reported_not_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.sqlite3");
     let store = SqliteD1Store::open(&path).await.unwrap();
-    store.run(&statements_of("CREATE TABLE t (x TEXT)"), &[]).await.unwrap();
+    store
+        .run(&statements_of("CREATE TABLE t (x TEXT)"), &[])
+        .await
+        .unwrap();
     store.checkpoint().await.unwrap();
     for i in 0..5 {
         store
-            .run(&statements_of("INSERT INTO t VALUES (?)"), &[Param::Text(format!("row {i}"))])
+            .run(
+                &statements_of("INSERT INTO t VALUES (?)"),
+                &[Param::Text(format!("row {i}"))],
+            )
             .await
             .unwrap();
     }
@@ -248,7 +334,11 @@ async fn d1_a_damaged_write_ahead_log_is_reported_not_skipped() {
     assert!(wal.len() > 32 + 24 + 4096, "no frames in the log");
     std::fs::write(dir.path().join("copy.sqlite3-wal"), &wal).unwrap();
     let intact = SqliteD1Store::open(&copy).await.unwrap();
-    let rows = intact.run(&statements_of("SELECT count(*) FROM t"), &[]).await.unwrap().rows;
+    let rows = intact
+        .run(&statements_of("SELECT count(*) FROM t"), &[])
+        .await
+        .unwrap()
+        .rows;
     assert_eq!(rows, vec![vec![json!(5)]]);
     drop(intact);
 
@@ -258,5 +348,10 @@ async fn d1_a_damaged_write_ahead_log_is_reported_not_skipped() {
     bad[32 + 24 + 100] ^= 0x01;
     std::fs::write(dir.path().join("damaged.sqlite3-wal"), &bad).unwrap();
     let error = SqliteD1Store::open(&damaged).await.unwrap_err();
-    assert!(error.to_string().contains("damaged.sqlite3-wal is damaged: frame 1"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("damaged.sqlite3-wal is damaged: frame 1"),
+        "{error}"
+    );
 }

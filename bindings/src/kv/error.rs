@@ -42,29 +42,43 @@ pub enum KvError {
     EmptyKey,
     #[error("\"{0}\" is not allowed as a key name.")]
     DotKey(&'static str),
-    #[error("KV {op} failed: 414 UTF-8 encoded length of {len} exceeds key length limit of {MAX_KEY_BYTES}.")]
+    #[error(
+        "KV {op} failed: 414 UTF-8 encoded length of {len} exceeds key length limit of {MAX_KEY_BYTES}."
+    )]
     KeyTooLong { op: Op, len: usize },
     #[error("KV PUT failed: 413 Value length of {0} exceeds limit of {MAX_VALUE_BYTES}.")]
     ValueTooLarge(usize),
     #[error("KV PUT failed: 413 Metadata length of {0} exceeds limit of {MAX_METADATA_BYTES}.")]
     MetadataTooLarge(usize),
-    #[error("KV PUT failed: 400 Invalid expiration_ttl of {0}. Please specify integer greater than 0.")]
+    #[error(
+        "KV PUT failed: 400 Invalid expiration_ttl of {0}. Please specify integer greater than 0."
+    )]
     TtlNotPositive(String),
-    #[error("KV PUT failed: 400 Invalid expiration_ttl of {0}. Expiration TTL must be at least 60.")]
+    #[error(
+        "KV PUT failed: 400 Invalid expiration_ttl of {0}. Expiration TTL must be at least 60."
+    )]
     TtlTooShort(String),
     #[error(
         "KV PUT failed: 400 Invalid expiration of {0}. Please specify integer greater than the current number of seconds since the UNIX epoch."
     )]
     ExpirationInPast(String),
-    #[error("KV PUT failed: 400 Invalid expiration of {0}. Expiration times must be at least 60 seconds in the future.")]
+    #[error(
+        "KV PUT failed: 400 Invalid expiration of {0}. Expiration times must be at least 60 seconds in the future."
+    )]
     ExpirationTooSoon(String),
     #[error("KV {op} failed: 400 Invalid cache_ttl of {value}. Cache TTL must be at least 30.")]
     CacheTtl { op: Op, value: String },
-    #[error("KV GET failed: 400 Invalid key_count_limit of {0}. Please specify an integer greater than 0.")]
+    #[error(
+        "KV GET failed: 400 Invalid key_count_limit of {0}. Please specify an integer greater than 0."
+    )]
     ListLimitTooSmall(String),
-    #[error("KV GET failed: 400 Invalid key_count_limit of {0}. Please specify an integer less than 1000.")]
+    #[error(
+        "KV GET failed: 400 Invalid key_count_limit of {0}. Please specify an integer less than 1000."
+    )]
     ListLimitTooLarge(String),
-    #[error("Unknown response type. Possible types are \"text\", \"arrayBuffer\", \"json\", and \"stream\".")]
+    #[error(
+        "Unknown response type. Possible types are \"text\", \"arrayBuffer\", \"json\", and \"stream\"."
+    )]
     UnknownType,
     #[error("KV GET_BULK failed: 400 You can request a maximum of {MAX_BULK_KEYS} keys")]
     TooManyKeys,
@@ -72,9 +86,13 @@ pub enum KvError {
     NoKeys,
     #[error("KV GET_BULK failed: 400 \"{0}\" is not a valid type. Use \"json\" or \"text\"")]
     BulkType(String),
-    #[error("KV GET_BULK failed: 400 At least one of the requested keys corresponds to a non-{0} value")]
+    #[error(
+        "KV GET_BULK failed: 400 At least one of the requested keys corresponds to a non-{0} value"
+    )]
     BulkNotJson(String),
-    #[error("KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.")]
+    #[error(
+        "KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values."
+    )]
     BadValueType,
     #[error("KV {0} failed: 400 Invalid cursor")]
     BadCursor(Op),
@@ -87,7 +105,9 @@ pub enum KvError {
 impl CfError for KvError {
     fn js_class(&self) -> JsClass {
         match self {
-            Self::EmptyKey | Self::DotKey(_) | Self::UnknownType | Self::BadValueType => JsClass::TypeError,
+            Self::EmptyKey | Self::DotKey(_) | Self::UnknownType | Self::BadValueType => {
+                JsClass::TypeError
+            }
             _ => JsClass::Error,
         }
     }
@@ -97,10 +117,21 @@ impl CfError for KvError {
 #[test]
 fn kv_error_messages_match_cloudflare() {
     let table: &[(KvError, &str, JsClass)] = &[
-        (KvError::EmptyKey, "Key name cannot be empty.", JsClass::TypeError),
-        (KvError::DotKey(".."), "\"..\" is not allowed as a key name.", JsClass::TypeError),
         (
-            KvError::KeyTooLong { op: Op::Get, len: 513 },
+            KvError::EmptyKey,
+            "Key name cannot be empty.",
+            JsClass::TypeError,
+        ),
+        (
+            KvError::DotKey(".."),
+            "\"..\" is not allowed as a key name.",
+            JsClass::TypeError,
+        ),
+        (
+            KvError::KeyTooLong {
+                op: Op::Get,
+                len: 513,
+            },
             "KV GET failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512.",
             JsClass::Error,
         ),
@@ -125,7 +156,10 @@ fn kv_error_messages_match_cloudflare() {
             JsClass::Error,
         ),
         (
-            KvError::CacheTtl { op: Op::Get, value: "10".into() },
+            KvError::CacheTtl {
+                op: Op::Get,
+                value: "10".into(),
+            },
             "KV GET failed: 400 Invalid cache_ttl of 10. Cache TTL must be at least 30.",
             JsClass::Error,
         ),

@@ -57,7 +57,11 @@ impl BindingKind for KvNamespaces {
         include_str!("shim.mjs")
     }
 
-    fn open(&self, config: &Value, cx: &OpenContext) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
+    fn open(
+        &self,
+        config: &Value,
+        cx: &OpenContext,
+    ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
         let entries = parse_config(config)?;
         if entries.is_empty() {
             return Ok(vec![]);
@@ -67,7 +71,8 @@ impl BindingKind for KvNamespaces {
         Ok(entries
             .into_iter()
             .map(|entry| {
-                Arc::new(KvNamespace::new(&entry, store.clone(), cx.clock.clone())) as Arc<dyn Binding>
+                Arc::new(KvNamespace::new(&entry, store.clone(), cx.clock.clone()))
+                    as Arc<dyn Binding>
             })
             .collect())
     }
@@ -76,9 +81,12 @@ impl BindingKind for KvNamespaces {
 /// Parses the `kv_namespaces` array.
 pub fn parse_config(config: &Value) -> Result<Vec<KvNamespaceConfig>, BindingConfigError> {
     let invalid = |path: String, message: String| BindingConfigError::Invalid { path, message };
-    let list = config
-        .as_array()
-        .ok_or_else(|| invalid("kv_namespaces".into(), "expected an array of namespaces".into()))?;
+    let list = config.as_array().ok_or_else(|| {
+        invalid(
+            "kv_namespaces".into(),
+            "expected an array of namespaces".into(),
+        )
+    })?;
     let mut out: Vec<KvNamespaceConfig> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let entry: KvNamespaceConfig = serde_json::from_value(item.clone())
@@ -102,7 +110,9 @@ pub fn parse_config(config: &Value) -> Result<Vec<KvNamespaceConfig>, BindingCon
 
 fn is_js_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
         && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
@@ -183,11 +193,13 @@ impl KvNamespace {
                 validate_key(&key, Op::Get)?;
                 validate_type(kind.as_deref())?;
                 validate_cache_ttl(cache_ttl.as_ref(), Op::Get)?;
-                let entry = self.blocking(Op::Get, {
-                    let (store, ns, now) = (self.store.clone(), self.namespace.clone(), self.now_secs());
-                    move || store.get(&ns, &key, now)
-                })
-                .await?;
+                let entry = self
+                    .blocking(Op::Get, {
+                        let (store, ns, now) =
+                            (self.store.clone(), self.namespace.clone(), self.now_secs());
+                        move || store.get(&ns, &key, now)
+                    })
+                    .await?;
                 Ok(match entry {
                     None => Reply::json(Value::Null),
                     Some(entry) => {
@@ -222,12 +234,18 @@ impl KvNamespace {
                     validate_key(key, Op::GetBulk)?;
                 }
                 validate_cache_ttl(cache_ttl.as_ref(), Op::GetBulk)?;
-                let entries = self.blocking(Op::GetBulk, {
-                    let (store, ns, now) = (self.store.clone(), self.namespace.clone(), self.now_secs());
-                    let keys = keys.clone();
-                    move || keys.iter().map(|k| store.get(&ns, k, now)).collect::<Result<Vec<_>, _>>()
-                })
-                .await?;
+                let entries = self
+                    .blocking(Op::GetBulk, {
+                        let (store, ns, now) =
+                            (self.store.clone(), self.namespace.clone(), self.now_secs());
+                        let keys = keys.clone();
+                        move || {
+                            keys.iter()
+                                .map(|k| store.get(&ns, k, now))
+                                .collect::<Result<Vec<_>, _>>()
+                        }
+                    })
+                    .await?;
                 let mut out = Vec::with_capacity(keys.len());
                 for (key, entry) in keys.into_iter().zip(entries) {
                     let (value, metadata) = match entry {
@@ -235,7 +253,8 @@ impl KvNamespace {
                         Some(entry) => {
                             let text = String::from_utf8_lossy(&entry.value).into_owned();
                             let value = if kind == "json" {
-                                serde_json::from_str(&text).map_err(|_| KvError::BulkNotJson(kind.clone()))?
+                                serde_json::from_str(&text)
+                                    .map_err(|_| KvError::BulkNotJson(kind.clone()))?
                             } else {
                                 Value::String(text)
                             };
@@ -271,7 +290,8 @@ impl KvNamespace {
                     return Err(KvError::MetadataTooLarge(metadata.len()));
                 }
                 let now = self.clock.now_secs();
-                let expiration = resolve_expiration(expiration.as_ref(), expiration_ttl.as_ref(), now)?;
+                let expiration =
+                    resolve_expiration(expiration.as_ref(), expiration_ttl.as_ref(), now)?;
                 let entry = Entry {
                     value,
                     expiration,
@@ -293,7 +313,11 @@ impl KvNamespace {
                 .await?;
                 Ok(Reply::json(Value::Null))
             }
-            KvCall::List { prefix, limit, cursor } => {
+            KvCall::List {
+                prefix,
+                limit,
+                cursor,
+            } => {
                 let prefix = prefix.unwrap_or_default();
                 if prefix.len() > MAX_KEY_BYTES {
                     return Err(KvError::KeyTooLong {
@@ -304,14 +328,22 @@ impl KvNamespace {
                 let limit = validate_list_limit(limit.as_ref())?;
                 let start_after = match cursor.filter(|c| !c.is_empty()) {
                     None => None,
-                    Some(cursor) => Some(decode_cursor(&cursor).ok_or(KvError::BadCursor(Op::Get))?),
+                    Some(cursor) => {
+                        Some(decode_cursor(&cursor).ok_or(KvError::BadCursor(Op::Get))?)
+                    }
                 };
-                let (keys, more) = self.blocking(Op::Get, {
-                    let (store, ns, now) = (self.store.clone(), self.namespace.clone(), self.now_secs());
-                    move || store.list(&ns, &prefix, start_after.as_deref(), limit, now)
-                })
-                .await?;
-                let cursor = more.then(|| keys.last().map(|k| encode_cursor(&k.name)).unwrap_or_default());
+                let (keys, more) = self
+                    .blocking(Op::Get, {
+                        let (store, ns, now) =
+                            (self.store.clone(), self.namespace.clone(), self.now_secs());
+                        move || store.list(&ns, &prefix, start_after.as_deref(), limit, now)
+                    })
+                    .await?;
+                let cursor = more.then(|| {
+                    keys.last()
+                        .map(|k| encode_cursor(&k.name))
+                        .unwrap_or_default()
+                });
                 let keys: Vec<Value> = keys
                     .into_iter()
                     .map(|k| {
@@ -325,7 +357,8 @@ impl KvNamespace {
                         item
                     })
                     .collect();
-                let mut value = json!({ "keys": keys, "list_complete": !more, "cacheStatus": null });
+                let mut value =
+                    json!({ "keys": keys, "list_complete": !more, "cacheStatus": null });
                 if let Some(cursor) = cursor {
                     value["cursor"] = json!(cursor);
                 }
@@ -342,7 +375,10 @@ impl KvNamespace {
         // A store that stops answering must not hang the worker forever.
         match tokio::time::timeout(STORE_TIMEOUT, tokio::task::spawn_blocking(work)).await {
             Ok(Ok(result)) => result.map_err(|e| KvError::Store(op, e)),
-            Ok(Err(join)) => Err(KvError::Store(op, store::StoreError::Other(join.to_string()))),
+            Ok(Err(join)) => Err(KvError::Store(
+                op,
+                store::StoreError::Other(join.to_string()),
+            )),
             Err(_) => Err(KvError::Store(op, {
                 self.store.mark_stalled();
                 store::StoreError::Other(format!(
@@ -365,10 +401,18 @@ impl Binding for KvNamespace {
     }
 
     fn describe(&self) -> String {
-        format!("KV Namespace      {}  ({}, local)", self.name, self.namespace)
+        format!(
+            "KV Namespace      {}  ({}, local)",
+            self.name, self.namespace
+        )
     }
 
-    async fn call(&self, method: &str, args: Value, body: Option<Bytes>) -> Result<Reply, WireError> {
+    async fn call(
+        &self,
+        method: &str,
+        args: Value,
+        body: Option<Bytes>,
+    ) -> Result<Reply, WireError> {
         let call: KvCall = serde_json::from_value(json!({ "method": method, "args": args }))
             .map_err(|e| KvError::BadRequest(Op::Get, e.to_string()).to_wire())?;
         self.run(call, body).await.map_err(|e| {
@@ -437,7 +481,11 @@ fn validate_list_limit(value: Option<&Value>) -> Result<usize, KvError> {
     }
 }
 
-fn resolve_expiration(expiration: Option<&Value>, ttl: Option<&Value>, now: i64) -> Result<Option<u64>, KvError> {
+fn resolve_expiration(
+    expiration: Option<&Value>,
+    ttl: Option<&Value>,
+    now: i64,
+) -> Result<Option<u64>, KvError> {
     if let Some(ttl) = ttl.filter(|v| !v.is_null()) {
         let seconds = ttl.as_f64().filter(|n| n.is_finite() && *n > 0.0);
         let Some(seconds) = seconds else {
@@ -462,7 +510,8 @@ fn resolve_expiration(expiration: Option<&Value>, ttl: Option<&Value>, now: i64)
 }
 
 fn parse_metadata(raw: Option<&str>) -> Value {
-    raw.and_then(|text| serde_json::from_str(text).ok()).unwrap_or(Value::Null)
+    raw.and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null)
 }
 
 fn encode_cursor(last_key: &str) -> String {

@@ -123,7 +123,10 @@ fn decode(raw: &[u8]) -> Result<Entry, StoreError> {
     }
     let expiration = u64::from_be_bytes(raw[1..9].try_into().map_err(|_| bad())?);
     let meta_len = u32::from_be_bytes(raw[9..13].try_into().map_err(|_| bad())?) as usize;
-    let meta_end = 13usize.checked_add(meta_len).filter(|end| *end <= raw.len()).ok_or_else(bad)?;
+    let meta_end = 13usize
+        .checked_add(meta_len)
+        .filter(|end| *end <= raw.len())
+        .ok_or_else(bad)?;
     let metadata = if meta_len == 0 {
         None
     } else {
@@ -151,7 +154,9 @@ fn page(
     let mut out = Vec::new();
     for key in keys {
         let key = key?;
-        if start_after.is_some_and(|after| key.name.as_bytes() <= after.as_bytes()) || !is_live(key.expiration, now_secs) {
+        if start_after.is_some_and(|after| key.name.as_bytes() <= after.as_bytes())
+            || !is_live(key.expiration, now_secs)
+        {
             continue;
         }
         if out.len() == limit {
@@ -259,14 +264,17 @@ impl SledKvStore {
     /// Sets the free space kept beyond each record; None turns the check
     /// off (tests use it to let sled itself meet a full disk).
     pub fn set_free_space_margin(&self, bytes: Option<u64>) {
-        self.slot
-            .margin
-            .store(bytes.unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+        self.slot.margin.store(
+            bytes.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Marks the store as stalled: a call did not return in time.
     pub fn mark_stalled(&self) {
-        self.slot.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.slot
+            .stalled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The open database, reopening it after an error.
@@ -283,7 +291,11 @@ impl SledKvStore {
         if let Some(opened) = &*open {
             return Ok(opened.clone());
         }
-        let path = self.slot.path.as_deref().ok_or_else(|| StoreError::Other("the store is closed".into()))?;
+        let path = self
+            .slot
+            .path
+            .as_deref()
+            .ok_or_else(|| StoreError::Other("the store is closed".into()))?;
         let opened = open_checked(path).map_err(StoreError::surface)?;
         *open = Some(opened.clone());
         Ok(opened)
@@ -298,10 +310,7 @@ impl SledKvStore {
             && self.slot.path.is_some()
         {
             let mut open = self.slot.open.write().unwrap_or_else(|p| p.into_inner());
-            if open
-                .as_ref()
-                .is_some_and(|current| same(current, &opened))
-            {
+            if open.as_ref().is_some_and(|current| same(current, &opened)) {
                 *open = None;
             }
         }
@@ -320,10 +329,9 @@ fn same(a: &Opened, b: &Opened) -> bool {
 fn open_checked(path: &Path) -> Result<Opened, StoreError> {
     let check_path = path.join(CHECK_FILE);
     let recorded = match std::fs::read_to_string(&check_path) {
-        Ok(text) => Some(
-            Recorded::parse(&text)
-                .ok_or_else(|| StoreError::Damaged(format!("{} cannot be read", check_path.display())))?,
-        ),
+        Ok(text) => Some(Recorded::parse(&text).ok_or_else(|| {
+            StoreError::Damaged(format!("{} cannot be read", check_path.display()))
+        })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(StoreError::from_io(&e)),
     };
@@ -365,7 +373,13 @@ impl Opened {
 
     /// Replaces `key`'s record with `new` (None deletes), keeping the check
     /// file in step.
-    fn write(&self, namespace: &str, key: &str, new: Option<Vec<u8>>, margin: u64) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        namespace: &str,
+        key: &str,
+        new: Option<Vec<u8>>,
+        margin: u64,
+    ) -> Result<(), StoreError> {
         let tree = self.tree(namespace)?;
         let Some(check) = &self.check else {
             match new {
@@ -502,7 +516,9 @@ fn record_hash(namespace: &str, key: &str, raw: &[u8]) -> u128 {
     for part in [namespace.as_bytes(), key.as_bytes(), raw] {
         for byte in (part.len() as u64).to_be_bytes().iter().chain(part) {
             high = (high ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            low = (low ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            low = (low ^ u64::from(*byte))
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
         }
     }
     (u128::from(high) << 64) | u128::from(low)
@@ -520,7 +536,16 @@ struct Recorded {
 impl Recorded {
     fn parse(text: &str) -> Option<Self> {
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let [magic, b_records, b_digest, a_records, a_digest, length, modified] = fields[..] else {
+        let [
+            magic,
+            b_records,
+            b_digest,
+            a_records,
+            a_digest,
+            length,
+            modified,
+        ] = fields[..]
+        else {
             return None;
         };
         let state = |records: &str, digest: &str| {
@@ -601,7 +626,11 @@ impl Check {
 impl KvStore for SledKvStore {
     fn get(&self, namespace: &str, key: &str, now_secs: u64) -> Result<Option<Entry>, StoreError> {
         self.with(|opened| {
-            let Some(raw) = opened.tree(namespace)?.get(key).map_err(StoreError::from_sled)? else {
+            let Some(raw) = opened
+                .tree(namespace)?
+                .get(key)
+                .map_err(StoreError::from_sled)?
+            else {
                 return Ok(None);
             };
             let entry = decode(&raw)?;
@@ -667,7 +696,8 @@ impl KvStore for MemoryKvStore {
     }
 
     fn put(&self, namespace: &str, key: &str, entry: &Entry) -> Result<(), StoreError> {
-        self.data().insert((namespace.to_owned(), key.to_owned()), entry.clone());
+        self.data()
+            .insert((namespace.to_owned(), key.to_owned()), entry.clone());
         Ok(())
     }
 

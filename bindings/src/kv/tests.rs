@@ -16,10 +16,18 @@ fn entry(value: &str, expiration: Option<u64>, metadata: Option<&str>) -> Entry 
 
 fn conformance(store: &dyn KvStore) {
     // put / get / overwrite / delete
-    store.put("ns", "a", &entry("1", None, Some("{\"m\":1}"))).unwrap();
-    assert_eq!(store.get("ns", "a", 0).unwrap(), Some(entry("1", None, Some("{\"m\":1}"))));
+    store
+        .put("ns", "a", &entry("1", None, Some("{\"m\":1}")))
+        .unwrap();
+    assert_eq!(
+        store.get("ns", "a", 0).unwrap(),
+        Some(entry("1", None, Some("{\"m\":1}")))
+    );
     store.put("ns", "a", &entry("2", None, None)).unwrap();
-    assert_eq!(store.get("ns", "a", 0).unwrap().unwrap().value, Bytes::from_static(b"2"));
+    assert_eq!(
+        store.get("ns", "a", 0).unwrap().unwrap().value,
+        Bytes::from_static(b"2")
+    );
     store.delete("ns", "a").unwrap();
     assert_eq!(store.get("ns", "a", 0).unwrap(), None);
     store.delete("ns", "never-existed").unwrap();
@@ -37,7 +45,9 @@ fn conformance(store: &dyn KvStore) {
     for key in ["b", "a", "c/2", "c/1", "é", "Z"] {
         store.put("list", key, &entry("v", None, None)).unwrap();
     }
-    store.put("list", "c/0", &entry("v", Some(10), None)).unwrap();
+    store
+        .put("list", "c/0", &entry("v", Some(10), None))
+        .unwrap();
     let (all, more) = store.list("list", "", None, 1000, 50).unwrap();
     let names: Vec<_> = all.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["Z", "a", "b", "c/1", "c/2", "é"]);
@@ -68,7 +78,10 @@ fn sled_store_keeps_data_across_reopen() {
         store.put("ns", "k", &entry("kept", None, None)).unwrap();
     }
     let store = SledKvStore::open(dir.path()).unwrap();
-    assert_eq!(store.get("ns", "k", 0).unwrap().unwrap().value, Bytes::from_static(b"kept"));
+    assert_eq!(
+        store.get("ns", "k", 0).unwrap().unwrap().value,
+        Bytes::from_static(b"kept")
+    );
 }
 
 #[test]
@@ -78,9 +91,16 @@ fn corrupt_store_is_an_error_not_an_empty_store() {
         let store = SledKvStore::open(dir.path()).unwrap();
         store.put("ns", "k", &entry("v", None, None)).unwrap();
     }
-    std::fs::write(dir.path().join("conf"), b"garbage that is not a sled config").unwrap();
+    std::fs::write(
+        dir.path().join("conf"),
+        b"garbage that is not a sled config",
+    )
+    .unwrap();
     let err = open_store(dir.path()).unwrap_err();
-    assert!(err.to_string().starts_with("cannot open the KV store at"), "{err}");
+    assert!(
+        err.to_string().starts_with("cannot open the KV store at"),
+        "{err}"
+    );
     assert!(err.hint().unwrap().contains("move the folder aside"));
 }
 
@@ -93,38 +113,84 @@ fn namespace(clock: Arc<ManualClock>) -> KvNamespace {
     KvNamespace::new(&config, Arc::new(MemoryKvStore::default()), clock)
 }
 
-async fn call(ns: &KvNamespace, method: &str, args: Value, body: Option<&str>) -> Result<Reply, WireError> {
-    ns.call(method, args, body.map(|b| Bytes::copy_from_slice(b.as_bytes())))
-        .await
+async fn call(
+    ns: &KvNamespace,
+    method: &str,
+    args: Value,
+    body: Option<&str>,
+) -> Result<Reply, WireError> {
+    ns.call(
+        method,
+        args,
+        body.map(|b| Bytes::copy_from_slice(b.as_bytes())),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn kv_expiration_ttl_and_clock() {
     let clock = Arc::new(ManualClock::new(1_000_000_000_000));
     let ns = namespace(clock.clone());
-    call(&ns, "put", json!({"key": "k", "expirationTtl": 60}), Some("v")).await.unwrap();
+    call(
+        &ns,
+        "put",
+        json!({"key": "k", "expirationTtl": 60}),
+        Some("v"),
+    )
+    .await
+    .unwrap();
     let listed = call(&ns, "list", json!({}), None).await.unwrap().value;
     assert_eq!(listed["keys"][0]["expiration"], json!(1_000_000_060));
     assert_eq!(listed["list_complete"], json!(true));
     assert!(listed.get("cursor").is_none());
     clock.advance(59_000);
-    assert!(call(&ns, "get", json!({"key": "k"}), None).await.unwrap().body.is_some());
+    assert!(
+        call(&ns, "get", json!({"key": "k"}), None)
+            .await
+            .unwrap()
+            .body
+            .is_some()
+    );
     clock.advance(1_000);
-    assert_eq!(call(&ns, "get", json!({"key": "k"}), None).await.unwrap().value, Value::Null);
-    assert_eq!(call(&ns, "list", json!({}), None).await.unwrap().value["keys"], json!([]));
+    assert_eq!(
+        call(&ns, "get", json!({"key": "k"}), None)
+            .await
+            .unwrap()
+            .value,
+        Value::Null
+    );
+    assert_eq!(
+        call(&ns, "list", json!({}), None).await.unwrap().value["keys"],
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn kv_validation_messages() {
     let ns = namespace(Arc::new(ManualClock::new(1_000_000_000_000)));
     let err = |r: Result<Reply, WireError>| r.unwrap_err().message;
-    assert_eq!(err(call(&ns, "get", json!({"key": ""}), None).await), "Key name cannot be empty.");
     assert_eq!(
-        err(call(&ns, "put", json!({"key": "k", "expirationTtl": 30}), Some("v")).await),
+        err(call(&ns, "get", json!({"key": ""}), None).await),
+        "Key name cannot be empty."
+    );
+    assert_eq!(
+        err(call(
+            &ns,
+            "put",
+            json!({"key": "k", "expirationTtl": 30}),
+            Some("v")
+        )
+        .await),
         "KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60."
     );
     assert_eq!(
-        err(call(&ns, "put", json!({"key": "k", "expiration": 1_000_000_030}), Some("v")).await),
+        err(call(
+            &ns,
+            "put",
+            json!({"key": "k", "expiration": 1_000_000_030}),
+            Some("v")
+        )
+        .await),
         "KV PUT failed: 400 Invalid expiration of 1000000030. Expiration times must be at least 60 seconds in the future."
     );
     assert_eq!(
@@ -146,12 +212,20 @@ async fn kv_validation_messages() {
 async fn kv_list_pages_with_cursor() {
     let ns = namespace(Arc::new(ManualClock::new(0)));
     for i in 0..5 {
-        call(&ns, "put", json!({"key": format!("k{i}")}), Some("v")).await.unwrap();
+        call(&ns, "put", json!({"key": format!("k{i}")}), Some("v"))
+            .await
+            .unwrap();
     }
-    let first = call(&ns, "list", json!({"limit": 2}), None).await.unwrap().value;
+    let first = call(&ns, "list", json!({"limit": 2}), None)
+        .await
+        .unwrap()
+        .value;
     assert_eq!(first["list_complete"], json!(false));
     let cursor = first["cursor"].as_str().unwrap().to_owned();
-    let second = call(&ns, "list", json!({"limit": 2, "cursor": cursor}), None).await.unwrap().value;
+    let second = call(&ns, "list", json!({"limit": 2, "cursor": cursor}), None)
+        .await
+        .unwrap()
+        .value;
     assert_eq!(second["keys"], json!([{"name": "k2"}, {"name": "k3"}]));
 }
 
@@ -160,7 +234,13 @@ fn store_with_50_keys() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let store = SledKvStore::open(dir.path()).unwrap();
     for i in 0..50 {
-        store.put("ns", &format!("key-{i:02}"), &entry(&"v".repeat(100 + i), None, None)).unwrap();
+        store
+            .put(
+                "ns",
+                &format!("key-{i:02}"),
+                &entry(&"v".repeat(100 + i), None, None),
+            )
+            .unwrap();
     }
     dir
 }
@@ -177,7 +257,10 @@ fn sled_store_truncated_is_refused_and_left_as_it_is() {
     let before = snapshot(dir.path());
     let err = open_store(dir.path()).unwrap_err();
     assert!(err.to_string().contains("damaged"), "{err}");
-    assert!(err.hint().unwrap().contains("pyflare changed nothing"), "{err:?}");
+    assert!(
+        err.hint().unwrap().contains("pyflare changed nothing"),
+        "{err:?}"
+    );
     assert_eq!(snapshot(dir.path()), before, "the damaged file was changed");
 }
 
@@ -218,7 +301,9 @@ fn sled_store_check_at_open_costs_little() {
     {
         let store = SledKvStore::open(dir.path()).unwrap();
         for i in 0..2000 {
-            store.put("ns", &format!("key-{i}"), &entry("value", None, None)).unwrap();
+            store
+                .put("ns", &format!("key-{i}"), &entry("value", None, None))
+                .unwrap();
         }
     }
     let started = crate::clock::Stopwatch::start();
@@ -250,17 +335,23 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
     }
 }
 
 #[test]
 fn sled_store_works_again_after_sled_itself_meets_a_full_disk() {
-    let Some(fs) = Tmpfs::mount("sled_store_works_again_after_sled_itself_meets_a_full_disk") else {
+    let Some(fs) = Tmpfs::mount("sled_store_works_again_after_sled_itself_meets_a_full_disk")
+    else {
         return;
     };
     let store = SledKvStore::open(&fs.0.path().join("kv")).unwrap();
-    store.put("ns", "before", &entry("kept", None, None)).unwrap();
+    store
+        .put("ns", "before", &entry("kept", None, None))
+        .unwrap();
     // No check: sled itself, not pyflare's check, meets the full disk.
     store.set_free_space_margin(None);
     let filler = fs.0.path().join("filler");
@@ -283,13 +374,28 @@ fn sled_store_works_again_after_sled_itself_meets_a_full_disk() {
         }
     }
     let sled_error = sled_error.expect("sled never met the full disk");
-    assert!(matches!(sled_error, store::StoreError::Full(_)), "{sled_error:?}");
+    assert!(
+        matches!(sled_error, store::StoreError::Full(_)),
+        "{sled_error:?}"
+    );
     // Without room, reopening fails too, promptly.
-    assert!(store.put("ns", "still-full", &entry(&value, None, None)).is_err());
+    assert!(
+        store
+            .put("ns", "still-full", &entry(&value, None, None))
+            .is_err()
+    );
     std::fs::remove_file(&filler).unwrap();
     store.set_free_space_margin(Some(store::FREE_SPACE_MARGIN));
-    store.put("ns", "after", &entry("fresh", None, None)).unwrap();
-    assert_eq!(store.get("ns", "after", 0).unwrap().unwrap().value, Bytes::from_static(b"fresh"));
-    assert_eq!(store.get("ns", "before", 0).unwrap().unwrap().value, Bytes::from_static(b"kept"));
+    store
+        .put("ns", "after", &entry("fresh", None, None))
+        .unwrap();
+    assert_eq!(
+        store.get("ns", "after", 0).unwrap().unwrap().value,
+        Bytes::from_static(b"fresh")
+    );
+    assert_eq!(
+        store.get("ns", "before", 0).unwrap().unwrap().value,
+        Bytes::from_static(b"kept")
+    );
     drop(store);
 }
