@@ -4,12 +4,13 @@
 // - a fatal Pyodide error (`os._exit()`, a crash inside the interpreter):
 //   Pyodide can no longer be used, so the isolate is given up, as workerd
 //   aborts the isolate from Pyodide's `on_fatal` hook
-//   (workerd src/pyodide/internal/python.ts);
+//   (https://github.com/cloudflare/workerd/blob/6552d999c79ef651b5463c6d692d065a8ce6f859/src/pyodide/internal/python.ts#L272-L281);
 // - the memory limit: Pyodide's WebAssembly memory and the JavaScript heap
-//   past Cloudflare's 128 MB per isolate;
+//   past Cloudflare's 128 MB per isolate
+//   (https://developers.cloudflare.com/workers/platform/limits/#memory);
 // - a hang: an event that can never end because nothing that could end it is
 //   under way, answered with workerd's own message
-//   (workerd src/workerd/io/io-context.c++, `abortFromHang`).
+//   (https://github.com/cloudflare/workerd/blob/6552d999c79ef651b5463c6d692d065a8ce6f859/src/workerd/io/io-context.c%2B%2B#L1583-L1594).
 
 import { createHook } from "node:async_hooks";
 import v8 from "node:v8";
@@ -59,8 +60,7 @@ export function watchFatal(py, onFatal) {
 
 /**
  * A full, synchronous garbage collection, or null where Node offers none:
- * garbage is not counted against the limit, and ArrayBuffers are freed
- * only by a major collection.
+ * garbage is not counted against the limit.
  */
 function collector() {
   try {

@@ -34,8 +34,8 @@ impl ServerError {
         match self {
             // https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-1xxx-errors/error-1101/
             // workerd aborts the isolate on a fatal Pyodide error with an
-            // Error, which the request sees as an exception
-            // (workerd src/pyodide/internal/python.ts, `on_fatal`).
+            // Error, which the request sees as an exception:
+            // https://github.com/cloudflare/workerd/blob/6552d999c79ef651b5463c6d692d065a8ce6f859/src/pyodide/internal/python.ts#L272-L281
             Self::WorkerThrew(_) | Self::Fatal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some(1101),
