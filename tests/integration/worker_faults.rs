@@ -103,6 +103,23 @@ async fn worker_faults_hung_request_gets_workerds_message_and_the_worker_serves_
 }
 
 #[tokio::test]
+async fn worker_faults_hung_scheduled_event_fails_with_workerds_message() {
+    let w = TestWorker::start("faults").await;
+    let res = w.get("/cdn-cgi/handler/scheduled?cron=hang").await;
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.text().await.unwrap(), "exception");
+    assert!(
+        w.wait_for_output("cron \"hang\" exception", Duration::from_secs(5))
+            .await,
+        "{}",
+        w.output()
+    );
+    assert!(w.output().contains(HUNG), "{}", w.output());
+    let res = w.get("/cdn-cgi/handler/scheduled?cron=ok").await;
+    assert_eq!(res.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
 async fn worker_faults_waiting_on_a_timer_a_fetch_or_a_body_is_not_a_hang() {
     let w = TestWorker::start("faults").await;
 
