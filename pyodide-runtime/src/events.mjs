@@ -1,6 +1,8 @@
-// Turns protocol messages into worker events (fetch for now) and streams
-// request and response bodies as binary chunks with credit-based flow
-// control: neither side holds more than one window of a body in memory.
+// Turns `event` messages into worker events, by `kind` (fetch, scheduled),
+// and streams request and response bodies as binary chunks with
+// credit-based flow control: neither side holds more than one window of a
+// body in memory. A fetch is answered by a `response` head; every other
+// end of an event (a fetch that raised, a scheduled run) by `event_result`.
 // Events that hang, and faults that end the isolate, are found by
 // `faults.mjs`.
 
@@ -80,11 +82,8 @@ export class Events {
   onMessage(message) {
     if (this.#aborted) return;
     switch (message.type) {
-      case "fetch":
-        this.#fetch(message);
-        break;
-      case "scheduled":
-        this.#scheduled(message);
+      case "event":
+        this.#event(message);
         break;
       case "body_end":
         this.#incoming.get(message.stream)?.end(message.error);
@@ -101,13 +100,34 @@ export class Events {
     }
   }
 
+  /** Runs one event by its kind; a new kind is a case here. */
+  #event(message) {
+    switch (message.kind) {
+      case "fetch":
+        this.#fetch(message);
+        break;
+      case "scheduled":
+        this.#scheduled(message);
+        break;
+      default:
+        this.#finish(message.id, "exception", `pyflare's host cannot run ${message.kind} events`);
+    }
+  }
+
+  /** Ends an event that has no response head: `outcome` ok or exception. */
+  #finish(id, outcome, message, result) {
+    const end = { type: "event_result", id, outcome };
+    if (message !== undefined) end.message = message;
+    if (result !== undefined) end.result = result;
+    this.#channel.send(end);
+  }
+
   onChunk(stream, data) {
     this.#incoming.get(stream)?.push(data);
   }
 
   async #fetch(message) {
     const { id } = message;
-    const channel = this.#channel;
     // `answered` once the head or an exception is sent; `hungBody` ends a
     // streaming body that hangs.
     const event = { answered: false, hungBody: null };
@@ -118,7 +138,7 @@ export class Events {
         event.hungBody?.(hung);
       } else {
         event.answered = true;
-        channel.send({ type: "exception", id, message: hung });
+        this.#finish(id, "exception", hung);
       }
     });
     try {
@@ -159,7 +179,7 @@ export class Events {
       this.#incoming.delete(id);
       if (!event.answered) {
         event.answered = true;
-        channel.send({ type: "exception", id, message: describeForClient(error) });
+        this.#finish(id, "exception", describeForClient(error));
       }
       return;
     }
@@ -265,25 +285,20 @@ export class Events {
     const controller = new ScheduledController(message.cron, message.scheduled_time);
     const ctx = new ExecutionContext(this.#worker.background);
     let sent = false;
-    const send = (result) => {
+    const send = (outcome, text) => {
       if (sent) return;
       sent = true;
-      this.#channel.send({
-        type: "event_result",
-        id: message.id,
-        ...result,
-        no_retry: controller.noRetryCalled,
-      });
+      this.#finish(message.id, outcome, text, { no_retry: controller.noRetryCalled });
     };
     const key = `scheduled:${message.id}`;
-    this.#hangs.begin(key, (hung) => send({ outcome: "exception", message: hung }));
+    this.#hangs.begin(key, (hung) => send("exception", hung));
     try {
       await this.#worker.callDefault("scheduled", [controller], ctx);
       // The first rejected waitUntil promise marks the run failed.
       await ctx.settle();
-      send({ outcome: "ok" });
+      send("ok");
     } catch (error) {
-      send({ outcome: "exception", message: describeError(error) });
+      send("exception", describeError(error));
     } finally {
       this.#hangs.end(key);
       this.#memory.check();

@@ -2,7 +2,7 @@
 // emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
 // message is added, removed or changes shape.
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Bytes a body sender may have in flight before the receiver grants credit. */
 export const BODY_WINDOW_BYTES = 1024 * 1024;
@@ -11,8 +11,12 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   hello      { version, worker, standby }        first message; host answers ready | load_error,
 //                                                  or with standby, standby_ready and waits for load
 //   load       { snapshot_path }                   a standby host imports the worker now
-//   fetch      { id, method, url, headers, has_body }
-//   scheduled  { id, cron, scheduled_time }        a cron trigger; host answers event_result
+//   event      { id, kind, ... }                   an event for the worker, by kind:
+//     kind fetch      { method, url, headers, has_body }  host answers response (a body
+//                                                  follows as chunks of stream id) or event_result
+//     kind scheduled  { cron, scheduled_time }     a cron trigger; host answers event_result
+//                                                  (queue, Durable Object and alarm events are
+//                                                  further kinds, not further messages)
 //   body_end   { stream, error? }                  end of a request body (chunks carry stream = id)
 //   credit     { stream, bytes }                   the consumer took `bytes` of a response body
 //   cancel     { stream }                          the client went away; stop sending that body
@@ -31,8 +35,10 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //                                                  body_length: the whole body was at hand
 //   body_end   { stream, error? }                  or, without an error, a last-chunk frame
 //   credit     { stream, bytes }                   the worker took `bytes` of a request body
-//   exception  { id, message }                     the handler raised (Python traceback)
-//   event_result { id, outcome, message?, no_retry }  how a scheduled event ended
+//   event_result { id, outcome, message?, result? }  how an event ended without a response:
+//                                                  outcome ok | exception (message: the Python
+//                                                  traceback); result: what the kind returns
+//                                                  (scheduled: { no_retry })
 //   pong       { seq }
 //   log        { level, message }
 //   call       { id, binding, method, args, has_body }  a binding method call; a body

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::{Cron, from_unix_minutes};
 use crate::config::{ConfigError, WorkerConfig};
-use crate::host::supervisor::{Slot, Supervisor};
-use crate::host::{EventResult, ExitReason, Outcome};
+use crate::host::supervisor::Supervisor;
+use crate::host::{ScheduledEvent, ScheduledOutcome};
 use crate::logging;
 use pyflare_bindings::Clock;
 
@@ -77,44 +77,26 @@ pub async fn run_timer(
 }
 
 /// Runs `scheduled` once and logs one line: cron, outcome, duration.
-pub async fn run_once(supervisor: &Supervisor, cron: &str, scheduled_time: i64) -> EventResult {
+pub async fn run_once(
+    supervisor: &Supervisor,
+    cron: &str,
+    scheduled_time: i64,
+) -> ScheduledOutcome {
     let started = Instant::now();
-    let result = match supervisor.current().await {
-        Slot::Ready(host) => match host.scheduled(cron, scheduled_time).await {
-            Outcome::Event(result) => result,
-            Outcome::HostGone(ExitReason::CpuLimit) => {
-                failed("exceededCpu", "Worker exceeded CPU time limit.")
-            }
-            Outcome::HostGone(ExitReason::MemoryLimit(message)) => {
-                failed("exceededMemory", &message)
-            }
-            Outcome::HostGone(reason) => {
-                failed("exception", &format!("the worker host stopped: {reason:?}"))
-            }
-            Outcome::Response(_) | Outcome::Exception(_) => {
-                failed("exception", "unexpected answer from the host")
-            }
-        },
-        Slot::Failed(message) => failed("exception", &message),
-        Slot::Starting | Slot::Stopped => failed("exception", "pyflare is shutting down"),
+    let event = ScheduledEvent {
+        cron: cron.to_owned(),
+        scheduled_time,
     };
+    let outcome = supervisor.dispatch(event).await;
     let ms = started.elapsed().as_millis();
-    if result.outcome == "ok" {
+    if outcome == ScheduledOutcome::Ok {
         logging::info(&format!("cron \"{cron}\" ok ({ms}ms)"));
     } else {
         logging::error(&format!(
             "cron \"{cron}\" {} ({ms}ms):\n{}",
-            result.outcome,
-            result.message.as_deref().unwrap_or("")
+            outcome.as_str(),
+            outcome.detail()
         ));
     }
-    result
-}
-
-fn failed(outcome: &str, message: &str) -> EventResult {
-    EventResult {
-        outcome: outcome.to_owned(),
-        message: Some(message.to_owned()),
-        no_retry: false,
-    }
+    outcome
 }

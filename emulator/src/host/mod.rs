@@ -9,6 +9,7 @@
 //! pings the host; a host whose event loop does not answer within the
 //! worker's CPU limit is running away and is killed.
 
+pub mod events;
 pub mod protocol;
 pub mod sandbox;
 pub mod supervisor;
@@ -32,6 +33,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::logging;
 use crate::runtime::Runtime;
+pub use events::{
+    FetchOutcome, FetchRequest, Reply, ScheduledEvent, ScheduledOutcome, Undelivered, WorkerEvent,
+};
 use protocol::{BODY_WINDOW_BYTES, FromHost, PROTOCOL_VERSION, ToHost, WorkerInit};
 use pyflare_bindings::{Binding, WireError};
 use transport::{CHUNK_BYTES, Frame};
@@ -74,38 +78,6 @@ pub enum StartError {
     Host(anyhow::Error),
 }
 
-/// An HTTP request for the worker.
-#[derive(Debug)]
-pub struct FetchRequest {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<axum::body::Body>,
-}
-
-/// The worker's answer to a fetch event.
-#[derive(Debug)]
-pub enum Outcome {
-    Response(HostResponse),
-    /// The handler raised; the message is the Python traceback.
-    Exception(String),
-    /// The host went away before answering.
-    HostGone(ExitReason),
-    /// How a non-HTTP event (scheduled) ended.
-    Event(EventResult),
-}
-
-/// The end of a scheduled event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventResult {
-    /// `ok` or `exception`, as workerd reports it.
-    pub outcome: String,
-    /// The traceback, when the handler failed.
-    pub message: Option<String>,
-    /// Whether the handler called `noRetry()`.
-    pub no_retry: bool,
-}
-
 /// Status line and headers of the worker's response, and its body stream.
 #[derive(Debug)]
 pub struct HostResponse {
@@ -140,7 +112,7 @@ struct PingState {
 struct Shared {
     out: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicU32,
-    pending: Mutex<HashMap<u32, oneshot::Sender<Outcome>>>,
+    pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
     /// Request bodies being sent: credit granted by the host.
     credit: Mutex<HashMap<u32, Arc<Semaphore>>>,
     /// Response bodies being received.
@@ -181,7 +153,7 @@ impl Shared {
     /// Records a pending event, unless the host has stopped. Checked under
     /// the `pending` lock, which `read_loop` and `stop_if_idle` also take
     /// after setting the exit reason, so no entry is left unanswered.
-    fn register(&self, id: u32) -> Option<oneshot::Receiver<Outcome>> {
+    fn register(&self, id: u32) -> Option<oneshot::Receiver<Reply>> {
         let mut pending = lock(&self.pending);
         if self.exit_reason().is_some() {
             return None;
@@ -396,43 +368,38 @@ impl Host {
         });
     }
 
-    /// Delivers a fetch event and waits for the response head.
-    /// Hands the request back, unsent, when this host has already stopped
-    /// (a reload swapped it out): the caller sends it to the new one.
-    pub async fn fetch(self: &Arc<Self>, request: FetchRequest) -> Result<Outcome, FetchRequest> {
+    /// Delivers an event and waits for its outcome (for a fetch, the
+    /// response head). Hands the event back, unsent, when this host has
+    /// already stopped (a reload swapped it out): the caller sends it to the
+    /// new one (see [`supervisor::Supervisor::dispatch`]).
+    pub async fn deliver<E: WorkerEvent>(self: &Arc<Self>, event: E) -> Result<E::Outcome, E> {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let Some(rx) = shared.register(id) else {
-            return Err(request);
+            return Err(event);
         };
         let mut guard = CancelGuard {
             shared: shared.clone(),
             id,
             armed: true,
         };
-        let has_body = request.body.is_some();
-        shared.send(&ToHost::Fetch {
-            id,
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            has_body,
-        });
-        if let Some(body) = request.body {
+        let (event, body) = event.into_wire();
+        shared.send(&ToHost::Event { id, event });
+        if let Some(body) = body {
             let credit = Arc::new(Semaphore::new(BODY_WINDOW_BYTES));
             lock(&shared.credit).insert(id, credit.clone());
             tokio::spawn(pump_request_body(shared.clone(), id, body, credit));
         }
-        let outcome = match rx.await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::HostGone(
+        let reply = match rx.await {
+            Ok(reply) => reply,
+            Err(_) => Reply::HostGone(
                 shared
                     .exit_reason()
                     .unwrap_or_else(|| ExitReason::Crashed("connection lost".into())),
             ),
         };
         guard.armed = false;
-        Ok(outcome)
+        Ok(E::outcome(reply))
     }
 
     /// Stops the host if nothing is in flight; atomic with [`Shared::register`],
@@ -447,30 +414,6 @@ impl Host {
         }
         self.stop(ExitReason::Stopped);
         true
-    }
-}
-
-impl Host {
-    /// Delivers a scheduled event and waits for it to end (waitUntil included).
-    pub async fn scheduled(&self, cron: &str, scheduled_time: i64) -> Outcome {
-        let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let Some(rx) = shared.register(id) else {
-            return Outcome::HostGone(shared.exit_reason().unwrap_or(ExitReason::Stopped));
-        };
-        shared.send(&ToHost::Scheduled {
-            id,
-            cron: cron.to_owned(),
-            scheduled_time,
-        });
-        match rx.await {
-            Ok(outcome) => outcome,
-            Err(_) => Outcome::HostGone(
-                shared
-                    .exit_reason()
-                    .unwrap_or_else(|| ExitReason::Crashed("connection lost".into())),
-            ),
-        }
     }
 }
 
@@ -741,7 +684,7 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     };
     let reason = shared.exit_reason().unwrap_or(ExitReason::Stopped);
     for (_, tx) in pending {
-        let _ = tx.send(Outcome::HostGone(reason.clone()));
+        let _ = tx.send(Reply::HostGone(reason.clone()));
     }
     let bodies: Vec<_> = lock(&shared.bodies).drain().collect();
     for (_, tx) in bodies {
@@ -810,21 +753,13 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 shared.finish_request_body(id);
                 None
             };
-            let _ = tx.send(Outcome::Response(HostResponse {
+            let _ = tx.send(Reply::Response(HostResponse {
                 status,
                 status_text,
                 headers,
                 body,
                 body_length,
             }));
-        }
-        FromHost::Exception { id, message } => {
-            shared.finish_request_body(id);
-            if let Some(tx) = lock(&shared.pending).remove(&id) {
-                let _ = tx.send(Outcome::Exception(message));
-            } else {
-                logging::worker(protocol::LogLevel::Error, &message);
-            }
         }
         FromHost::Call {
             id,
@@ -884,14 +819,21 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
             id,
             outcome,
             message,
-            no_retry,
+            result,
         } => {
-            if let Some(tx) = lock(&shared.pending).remove(&id) {
-                let _ = tx.send(Outcome::Event(EventResult {
-                    outcome,
-                    message,
-                    no_retry,
-                }));
+            shared.finish_request_body(id);
+            let tx = lock(&shared.pending).remove(&id);
+            match (tx, message) {
+                (Some(tx), message) => {
+                    let _ = tx.send(Reply::Finished {
+                        status: outcome,
+                        message,
+                        result,
+                    });
+                }
+                // Its caller went away: the failure is only logged.
+                (None, Some(message)) => logging::worker(protocol::LogLevel::Error, &message),
+                (None, None) => {}
             }
         }
         FromHost::SnapshotDone => {

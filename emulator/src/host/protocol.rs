@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when a message is added, removed or changes shape;
 /// `pyodide-runtime/src/protocol.mjs` declares the same number.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Bytes a body sender may have in flight before the receiver grants credit.
 pub const BODY_WINDOW_BYTES: usize = 1024 * 1024;
@@ -59,17 +59,12 @@ pub enum ToHost {
     Load {
         snapshot_path: Option<String>,
     },
-    Fetch {
+    /// An event for the worker; the host answers `response` (fetch) or
+    /// `event_result`.
+    Event {
         id: u32,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-        has_body: bool,
-    },
-    Scheduled {
-        id: u32,
-        cron: String,
-        scheduled_time: i64,
+        #[serde(flatten)]
+        event: Event,
     },
     BodyEnd {
         stream: u32,
@@ -134,16 +129,17 @@ pub enum FromHost {
         stream: u32,
         bytes: usize,
     },
-    Exception {
-        id: u32,
-        message: String,
-    },
+    /// How an event ended, unless a `response` answered it.
     EventResult {
         id: u32,
-        outcome: String,
+        outcome: EventStatus,
+        /// The traceback, or why the event failed.
         #[serde(default)]
         message: Option<String>,
-        no_retry: bool,
+        /// What the event kind returns beside its status (scheduled:
+        /// `{"no_retry": bool}`).
+        #[serde(default)]
+        result: Option<serde_json::Value>,
     },
     Pong {
         seq: u64,
@@ -165,6 +161,38 @@ pub enum FromHost {
         reason: AbortReason,
         message: String,
     },
+}
+
+/// One event for the worker, by `kind`, in the `event` message.
+///
+/// A new event kind is a new variant here and in `events.mjs`, not a new
+/// message: queue batches (`queue`), Durable Object requests, RPC calls and
+/// alarms (`alarm`) and WebSocket messages are next. Its answer is a
+/// `response` head (fetch only, so that the body can stream) or an
+/// `event_result`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// An HTTP request; a body follows as chunks of stream `id`.
+    Fetch {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        has_body: bool,
+    },
+    /// A cron trigger (or `/cdn-cgi/handler/scheduled`).
+    Scheduled { cron: String, scheduled_time: i64 },
+}
+
+/// How an event ended in the isolate, as the host reports it. The other
+/// outcomes workerd knows (`exceededCpu`, `exceededMemory`, ...) are
+/// pyflare's to tell, from why the host stopped.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Ok,
+    /// The handler raised (or hung); `message` has the traceback.
+    Exception,
 }
 
 /// Why a host gave up its isolate.
@@ -217,18 +245,49 @@ mod tests {
     }
 
     #[test]
-    fn fetch_serializes_with_snake_case_tag() {
-        let json = serde_json::to_string(&ToHost::Fetch {
+    fn events_serialize_flat_with_their_kind() {
+        let json = serde_json::to_string(&ToHost::Event {
             id: 1,
-            method: "GET".into(),
-            url: "http://127.0.0.1:8787/".into(),
-            headers: vec![("a".into(), "b".into())],
-            has_body: false,
+            event: Event::Fetch {
+                method: "GET".into(),
+                url: "http://127.0.0.1:8787/".into(),
+                headers: vec![("a".into(), "b".into())],
+                has_body: false,
+            },
         })
         .unwrap();
         assert_eq!(
             json,
-            r#"{"type":"fetch","id":1,"method":"GET","url":"http://127.0.0.1:8787/","headers":[["a","b"]],"has_body":false}"#
+            r#"{"type":"event","id":1,"kind":"fetch","method":"GET","url":"http://127.0.0.1:8787/","headers":[["a","b"]],"has_body":false}"#
+        );
+        let json = serde_json::to_string(&ToHost::Event {
+            id: 2,
+            event: Event::Scheduled {
+                cron: "* * * * *".into(),
+                scheduled_time: 60_000,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"event","id":2,"kind":"scheduled","cron":"* * * * *","scheduled_time":60000}"#
+        );
+    }
+
+    #[test]
+    fn event_results_decode() {
+        let result: FromHost = serde_json::from_str(
+            r#"{"type":"event_result","id":3,"outcome":"exception","message":"boom","result":{"no_retry":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            result,
+            FromHost::EventResult {
+                id: 3,
+                outcome: EventStatus::Exception,
+                message: Some("boom".into()),
+                result: Some(serde_json::json!({"no_retry": true})),
+            }
         );
     }
 }

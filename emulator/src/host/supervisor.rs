@@ -8,14 +8,19 @@
 //! when its in-flight requests have finished. Requests never fail because of
 //! a swap. If the new code fails to load, its traceback is served until the
 //! next change fixes it.
+//!
+//! Every event reaches the worker through [`Supervisor::dispatch`] (or a
+//! [`Dispatcher`]), which sends it to the current host and, when a reload
+//! stopped that host before it took the event, to the new one: no event of
+//! any kind is lost to a swap.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::protocol::WorkerInit;
-use super::{BindingMap, ExitReason, Host, Standby, StartError};
+use super::{BindingMap, ExitReason, Host, Standby, StartError, Undelivered, WorkerEvent};
 use crate::logging;
 use crate::runtime::Runtime;
 
@@ -28,6 +33,14 @@ const STANDBY_WAIT: Duration = Duration::from_secs(3);
 
 /// How long an old host may finish its in-flight requests after a swap.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hosts an event is offered to before it fails: each is tried only
+/// after the previous one was swapped out, so more than two means reloads
+/// in quick succession.
+const DELIVERY_ATTEMPTS: u32 = 5;
+
+/// How long an event waits for the host that replaces a stopped one.
+const SWAP_WAIT: Duration = Duration::from_secs(5);
 
 /// What requests see of the worker right now.
 #[derive(Debug, Clone)]
@@ -49,6 +62,27 @@ pub struct Supervisor {
     maker: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// True while a snapshot maker runs.
     making: watch::Sender<bool>,
+    /// Test hook: event kinds held back after picking their host (see
+    /// `hold_for_test`).
+    held_kinds: Vec<String>,
+}
+
+/// A handle that delivers events to whatever host serves the worker now,
+/// through reloads and restarts (see [`Supervisor::dispatch`]). It does not
+/// keep the supervisor alive: after shutdown, events are `ShuttingDown`.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    supervisor: Weak<Supervisor>,
+}
+
+impl Dispatcher {
+    /// Delivers `event` and waits for its outcome.
+    pub async fn dispatch<E: WorkerEvent>(&self, event: E) -> E::Outcome {
+        match self.supervisor.upgrade() {
+            Some(supervisor) => supervisor.dispatch(event).await,
+            None => E::undelivered(Undelivered::ShuttingDown),
+        }
+    }
 }
 
 /// How the supervisor starts hosts.
@@ -74,6 +108,7 @@ impl Supervisor {
             reloads,
             maker: std::sync::Mutex::new(None),
             making: watch::channel(false).0,
+            held_kinds: held_kinds_for_test(),
         });
         tokio::spawn(run(supervisor.clone(), spec, reload_rx));
         supervisor
@@ -95,6 +130,57 @@ impl Supervisor {
         let _ = rx
             .wait_for(|slot| !matches!(slot, Slot::Ready(current) if Arc::ptr_eq(current, host)))
             .await;
+    }
+
+    /// A handle for delivering events from elsewhere (bindings).
+    pub fn dispatcher(self: &Arc<Self>) -> Dispatcher {
+        Dispatcher {
+            supervisor: Arc::downgrade(self),
+        }
+    }
+
+    /// Delivers `event` to the current host and waits for its outcome.
+    ///
+    /// An event that reaches a host a reload has just stopped comes back
+    /// unsent and goes to the host that replaced it, so a request or a cron
+    /// fired during a swap runs once, on the new code.
+    pub async fn dispatch<E: WorkerEvent>(&self, mut event: E) -> E::Outcome {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let host = match self.current().await {
+                Slot::Ready(host) => host,
+                Slot::Failed(message) => return E::undelivered(Undelivered::LoadFailed(message)),
+                Slot::Stopped | Slot::Starting => {
+                    return E::undelivered(Undelivered::ShuttingDown);
+                }
+            };
+            if attempts == 1 {
+                self.hold_for_test::<E>(&host).await;
+            }
+            match host.deliver(event).await {
+                Ok(outcome) => return outcome,
+                Err(unsent) if attempts < DELIVERY_ATTEMPTS && !self.is_stopped() => {
+                    event = unsent;
+                    let _ = tokio::time::timeout(SWAP_WAIT, self.replaced(&host)).await;
+                }
+                Err(_) if self.is_stopped() => return E::undelivered(Undelivered::ShuttingDown),
+                Err(_) => return E::undelivered(Undelivered::Replaced),
+            }
+        }
+    }
+
+    /// Test hook, in debug builds only: with `PYFLARE_TEST_HOLD_EVENTS`
+    /// naming this event's kind, an event that has picked its host waits
+    /// until a reload has replaced and stopped that host, so that tests can
+    /// reproduce the race of an event with a swap deterministically.
+    async fn hold_for_test<E: WorkerEvent>(&self, host: &Arc<Host>) {
+        if !self.held_kinds.iter().any(|kind| kind == E::KIND) {
+            return;
+        }
+        tracing::debug!("holding a {} event until a reload", E::KIND);
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.replaced(host)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), host.exited()).await;
     }
 
     /// Starts a host for `spec` and swaps it in when ready.
@@ -130,6 +216,19 @@ impl Supervisor {
             host.stop(ExitReason::Stopped);
         }
     }
+}
+
+/// The event kinds `PYFLARE_TEST_HOLD_EVENTS` names (debug builds only).
+fn held_kinds_for_test() -> Vec<String> {
+    if !cfg!(debug_assertions) {
+        return Vec::new();
+    }
+    std::env::var("PYFLARE_TEST_HOLD_EVENTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|kind| !kind.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What ended a wait.

@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 
-use crate::host::ExitReason;
+use crate::host::{ExitReason, Undelivered};
 
 /// Why pyflare answers for the worker.
 #[derive(Debug)]
@@ -121,6 +121,17 @@ impl From<ExitReason> for ServerError {
             ExitReason::Fatal(message) => Self::Fatal(message),
             ExitReason::Stopped => Self::ShuttingDown,
             ExitReason::Crashed(why) => Self::HostStopped(why),
+        }
+    }
+}
+
+impl From<Undelivered> for ServerError {
+    /// The answer for a request no worker took.
+    fn from(why: Undelivered) -> Self {
+        match why {
+            Undelivered::LoadFailed(traceback) => Self::LoadFailed(traceback.to_string()),
+            Undelivered::ShuttingDown => Self::ShuttingDown,
+            Undelivered::Replaced => Self::HostStopped("the worker host was replaced".into()),
         }
     }
 }

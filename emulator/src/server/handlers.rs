@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use super::AppState;
 use crate::cron::schedule;
+use crate::host::ScheduledOutcome;
 use crate::logging;
 use pyflare_bindings::Clock;
 
@@ -47,17 +48,17 @@ pub async fn handle(app: &AppState, peer: Option<SocketAddr>, uri: &Uri) -> Resp
             .get("time")
             .and_then(|t| parse_int(t))
             .unwrap_or_else(|| app.clock.now_ms());
-        let result = schedule::run_once(&app.supervisor, &cron, time).await;
-        let status = if result.outcome == "ok" {
+        let outcome = schedule::run_once(&app.supervisor, &cron, time).await;
+        let status = if outcome == ScheduledOutcome::Ok {
             StatusCode::OK
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };
         if params.get("format").map(String::as_str) == Some("json") {
             // A successful run needs no retry, as does one that called noRetry().
-            let no_retry = result.outcome == "ok" || result.no_retry;
             let body =
-                serde_json::json!({ "outcome": result.outcome, "noRetry": no_retry }).to_string();
+                serde_json::json!({ "outcome": outcome.as_str(), "noRetry": outcome.no_retry() })
+                    .to_string();
             let mut response = Response::new(Body::from(body));
             *response.status_mut() = status;
             response.headers_mut().insert(
@@ -66,7 +67,7 @@ pub async fn handle(app: &AppState, peer: Option<SocketAddr>, uri: &Uri) -> Resp
             );
             return response;
         }
-        return text(status, result.outcome);
+        return text(status, outcome.as_str().to_owned());
     }
     if path == EMAIL {
         // Not emulated: email handlers.

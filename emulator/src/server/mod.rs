@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::host::supervisor::{Slot, Supervisor};
-use crate::host::{FetchRequest, Outcome};
+use crate::host::supervisor::Supervisor;
+use crate::host::{FetchOutcome, FetchRequest};
 use crate::logging;
 use error::ServerError;
 
@@ -142,52 +142,24 @@ async fn dispatch(
         ))
     });
 
-    let mut request = FetchRequest {
+    let request = FetchRequest {
         method: parts.method.as_str().to_owned(),
         url,
         headers,
         body,
     };
-    // A request that reaches a host a reload has just swapped out comes back
-    // unsent, and goes to the new host (a few times at most).
-    let mut attempts = 0;
-    let outcome = loop {
-        attempts += 1;
-        let host = match app.supervisor.current().await {
-            Slot::Ready(host) => host,
-            Slot::Failed(message) => return Err(ServerError::LoadFailed(message.to_string())),
-            Slot::Stopped | Slot::Starting => return Err(ServerError::ShuttingDown),
-        };
-        match host.fetch(request).await {
-            Ok(outcome) => break outcome,
-            Err(unsent) if attempts < 5 && !app.supervisor.is_stopped() => {
-                request = unsent;
-                let _ = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    app.supervisor.replaced(&host),
-                )
-                .await;
-            }
-            Err(_) => {
-                return Err(ServerError::HostStopped(
-                    "the worker host was replaced".into(),
-                ));
-            }
-        }
-    };
+    let outcome = app.supervisor.dispatch(request).await;
     if too_large.load(Ordering::Relaxed) {
         return Ok(limits::body_too_large());
     }
     match outcome {
-        Outcome::Response(head) => Ok(build_response(head)),
-        Outcome::Exception(traceback) => {
+        FetchOutcome::Response(head) => Ok(build_response(head)),
+        FetchOutcome::Exception(traceback) => {
             logging::error(&format!("uncaught exception in fetch:\n{traceback}"));
             Err(ServerError::WorkerThrew(traceback))
         }
-        Outcome::HostGone(reason) => Err(reason.into()),
-        Outcome::Event(_) => Err(ServerError::HostStopped(
-            "the host answered a fetch with an event result".into(),
-        )),
+        FetchOutcome::HostGone(reason) => Err(reason.into()),
+        FetchOutcome::Undelivered(why) => Err(why.into()),
     }
 }
 
