@@ -181,3 +181,91 @@ fn cron_invalid_expression_fails_the_start() {
         "{stderr}"
     );
 }
+
+/// Polls `/` until the worker serves `version`.
+async fn wait_for_version(w: &TestWorker, version: &str) {
+    for _ in 0..400 {
+        if w.get("/").await.text().await.unwrap() == version {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never served {version}:\n{}", w.output());
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test]
+async fn cron_fired_as_a_reload_stops_its_host_runs_once_on_the_new_code() {
+    // The race, made certain: the debug-build hook holds the scheduled
+    // event after it has picked the serving host until a reload has
+    // replaced and stopped that host. The event must then go to the new
+    // host instead of failing with "host stopped".
+    let project = crate::util::copy_fixture("cron_reload");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-crons"],
+        &[("PYFLARE_TEST_HOLD_EVENTS", "scheduled")],
+    )
+    .await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1");
+    let fired = tokio::spawn({
+        let url = w.url("/cdn-cgi/handler/scheduled?cron=during-reload&format=json");
+        async move {
+            let res = TestWorker::client().get(url).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(project.path().join("src/version.py"), "VERSION = \"v2\"\n").unwrap();
+    wait_for_version(&w, "v2").await;
+    let (status, answer) = fired.await.unwrap();
+    let output = w.output();
+    assert_eq!(
+        (status.as_u16(), answer),
+        (200, json!({"outcome": "ok", "noRetry": true})),
+        "{output}"
+    );
+    assert_eq!(
+        count(&output, "scheduled ran: during-reload"),
+        1,
+        "{output}"
+    );
+    assert!(
+        output.contains("scheduled ran: during-reload on v2"),
+        "{output}"
+    );
+    assert!(!output.contains("host stopped"), "{output}");
+}
+
+#[tokio::test]
+async fn cron_on_the_minute_during_a_reload_runs_once() {
+    let project = crate::util::copy_fixture("cron_reload");
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "v1");
+    let before = now_ms(&w).await;
+    // Save and cross a minute boundary at the same moment.
+    std::fs::write(project.path().join("src/version.py"), "VERSION = \"v2\"\n").unwrap();
+    w.advance_clock(60).await;
+    wait_for_version(&w, "v2").await;
+    assert!(
+        w.wait_for_output("scheduled ran: * * * * *", Duration::from_secs(10))
+            .await,
+        "{}",
+        w.output()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crossed = (now_ms(&w).await.div_euclid(60_000) - before.div_euclid(60_000)) as usize;
+    let output = w.output();
+    let runs = count(&output, "scheduled ran: * * * * *");
+    // One more may fire if a real minute passed just before `before`.
+    assert!(
+        (crossed..=crossed + 1).contains(&runs),
+        "{runs} runs for {crossed} minutes:\n{output}"
+    );
+    assert!(!output.contains("host stopped"), "{output}");
+    assert!(output.contains("cron \"* * * * *\" ok ("), "{output}");
+}
