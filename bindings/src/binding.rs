@@ -1,8 +1,11 @@
 //! The traits every binding implements.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::clock::Clock;
 use crate::error::WireError;
@@ -36,12 +39,13 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// One line for the `pyflare dev` banner.
     fn describe(&self) -> String;
-    /// Runs one method call from the worker.
+    /// Runs one method call from the worker. A `body` streams in while the
+    /// call runs; a binding that needs it whole uses [`BodyStream::collect`].
     async fn call(
         &self,
         method: &str,
         args: serde_json::Value,
-        body: Option<Bytes>,
+        body: Option<BodyStream>,
     ) -> Result<Reply, WireError>;
     /// Leaves the binding's storage complete on disk before pyflare exits
     /// cleanly (Ctrl-C, SIGTERM, the end of a CLI command). Errors are for
@@ -56,14 +60,146 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
 pub struct Reply {
     /// The JSON part.
     pub value: serde_json::Value,
-    /// Bulk bytes, sent as binary frames after the JSON.
-    pub body: Option<Bytes>,
+    /// Bulk bytes, sent as binary frames after the JSON; a stream is sent
+    /// as it is produced, under the host's credit window.
+    pub body: Option<BodyStream>,
 }
 
 impl Reply {
     /// A reply with only a JSON value.
     pub fn json(value: serde_json::Value) -> Self {
         Self { value, body: None }
+    }
+
+    /// A reply with a JSON value and a body.
+    pub fn with_body(value: serde_json::Value, body: impl Into<BodyStream>) -> Self {
+        Self {
+            value,
+            body: Some(body.into()),
+        }
+    }
+}
+
+/// The body of a binding call, either way: bytes at hand, or a stream of
+/// chunks. A stream between pyflare and the worker moves under the same
+/// credit window as request and response bodies, so a binding that reads
+/// (or writes) it chunk by chunk never holds it whole.
+pub struct BodyStream(Inner);
+
+enum Inner {
+    Whole(Option<Bytes>),
+    Chunks(Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>),
+}
+
+/// A call body that broke off before its end (the worker's stream raised,
+/// or the host stopped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+/// Why [`BodyStream::collect`] returned no bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectError {
+    /// The body was longer than the limit; `len` is its whole length (the
+    /// bytes past the limit were read and dropped, to count them).
+    #[error("the body is {len} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// The body's length.
+        len: u64,
+        /// The limit it passed.
+        limit: usize,
+    },
+    /// The body broke off.
+    #[error(transparent)]
+    Broken(#[from] BodyError),
+}
+
+impl BodyStream {
+    /// A body whose bytes are all at hand.
+    pub fn whole(bytes: impl Into<Bytes>) -> Self {
+        Self(Inner::Whole(Some(bytes.into())))
+    }
+
+    /// A body produced chunk by chunk.
+    pub fn from_stream(
+        stream: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
+    ) -> Self {
+        Self(Inner::Chunks(Box::pin(stream)))
+    }
+
+    /// The bytes, when the body is whole at hand (not yet read).
+    pub fn as_whole(&self) -> Option<&Bytes> {
+        match &self.0 {
+            Inner::Whole(bytes) => bytes.as_ref(),
+            Inner::Chunks(_) => None,
+        }
+    }
+
+    /// Reads the whole body into memory, for bindings that store values
+    /// whole. Past `limit` bytes the rest is read and counted, not kept, so
+    /// memory stays bounded and [`CollectError::TooLarge`] can say the
+    /// body's real length, as a service reading the whole request would.
+    pub async fn collect(mut self, limit: usize) -> Result<Bytes, CollectError> {
+        let mut first: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
+        let mut len: u64 = 0;
+        while let Some(chunk) = self.next().await {
+            let chunk = chunk?;
+            len += chunk.len() as u64;
+            if len > limit as u64 {
+                first = None;
+                joined = BytesMut::new();
+                continue;
+            }
+            // One chunk (the usual small body) is kept as is, uncopied.
+            match first.take() {
+                None if joined.is_empty() => first = Some(chunk),
+                Some(previous) => {
+                    joined.extend_from_slice(&previous);
+                    joined.extend_from_slice(&chunk);
+                }
+                None => joined.extend_from_slice(&chunk),
+            }
+        }
+        if len > limit as u64 {
+            return Err(CollectError::TooLarge { len, limit });
+        }
+        Ok(first.unwrap_or_else(|| joined.freeze()))
+    }
+}
+
+impl From<Bytes> for BodyStream {
+    fn from(bytes: Bytes) -> Self {
+        Self::whole(bytes)
+    }
+}
+
+impl From<Vec<u8>> for BodyStream {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::whole(bytes)
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match &mut self.0 {
+            Inner::Whole(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(Ok)),
+            Inner::Chunks(stream) => stream.as_mut().poll_next(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Inner::Whole(bytes) => f
+                .debug_struct("BodyStream")
+                .field("len", &bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Inner::Chunks(_) => f.debug_struct("BodyStream").finish_non_exhaustive(),
+        }
     }
 }
 
@@ -116,5 +252,44 @@ impl BindingConfigError {
             Self::Storage { hint, .. } => hint.as_deref(),
             Self::Invalid { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> BodyStream {
+        let items: Vec<Result<Bytes, BodyError>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        BodyStream::from_stream(futures::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn collect_joins_chunks_and_keeps_a_single_one_uncopied() {
+        assert_eq!(
+            chunks(&[b"ab", b"", b"cd"]).collect(4).await.unwrap(),
+            Bytes::from_static(b"abcd")
+        );
+        let one = Bytes::from_static(b"xyz");
+        let collected = BodyStream::whole(one.clone()).collect(3).await.unwrap();
+        assert_eq!(collected.as_ptr(), one.as_ptr());
+        assert!(chunks(&[]).collect(0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn collect_counts_the_whole_length_past_the_limit() {
+        assert_eq!(
+            chunks(&[b"abc", b"de", b"f"]).collect(4).await,
+            Err(CollectError::TooLarge { len: 6, limit: 4 })
+        );
+        let broken = BodyStream::from_stream(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"a")),
+            Err(BodyError("the stream raised".into())),
+        ]));
+        assert_eq!(
+            broken.collect(10).await,
+            Err(CollectError::Broken(BodyError("the stream raised".into())))
+        );
     }
 }

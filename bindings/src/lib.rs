@@ -13,7 +13,10 @@ pub mod clock;
 pub mod error;
 pub mod storage;
 
-pub use binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
+pub use binding::{
+    Binding, BindingConfigError, BindingKind, BodyError, BodyStream, CollectError, OpenContext,
+    Reply,
+};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{CfError, JsClass, WireError};
 

@@ -1,6 +1,7 @@
 // Sending side of the connection to pyflare, with per-stream credit for
 // body chunks so a large response body is held in memory at most one window
-// at a time.
+// at a time, and binding calls into pyflare, whose bodies stream both ways
+// under the same credit window.
 
 import { encodeJson, encodeChunkHeader, CHUNK_BYTES } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
@@ -11,8 +12,10 @@ const FIRST_CALL_ID = 0x80000000;
 export class Channel {
   #socket;
   #nextCallId = FIRST_CALL_ID;
-  /** call id -> { resolve, reject, reply, parts } */
+  /** call id -> { resolve, reject, reply, parts, body } (body: a streamed reply) */
   #calls = new Map();
+  /** ids of calls whose body this host is still sending */
+  #callBodies = new Set();
   /** stream id -> { inFlight, waiters[] } for bodies this host sends */
   #outgoing = new Map();
 
@@ -76,34 +79,89 @@ export class Channel {
   }
 
   /**
-   * Calls method `method` of binding `binding` in pyflare. Resolves to
-   * `{ value, body }` (body: Uint8Array or null); rejects with the error
-   * class and message Cloudflare uses.
+   * Calls method `method` of binding `binding` in pyflare. `body` is bytes
+   * (a Uint8Array, ArrayBuffer or view), a string, or a ReadableStream,
+   * which is sent as it is read, under the credit window. Resolves to
+   * `{ value, body }`: body is null, a Uint8Array, or with
+   * `options.stream` a ReadableStream that pyflare fills as it is read.
+   * Rejects with the error class and message Cloudflare uses, or with the
+   * error of a body stream that failed.
    */
-  call(binding, method, args, body) {
+  call(binding, method, args, body, options) {
     const id = this.#nextCallId;
     this.#nextCallId = this.#nextCallId >= 0xfffffff0 ? FIRST_CALL_ID : this.#nextCallId + 1;
     const hasBody = body !== null && body !== undefined;
     return new Promise((resolve, reject) => {
-      this.#calls.set(id, { resolve, reject, reply: null, parts: [] });
-      this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: hasBody });
-      if (hasBody) {
-        // Whole at hand: the last chunk ends the stream.
-        const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
+      this.#calls.set(id, { resolve, reject, reply: null, parts: [], stream: options?.stream === true, body: null });
+      if (!hasBody) {
+        this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: false });
+        return;
+      }
+      const bytes = body instanceof ReadableStream ? null : toBytes(body);
+      if (bytes && bytes.byteLength <= BODY_WINDOW_BYTES) {
+        // Small and whole at hand: at once, the last chunk ends the stream.
+        this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: true });
         for (const [piece, isLastPiece] of pieces(bytes)) {
           this.#write(encodeChunkHeader(id, piece.byteLength, isLastPiece));
           this.#write(piece);
         }
+        return;
       }
+      // Opened before the call leaves, so pyflare's cancel is never missed.
+      this.openStream(id);
+      this.#callBodies.add(id);
+      this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: true });
+      this.#sendCallBody(id, bytes ?? body);
     });
   }
 
+  async #sendCallBody(id, body) {
+    try {
+      if (!(body instanceof ReadableStream)) {
+        await this.sendChunk(id, body, true);
+        return;
+      }
+      const reader = body.getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            await this.sendChunk(id, new Uint8Array(0), true);
+            return;
+          }
+          if (!(await this.sendChunk(id, toBytes(value)))) {
+            // pyflare has what it needs (or gave up): stop reading.
+            reader.cancel().catch(() => {});
+            return;
+          }
+        }
+      } finally {
+        reader.releaseLock();
+      }
+    } catch (error) {
+      // The worker's stream failed: the call fails with its error.
+      const call = this.#calls.get(id);
+      this.#calls.delete(id);
+      if (!this.isCancelled(id)) this.endStream(id, String(error?.message ?? error));
+      call?.reject(error);
+    } finally {
+      this.#callBodies.delete(id);
+    }
+  }
+
+  /** Whether `stream` is the body of a call this host is still sending. */
+  sendsCallBody(stream) {
+    return this.#callBodies.has(stream);
+  }
+
   /**
-   * Whether this host waits on pyflare: a binding call not answered yet, or
-   * a response body waiting for credit.
+   * Whether this host waits on pyflare: a binding call not answered yet, a
+   * streamed reply body being read, or a body waiting for credit.
    */
   waiting() {
-    if (this.#calls.size > 0) return true;
+    for (const call of this.#calls.values()) {
+      if (!call.body || call.body.awaited) return true;
+    }
     for (const state of this.#outgoing.values()) {
       if (state.waiters.length > 0) return true;
     }
@@ -127,8 +185,18 @@ export class Channel {
     return this.#calls.has(stream);
   }
 
-  onCallChunk(stream, data) {
-    this.#calls.get(stream)?.parts.push(new Uint8Array(data));
+  onCallChunk(stream, data, last = false) {
+    const call = this.#calls.get(stream);
+    if (!call) return;
+    // Copy: the frame buffer is reused by the decoder's concatenation.
+    const bytes = new Uint8Array(data);
+    if (call.body) {
+      call.body.push(bytes);
+      return;
+    }
+    call.parts.push(bytes);
+    // Read whole: take it all; the last chunk needs no credit.
+    if (!last) this.send({ type: "credit", stream, bytes: bytes.byteLength });
   }
 
   onCallReply(message) {
@@ -136,11 +204,19 @@ export class Channel {
     if (!call) return;
     call.reply = message;
     if (!message.has_body) this.#settle(message.id, null);
+    else if (call.stream && !message.error) {
+      call.body = new CallReplyBody(message.id, this, () => this.#calls.delete(message.id));
+      call.resolve({ value: message.ok ?? null, body: call.body.stream });
+    }
   }
 
-  onCallBodyEnd(stream) {
+  onCallBodyEnd(stream, error) {
     const call = this.#calls.get(stream);
     if (!call || !call.reply) return;
+    if (call.body) {
+      call.body.end(error);
+      return;
+    }
     const length = call.parts.reduce((n, part) => n + part.byteLength, 0);
     const body = new Uint8Array(length);
     let offset = 0;
@@ -174,6 +250,7 @@ export class Channel {
 
   /** The receiver went away: wake the sender so it stops. */
   cancel(stream) {
+    this.#callBodies.delete(stream);
     const state = this.#outgoing.get(stream);
     if (!state) return;
     state.cancelled = true;
@@ -188,6 +265,93 @@ export class Channel {
   endStream(stream, error) {
     this.#outgoing.delete(stream);
     this.send(error ? { type: "body_end", stream, error } : { type: "body_end", stream });
+  }
+}
+
+/** A call body's bytes, from the types a shim may pass. */
+function toBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === "string") return new TextEncoder().encode(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError("This ReadableStream did not return bytes.");
+}
+
+/**
+ * A binding call's reply body arriving from pyflare as chunks: each chunk
+ * the reader takes grants pyflare credit for another, so at most one window
+ * of it is in this host at a time.
+ */
+class CallReplyBody {
+  #queue = [];
+  #ended = false;
+  #error = null;
+  #wake = null;
+  #id;
+  #channel;
+  #done;
+
+  constructor(id, channel, done) {
+    this.#id = id;
+    this.#channel = channel;
+    this.#done = done;
+    this.stream = new ReadableStream(
+      {
+        type: "bytes",
+        pull: (controller) => this.#pull(controller),
+        cancel: () => {
+          this.#queue = [];
+          if (!this.#ended) channel.send({ type: "cancel", stream: id });
+          this.#ended = true;
+          this.#done();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  /** Whether the reader waits for more of this body from pyflare. */
+  get awaited() {
+    return this.#wake !== null && !this.#ended;
+  }
+
+  push(bytes) {
+    this.#queue.push(bytes);
+    this.#wakeUp();
+  }
+
+  end(error) {
+    this.#ended = true;
+    this.#error = error ?? null;
+    this.#wakeUp();
+  }
+
+  #wakeUp() {
+    const wake = this.#wake;
+    this.#wake = null;
+    if (wake) wake();
+  }
+
+  async #pull(controller) {
+    for (;;) {
+      if (this.#queue.length > 0) {
+        const chunk = this.#queue.shift();
+        // Measured first: a byte stream's enqueue detaches the chunk.
+        const bytes = chunk.byteLength;
+        controller.enqueue(chunk);
+        this.#channel.send({ type: "credit", stream: this.#id, bytes });
+        return;
+      }
+      if (this.#ended) {
+        this.#done();
+        if (this.#error) controller.error(new Error(this.#error));
+        else controller.close();
+        return;
+      }
+      await new Promise((resolve) => {
+        this.#wake = resolve;
+      });
+    }
   }
 }
 

@@ -17,8 +17,8 @@ export async function buildEnv(init, channel) {
       shim = await import(`data:text/javascript;base64,${source}`);
       shims.set(binding.kind, shim);
     }
-    env[binding.name] = shim.create(binding.name, (method, args, body) =>
-      channel.call(binding.name, method, args, body),
+    env[binding.name] = shim.create(binding.name, (method, args, body, options) =>
+      channel.call(binding.name, method, args, body, options),
     );
   }
   return env;

@@ -62,7 +62,7 @@ socket.on("data", (data) => {
   }
   for (const frame of frames) {
     if (frame.kind === "chunk") {
-      if (channel.ownsCall(frame.stream)) channel.onCallChunk(frame.stream, frame.data);
+      if (channel.ownsCall(frame.stream)) channel.onCallChunk(frame.stream, frame.data, frame.last);
       else events?.onChunk(frame.stream, frame.data);
       if (frame.last) onMessage({ type: "body_end", stream: frame.stream });
     } else {
@@ -95,7 +95,16 @@ function onMessage(message) {
       channel.onCallReply(message);
       break;
     case "body_end":
-      if (channel.ownsCall(message.stream)) channel.onCallBodyEnd(message.stream);
+      if (channel.ownsCall(message.stream)) channel.onCallBodyEnd(message.stream, message.error);
+      else events?.onMessage(message);
+      break;
+    // Credit and cancels for the body of a binding call, which may be
+    // streaming while the worker is still loading.
+    case "credit":
+      channel.credit(message.stream, message.bytes);
+      break;
+    case "cancel":
+      if (channel.sendsCallBody(message.stream)) channel.cancel(message.stream);
       else events?.onMessage(message);
       break;
     default:

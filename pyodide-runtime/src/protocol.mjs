@@ -17,12 +17,16 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //     kind scheduled  { cron, scheduled_time }     a cron trigger; host answers event_result
 //                                                  (queue, Durable Object and alarm events are
 //                                                  further kinds, not further messages)
-//   body_end   { stream, error? }                  end of a request body (chunks carry stream = id)
-//   credit     { stream, bytes }                   the consumer took `bytes` of a response body
-//   cancel     { stream }                          the client went away; stop sending that body
+//   body_end   { stream, error? }                  end of a request body (chunks carry stream = id),
+//                                                  or of a call_reply body sent as it is produced
+//   credit     { stream, bytes }                   the consumer took `bytes` of a response body or
+//                                                  of a call's body
+//   cancel     { stream }                          the client went away, or the binding stopped
+//                                                  reading a call's body; stop sending that body
 //   ping       { seq }
 //   call_reply { id, ok? , error?: { class, message }, has_body }  answer to `call`; a body
-//                                                  follows as chunks, the last a last-chunk frame
+//                                                  follows as chunks, ended by a last-chunk frame
+//                                                  or body_end; the host grants credit as it reads
 //   shutdown   {}
 //
 // Messages the host sends to pyflare (`FromHost`):
@@ -34,7 +38,8 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   response   { id, status, status_text, headers, has_body, body_length? }
 //                                                  body_length: the whole body was at hand
 //   body_end   { stream, error? }                  or, without an error, a last-chunk frame
-//   credit     { stream, bytes }                   the worker took `bytes` of a request body
+//   credit     { stream, bytes }                   the worker took `bytes` of a request body or of
+//                                                  a call_reply body
 //   event_result { id, outcome, message?, result? }  how an event ended without a response:
 //                                                  outcome ok | exception (message: the Python
 //                                                  traceback); result: what the kind returns
@@ -42,8 +47,10 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   pong       { seq }
 //   log        { level, message }
 //   call       { id, binding, method, args, has_body }  a binding method call; a body
-//                                                       follows as chunks, the last one
-//                                                       a last-chunk frame
+//                                                       follows as chunks under credit,
+//                                                       ended by a last-chunk frame or
+//                                                       body_end (error: the call fails)
+//   cancel     { stream }                          the worker stopped reading a call_reply body
 //   abort      { reason, message }                 the isolate cannot go on (reason: fatal |
 //                                                  memory_limit); pyflare fails its events
 //                                                  and replaces this host

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
-use crate::binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
+use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
 use crate::clock::Stopwatch;
 use crate::error::{CfError, WireError};
 use call::{D1Call, Query};
@@ -240,7 +240,7 @@ impl D1Database {
                 let bytes = self.store().await?.dump().await?;
                 Ok(Reply {
                     value: Value::Null,
-                    body: Some(Bytes::from(bytes)),
+                    body: Some(Bytes::from(bytes).into()),
                 })
             }
         }
@@ -280,7 +280,7 @@ impl Binding for D1Database {
         &self,
         method: &str,
         args: Value,
-        _body: Option<Bytes>,
+        _body: Option<BodyStream>,
     ) -> Result<Reply, WireError> {
         let call: D1Call = serde_json::from_value(json!({ "method": method, "args": args }))
             .map_err(|e| D1Error::BadRequest(e.to_string()).to_wire())?;

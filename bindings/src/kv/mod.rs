@@ -11,7 +11,10 @@
 //!   at once and `cacheTtl` is validated, then ignored.
 //! - Not emulated: the 1 write per second per key limit and the 1,000
 //!   operations per invocation limit.
-//! - Not emulated: streaming puts; a stream value is read whole (at most 25 MiB) first.
+//! - Not emulated: streaming into the store; a stream value arrives chunk
+//!   by chunk under the host's credit window and is collected whole (at
+//!   most 25 MiB; a longer one is read to its end to report its length)
+//!   before it is written, as sled stores whole values.
 
 pub mod call;
 pub mod config;
@@ -27,7 +30,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use crate::binding::{Binding, BindingConfigError, BindingKind, OpenContext, Reply};
+use crate::binding::{
+    Binding, BindingConfigError, BindingKind, BodyStream, CollectError, OpenContext, Reply,
+};
 use crate::clock::Clock;
 use crate::error::{CfError, WireError};
 use call::KvCall;
@@ -182,7 +187,7 @@ impl KvNamespace {
     }
 
     /// Runs one typed call; blocking store work happens on tokio's blocking pool.
-    pub async fn run(&self, call: KvCall, body: Option<Bytes>) -> Result<Reply, KvError> {
+    pub async fn run(&self, call: KvCall, body: Option<BodyStream>) -> Result<Reply, KvError> {
         match call {
             KvCall::Get {
                 key,
@@ -207,10 +212,7 @@ impl KvNamespace {
                         if with_metadata {
                             value["metadata"] = parse_metadata(entry.metadata.as_deref());
                         }
-                        Reply {
-                            value,
-                            body: Some(entry.value),
-                        }
+                        Reply::with_body(value, entry.value)
                     }
                 })
             }
@@ -280,10 +282,16 @@ impl KvNamespace {
                 if bad_value {
                     return Err(KvError::BadValueType);
                 }
-                let value = body.unwrap_or_default();
-                if value.len() > MAX_VALUE_BYTES {
-                    return Err(KvError::ValueTooLarge(value.len()));
-                }
+                let value = match body {
+                    None => Bytes::new(),
+                    Some(body) => body.collect(MAX_VALUE_BYTES).await.map_err(|e| match e {
+                        CollectError::TooLarge { len, .. } => {
+                            KvError::ValueTooLarge(usize::try_from(len).unwrap_or(usize::MAX))
+                        }
+                        CollectError::Broken(e) => KvError::BadRequest(Op::Put, e.to_string()),
+                    })?,
+                };
+
                 if let Some(metadata) = &metadata
                     && metadata.len() > MAX_METADATA_BYTES
                 {
@@ -411,7 +419,7 @@ impl Binding for KvNamespace {
         &self,
         method: &str,
         args: Value,
-        body: Option<Bytes>,
+        body: Option<BodyStream>,
     ) -> Result<Reply, WireError> {
         let call: KvCall = serde_json::from_value(json!({ "method": method, "args": args }))
             .map_err(|e| KvError::BadRequest(Op::Get, e.to_string()).to_wire())?;

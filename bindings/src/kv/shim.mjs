@@ -13,6 +13,11 @@ function getOptions(options) {
   return {};
 }
 
+/** Call options: a "stream" value comes back as a ReadableStream. */
+function streamed(type) {
+  return type === "stream" ? { stream: true } : undefined;
+}
+
 function decodeValue(bytes, type) {
   switch (type ?? "text") {
     case "json":
@@ -20,33 +25,11 @@ function decodeValue(bytes, type) {
     case "arrayBuffer":
       return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     case "stream":
-      return new ReadableStream({
-        type: "bytes",
-        start(controller) {
-          if (bytes.byteLength > 0) controller.enqueue(bytes);
-          controller.close();
-        },
-      });
+      // Already a stream: pyflare sends the value as it is read.
+      return bytes;
     default:
       return decoder.decode(bytes);
   }
-}
-
-async function readAll(stream) {
-  const parts = [];
-  let length = 0;
-  for await (const part of stream) {
-    const bytes = typeof part === "string" ? encoder.encode(part) : new Uint8Array(part.buffer ?? part, part.byteOffset ?? 0, part.byteLength);
-    parts.push(bytes);
-    length += bytes.byteLength;
-  }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }
 
 class KvNamespace {
@@ -59,14 +42,14 @@ class KvNamespace {
   async get(key, options) {
     const { type, cacheTtl } = getOptions(options);
     if (Array.isArray(key)) return this.#bulk(key, type, cacheTtl, false);
-    const { value, body } = await this.#call("get", { key: String(key), type, cacheTtl });
+    const { value, body } = await this.#call("get", { key: String(key), type, cacheTtl }, null, streamed(type));
     return value === null ? null : decodeValue(body, type);
   }
 
   async getWithMetadata(key, options) {
     const { type, cacheTtl } = getOptions(options);
     if (Array.isArray(key)) return this.#bulk(key, type, cacheTtl, true);
-    const { value, body } = await this.#call("get", { key: String(key), type, cacheTtl, withMetadata: true });
+    const { value, body } = await this.#call("get", { key: String(key), type, cacheTtl, withMetadata: true }, null, streamed(type));
     if (value === null) return { value: null, metadata: null, cacheStatus: null };
     return { value: decodeValue(body, type), metadata: value.metadata, cacheStatus: null };
   }
@@ -82,7 +65,8 @@ class KvNamespace {
     if (typeof value === "string") bytes = encoder.encode(value);
     else if (value instanceof ArrayBuffer) bytes = new Uint8Array(value);
     else if (ArrayBuffer.isView(value)) bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    else if (value instanceof ReadableStream) bytes = await readAll(value);
+    // Sent as it is read; pyflare collects it (at most 25 MiB) before storing.
+    else if (value instanceof ReadableStream) bytes = value;
     else badValue = true;
     const args = {
       key: String(key),
@@ -110,7 +94,10 @@ class KvNamespace {
   }
 }
 
-/** Builds `env[name]`; `call(method, args, body)` reaches the Rust binding. */
+/**
+ * Builds `env[name]`; `call(method, args, body, options)` reaches the Rust
+ * binding (see `Channel.call` in pyodide-runtime/src/channel.mjs).
+ */
 export function create(name, call) {
   return new KvNamespace(call);
 }

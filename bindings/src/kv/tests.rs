@@ -122,7 +122,7 @@ async fn call(
     ns.call(
         method,
         args,
-        body.map(|b| Bytes::copy_from_slice(b.as_bytes())),
+        body.map(|b| BodyStream::whole(Bytes::copy_from_slice(b.as_bytes()))),
     )
     .await
 }
@@ -398,4 +398,43 @@ fn sled_store_works_again_after_sled_itself_meets_a_full_disk() {
         Bytes::from_static(b"kept")
     );
     drop(store);
+}
+
+/// A put body streamed in 1 MiB chunks of `byte`, `len` bytes in all.
+fn streamed(len: usize, byte: u8) -> BodyStream {
+    let chunk = Bytes::from(vec![byte; 1024 * 1024]);
+    let chunks = (0..len.div_ceil(chunk.len())).map(move |i| {
+        let end = ((i + 1) * chunk.len()).min(len);
+        Ok(chunk.slice(..end - i * chunk.len()))
+    });
+    BodyStream::from_stream(futures::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn kv_put_collects_a_streamed_value_within_the_limit() {
+    let ns = namespace(Arc::new(ManualClock::new(0)));
+    let len = MAX_VALUE_BYTES;
+    ns.call("put", json!({"key": "big"}), Some(streamed(len, 7)))
+        .await
+        .unwrap();
+    let reply = ns.call("get", json!({"key": "big"}), None).await.unwrap();
+    let value = reply.body.unwrap().collect(len).await.unwrap();
+    assert_eq!(value.len(), len);
+    assert!(value.iter().all(|b| *b == 7));
+}
+
+#[tokio::test]
+async fn kv_put_of_a_stream_past_the_limit_names_its_whole_length() {
+    let ns = namespace(Arc::new(ManualClock::new(0)));
+    let len = MAX_VALUE_BYTES + 3 * 1024 * 1024 + 5;
+    let err = ns
+        .call("put", json!({"key": "big"}), Some(streamed(len, 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!("KV PUT failed: 413 Value length of {len} exceeds limit of 26214400.")
+    );
+    let reply = ns.call("get", json!({"key": "big"}), None).await.unwrap();
+    assert_eq!(reply.value, Value::Null);
 }

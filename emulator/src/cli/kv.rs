@@ -120,7 +120,10 @@ pub async fn run(args: KvArgs) -> Result<()> {
             let ns = open(&target)?;
             let reply = call(&ns, "get", json!({"key": key}), None).await?;
             match reply.body {
-                Some(bytes) => std::io::stdout().lock().write_all(&bytes)?,
+                Some(body) => {
+                    let bytes = body.collect(usize::MAX).await?;
+                    std::io::stdout().lock().write_all(&bytes)?
+                }
                 None => println!("Value not found"),
             }
         }
@@ -211,7 +214,7 @@ async fn call(
     ns: &KvNamespace,
     method: &str,
     args: Value,
-    body: Option<bytes::Bytes>,
+    body: Option<pyflare_bindings::BodyStream>,
 ) -> Result<pyflare_bindings::Reply> {
     ns.call(method, args, body)
         .await

@@ -9,6 +9,8 @@
 //! pings the host; a host whose event loop does not answer within the
 //! worker's CPU limit is running away and is killed.
 
+#[cfg(test)]
+mod call_body_tests;
 pub mod events;
 pub mod protocol;
 pub mod sandbox;
@@ -37,7 +39,7 @@ pub use events::{
     FetchOutcome, FetchRequest, Reply, ScheduledEvent, ScheduledOutcome, Undelivered, WorkerEvent,
 };
 use protocol::{BODY_WINDOW_BYTES, FromHost, PROTOCOL_VERSION, ToHost, WorkerInit};
-use pyflare_bindings::{Binding, WireError};
+use pyflare_bindings::{Binding, BodyStream, WireError};
 use transport::{CHUNK_BYTES, Frame};
 
 /// How long a host may take to load Pyodide and the worker.
@@ -92,10 +94,8 @@ pub struct HostResponse {
 
 type BodyItem = Result<Bytes, BodyError>;
 
-/// A response body that broke off before its end.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BodyError(String);
+/// A response body (or binding call body) that broke off before its end.
+pub use pyflare_bindings::BodyError;
 
 enum Outgoing {
     Json(Bytes),
@@ -115,22 +115,17 @@ struct Shared {
     pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
     /// Request bodies being sent: credit granted by the host.
     credit: Mutex<HashMap<u32, Arc<Semaphore>>>,
-    /// Response bodies being received.
+    /// Reply bodies of binding calls being sent: credit granted by the host.
+    /// Apart from `credit`: a call's own body may end (or be dropped) while
+    /// its reply body is still being sent.
+    reply_credit: Mutex<HashMap<u32, Arc<Semaphore>>>,
+    /// Bodies being received (responses, binding call bodies).
     bodies: Mutex<HashMap<u32, mpsc::UnboundedSender<BodyItem>>>,
     ping: Mutex<PingState>,
     exit: watch::Sender<Option<ExitReason>>,
     bindings: Arc<BindingMap>,
     /// Set when the host has written its snapshots (see `Host::snapshot_done`).
     snapshot_done: watch::Sender<bool>,
-    /// Binding calls whose body is still arriving.
-    call_bodies: Mutex<HashMap<u32, PendingCall>>,
-}
-
-struct PendingCall {
-    binding: String,
-    method: String,
-    args: serde_json::Value,
-    body: BytesMut,
 }
 
 impl Shared {
@@ -291,12 +286,12 @@ impl Host {
             next_id: AtomicU32::new(1),
             pending: Mutex::default(),
             credit: Mutex::default(),
+            reply_credit: Mutex::default(),
             bodies: Mutex::default(),
             ping: Mutex::default(),
             exit: exit_tx,
             bindings,
             snapshot_done: watch::channel(false).0,
-            call_bodies: Mutex::default(),
         });
         shared.send(&ToHost::Hello {
             version: PROTOCOL_VERSION,
@@ -654,9 +649,12 @@ async fn wait_ready(
             Ok(FromHost::LoadError { message }) => return Err(StartError::Load(message)),
             Ok(FromHost::Log { level, message }) => logging::worker(level, &message),
             // Binding calls made at import time are answered as usual.
-            Ok(message @ (FromHost::Call { .. } | FromHost::BodyEnd { .. })) => {
-                handle_message(shared, message)
-            }
+            Ok(
+                message @ (FromHost::Call { .. }
+                | FromHost::BodyEnd { .. }
+                | FromHost::Credit { .. }
+                | FromHost::Cancel { .. }),
+            ) => handle_message(shared, message),
             Ok(_) => {}
             Err(e) => return Err(StartError::Host(anyhow!("bad message from the host: {e}"))),
         }
@@ -690,7 +688,8 @@ async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     for (_, tx) in bodies {
         let _ = tx.send(Err(BodyError("the worker host stopped".into())));
     }
-    let credits: Vec<_> = lock(&shared.credit).drain().collect();
+    let mut credits: Vec<_> = lock(&shared.credit).drain().collect();
+    credits.extend(lock(&shared.reply_credit).drain());
     for (_, sem) in credits {
         sem.close();
     }
@@ -709,8 +708,6 @@ fn abort_reason(reason: protocol::AbortReason, message: String) -> ExitReason {
 fn on_chunk(shared: &Arc<Shared>, stream: u32, data: Bytes, last: bool) {
     if let Some(tx) = lock(&shared.bodies).get(&stream) {
         let _ = tx.send(Ok(data));
-    } else if let Some(call) = lock(&shared.call_bodies).get_mut(&stream) {
-        call.body.extend_from_slice(&data);
     }
     if last {
         handle_message(
@@ -768,34 +765,27 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
             args,
             has_body,
         } => {
-            if has_body {
-                lock(&shared.call_bodies).insert(
+            // The call runs at once; its body streams in as the binding
+            // reads it, each chunk taken granting the host credit.
+            let body = has_body.then(|| {
+                let (body_tx, body_rx) = mpsc::unbounded_channel();
+                lock(&shared.bodies).insert(id, body_tx);
+                BodyStream::from_stream(ResponseBody {
                     id,
-                    PendingCall {
-                        binding,
-                        method,
-                        args,
-                        body: BytesMut::new(),
-                    },
-                );
-            } else {
-                tokio::spawn(run_call(shared.clone(), id, binding, method, args, None));
+                    rx: body_rx,
+                    shared: shared.clone(),
+                    finished: false,
+                })
+            });
+            tokio::spawn(run_call(shared.clone(), id, binding, method, args, body));
+        }
+        FromHost::Cancel { stream } => {
+            // The worker stopped reading a binding call's reply body.
+            if let Some(sem) = lock(&shared.reply_credit).remove(&stream) {
+                sem.close();
             }
         }
         FromHost::BodyEnd { stream, error } => {
-            let call = lock(&shared.call_bodies).remove(&stream);
-            if let Some(call) = call {
-                let body = call.body.freeze();
-                tokio::spawn(run_call(
-                    shared.clone(),
-                    stream,
-                    call.binding,
-                    call.method,
-                    call.args,
-                    Some(body),
-                ));
-                return;
-            }
             shared.finish_request_body(stream);
             if let Some(tx) = lock(&shared.bodies).remove(&stream)
                 && let Some(error) = error
@@ -805,6 +795,8 @@ fn handle_message(shared: &Arc<Shared>, message: FromHost) {
         }
         FromHost::Credit { stream, bytes } => {
             if let Some(sem) = lock(&shared.credit).get(&stream) {
+                sem.add_permits(bytes);
+            } else if let Some(sem) = lock(&shared.reply_credit).get(&stream) {
                 sem.add_permits(bytes);
             }
         }
@@ -853,7 +845,7 @@ async fn run_call(
     binding: String,
     method: String,
     args: serde_json::Value,
-    body: Option<Bytes>,
+    body: Option<BodyStream>,
 ) {
     let result = match shared.bindings.get(&binding) {
         Some(target) => target.call(&method, args, body).await,
@@ -869,16 +861,8 @@ async fn run_call(
                 error: None,
                 has_body: reply.body.is_some(),
             });
-            if let Some(mut bytes) = reply.body {
-                // Whole at hand: the last chunk ends the stream.
-                loop {
-                    let piece = bytes.split_to(bytes.len().min(CHUNK_BYTES));
-                    let last = bytes.is_empty();
-                    let _ = shared.out.send(Outgoing::Chunk(id, piece, last));
-                    if last {
-                        break;
-                    }
-                }
+            if let Some(body) = reply.body {
+                send_call_body(&shared, id, body).await;
             }
         }
         Err(error) => shared.send(&ToHost::CallReply {
@@ -888,6 +872,55 @@ async fn run_call(
             has_body: false,
         }),
     }
+}
+
+/// Sends a binding call's reply body. A small body at hand leaves at once,
+/// its last chunk ending the stream; any other body is sent as it is
+/// produced, at most `BODY_WINDOW_BYTES` ahead of what the host has taken,
+/// then ended with `body_end`.
+async fn send_call_body(shared: &Arc<Shared>, id: u32, mut body: BodyStream) {
+    if let Some(bytes) = body.as_whole()
+        && bytes.len() <= BODY_WINDOW_BYTES
+    {
+        let mut bytes = bytes.clone();
+        loop {
+            let piece = bytes.split_to(bytes.len().min(CHUNK_BYTES));
+            let last = bytes.is_empty();
+            let _ = shared.out.send(Outgoing::Chunk(id, piece, last));
+            if last {
+                return;
+            }
+        }
+    }
+    let credit = Arc::new(Semaphore::new(BODY_WINDOW_BYTES));
+    lock(&shared.reply_credit).insert(id, credit.clone());
+    if shared.exit_reason().is_some() {
+        // read_loop has already closed the others.
+        return;
+    }
+    let mut error = None;
+    'outer: while let Some(item) = body.next().await {
+        match item {
+            Ok(mut rest) => {
+                while !rest.is_empty() {
+                    let piece = rest.split_to(rest.len().min(CHUNK_BYTES));
+                    // The window is far below u32::MAX, as is a chunk.
+                    let Ok(permit) = credit.acquire_many(piece.len() as u32).await else {
+                        // The worker cancelled the stream, or the host stopped.
+                        return;
+                    };
+                    permit.forget();
+                    let _ = shared.out.send(Outgoing::Chunk(id, piece, false));
+                }
+            }
+            Err(e) => {
+                error = Some(e.0);
+                break 'outer;
+            }
+        }
+    }
+    lock(&shared.reply_credit).remove(&id);
+    shared.send(&ToHost::BodyEnd { stream: id, error });
 }
 
 /// Kills the host when its event loop stays blocked past the CPU limit.
@@ -921,7 +954,8 @@ async fn watchdog(host: std::sync::Weak<Host>, cpu_limit: Duration) {
 }
 
 /// The worker's response body as it streams in from the host; every chunk
-/// taken grants the host credit for another.
+/// taken grants the host credit for another. The body of a binding call
+/// arrives the same way.
 pub struct ResponseBody {
     id: u32,
     rx: mpsc::UnboundedReceiver<BodyItem>,

@@ -156,6 +156,10 @@ pub enum FromHost {
         args: serde_json::Value,
         has_body: bool,
     },
+    /// The worker stopped reading the reply body of binding call `stream`.
+    Cancel {
+        stream: u32,
+    },
     /// The isolate cannot go on; pyflare fails its events and replaces it.
     Abort {
         reason: AbortReason,
