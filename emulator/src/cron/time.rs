@@ -19,7 +19,7 @@ pub struct DateTime {
 pub fn from_unix_minutes(minutes: i64) -> DateTime {
     let days = minutes.div_euclid(1440);
     let rest = minutes.rem_euclid(1440);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = pyflare_bindings::clock::civil_from_days(days);
     DateTime {
         year,
         month,
@@ -28,20 +28,6 @@ pub fn from_unix_minutes(minutes: i64) -> DateTime {
         minute: (rest % 60) as u32,
         weekday: (days + 4).rem_euclid(7) as u32,
     }
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (y, m, d).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Days since 1970-01-01 of (y, m, d).
