@@ -28,6 +28,10 @@ pub trait BindingKind: Sync {
         config: &serde_json::Value,
         cx: &OpenContext,
     ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError>;
+    /// Its command line (`pyflare kv ...`), if it has one.
+    fn cli(&self) -> Option<&'static dyn crate::cli::BindingCli> {
+        None
+    }
 }
 
 /// One live binding, e.g. `env.MY_KV`.

@@ -9,7 +9,9 @@
 #![warn(missing_docs)]
 
 pub mod binding;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod error;
 pub mod storage;
 
@@ -17,6 +19,7 @@ pub use binding::{
     Binding, BindingConfigError, BindingKind, BodyError, BodyStream, CollectError, OpenContext,
     Reply,
 };
+pub use cli::{BindingCli, CliContext, CliError};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{CfError, JsClass, WireError};
 

@@ -1,11 +1,10 @@
 //! The `pyflare` binary: parse, run, print `pyflare: error: ...` on failure.
 
-use clap::Parser;
-use pyflare::cli::{Cli, Command};
+use pyflare::cli::{Command, Invocation};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let invocation = pyflare::cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -21,12 +20,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Dev(args) => pyflare::cli::dev::run(args).await,
-            Command::Setup => pyflare::cli::setup(),
-            Command::Sync(args) => pyflare::cli::sync::run(&args),
-            Command::Kv(args) => pyflare::cli::kv::run(args).await,
-            Command::D1(args) => pyflare::cli::d1::run(args).await,
+        match invocation {
+            Invocation::Own(Command::Dev(args)) => pyflare::cli::dev::run(args).await,
+            Invocation::Own(Command::Setup) => pyflare::cli::setup(),
+            Invocation::Own(Command::Sync(args)) => pyflare::cli::sync::run(&args),
+            Invocation::Binding(cli, matches) => pyflare::cli::bindings::run(cli, &matches).await,
         }
     });
     // Do not wait for blocked tasks (a host being killed) on the way out.

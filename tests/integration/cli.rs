@@ -285,3 +285,38 @@ async fn cli_dev_warns_about_unknown_config_fields_as_wrangler_and_starts() {
     assert!(!output.contains("r2_buckets"), "{output}");
     assert_eq!(w.get("/").await.status(), 200);
 }
+
+#[test]
+fn cli_d1_binding_name_must_be_an_identifier_as_for_kv() {
+    let config = r#"{
+  "name": "x",
+  "main": "src/entry.py",
+  "compatibility_date": "2026-06-01",
+  "compatibility_flags": ["python_workers"],
+  "d1_databases": [{ "binding": "my-db", "database_name": "quotes" }]
+}"#;
+    let expected = "`d1_databases[0].binding`: The binding name \"my-db\" is invalid. It can only have alphanumeric and _ characters, and cannot begin with a number.";
+    let (code, stderr) = dev_in(&[("wrangler.jsonc", config), ENTRY], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("pyflare: error: DIR/wrangler.jsonc: {expected}")
+    );
+    // The d1 commands read the config through the same parser.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wrangler.jsonc"), config).unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join(ENTRY.0), ENTRY.1).unwrap();
+    let (code, _, stderr) = pyflare(&[
+        "d1",
+        "execute",
+        "quotes",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--command",
+        "SELECT 1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.ends_with(&format!("{expected}\n")), "{stderr}");
+    assert!(!dir.path().join(".pyflare").exists());
+}

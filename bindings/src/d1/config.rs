@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::config::{FieldError, NamedBinding};
+
 /// `{"binding": "DB", "database_name": "...", "database_id": "...", ...}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct D1DatabaseConfig {
@@ -41,5 +43,31 @@ impl D1DatabaseConfig {
     /// `migrations_table`, default `d1_migrations`.
     pub fn migrations_table(&self) -> &str {
         self.migrations_table.as_deref().unwrap_or("d1_migrations")
+    }
+}
+
+impl NamedBinding for D1DatabaseConfig {
+    const WHAT: &'static str = "D1 database";
+
+    fn binding(&self) -> &str {
+        &self.binding
+    }
+
+    /// `pyflare d1` commands take the database name too.
+    fn other_name(&self) -> Option<&str> {
+        Some(self.name())
+    }
+
+    /// The name is only ever a file name in `d1/`: never a path, never
+    /// hidden.
+    fn check(&self) -> Result<(), FieldError> {
+        let name = self.name();
+        if name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+            return Err(FieldError {
+                field: "database_name",
+                message: format!("\"{name}\" cannot name a local database file"),
+            });
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@
 //! - Not emulated: query time, queries per invocation and database size limits.
 
 pub mod call;
+mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
@@ -34,7 +35,9 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::cli::BindingCli;
 use crate::clock::Stopwatch;
+use crate::config::parse_entries;
 use crate::error::{CfError, WireError};
 use call::{D1Call, Query};
 use config::D1DatabaseConfig;
@@ -70,43 +73,17 @@ impl BindingKind for D1Databases {
         cx: &OpenContext,
     ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
         let mut out: Vec<Arc<dyn Binding>> = Vec::new();
-        for entry in parse_config(config)? {
+        for entry in parse_entries::<D1DatabaseConfig>(self.config_key(), config)? {
             let database = D1Database::new(entry, &cx.persist_root);
             database.open_now()?;
             out.push(Arc::new(database));
         }
         Ok(out)
     }
-}
 
-/// Parses the `d1_databases` array.
-pub fn parse_config(config: &Value) -> Result<Vec<D1DatabaseConfig>, BindingConfigError> {
-    let invalid = |path: String, message: String| BindingConfigError::Invalid { path, message };
-    let list = config.as_array().ok_or_else(|| {
-        invalid(
-            "d1_databases".into(),
-            "expected an array of databases".into(),
-        )
-    })?;
-    let mut out: Vec<D1DatabaseConfig> = Vec::new();
-    for (i, item) in list.iter().enumerate() {
-        let entry: D1DatabaseConfig = serde_json::from_value(item.clone())
-            .map_err(|e| invalid(format!("d1_databases[{i}]"), e.to_string()))?;
-        if out.iter().any(|e| e.binding == entry.binding) {
-            return Err(invalid(
-                format!("d1_databases[{i}].binding"),
-                format!("the binding name {} is used twice", entry.binding),
-            ));
-        }
-        if entry.name().contains(['/', '\\', '\0']) || entry.name().starts_with('.') {
-            return Err(invalid(
-                format!("d1_databases[{i}].database_name"),
-                format!("\"{}\" cannot name a local database file", entry.name()),
-            ));
-        }
-        out.push(entry);
+    fn cli(&self) -> Option<&'static dyn BindingCli> {
+        Some(&cli::D1Cli)
     }
-    Ok(out)
 }
 
 /// The local file of a database.

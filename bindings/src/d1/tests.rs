@@ -238,7 +238,11 @@ async fn d1_database_names_are_never_decoded_as_urls() {
     assert!(state.join("d1/%2e%2e%2f%2e%2e%2fescaped.sqlite3").is_file());
     assert!(!dir.path().join("escaped.sqlite3").exists());
     for bad in ["../x", "a/b", "a\\b", ".hidden", "a\0b"] {
-        let error = parse_config(&json!([{"binding": "DB", "database_name": bad}])).unwrap_err();
+        let error = parse_entries::<D1DatabaseConfig>(
+            "d1_databases",
+            &json!([{"binding": "DB", "database_name": bad}]),
+        )
+        .unwrap_err();
         assert!(
             error.to_string().contains("d1_databases[0].database_name"),
             "{error}"
@@ -354,4 +358,33 @@ async fn d1_a_damaged_write_ahead_log_is_reported_not_skipped() {
             .contains("damaged.sqlite3-wal is damaged: frame 1"),
         "{error}"
     );
+}
+
+#[test]
+fn d1_config_gets_the_shared_checks() {
+    use crate::config::NamedBinding;
+    let parse = |value: Value| {
+        parse_entries::<D1DatabaseConfig>(D1Databases.config_key(), &value)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        parse(json!([{"binding": "my-db", "database_name": "quotes"}])).unwrap_err(),
+        "`d1_databases[0].binding`: The binding name \"my-db\" is invalid. It can only have alphanumeric and _ characters, and cannot begin with a number."
+    );
+    assert_eq!(
+        parse(json!([{"binding": "DB"}, {"binding": "DB", "database_name": "other"}])).unwrap_err(),
+        "`d1_databases[1].binding`: the binding name DB is used twice"
+    );
+    assert_eq!(
+        parse(json!([{"database_name": "quotes"}])).unwrap_err(),
+        "`d1_databases[0]`: missing field `binding`"
+    );
+    assert_eq!(
+        parse(json!([{"binding": "DB", "migrations_dir": 3}])).unwrap_err(),
+        "`d1_databases[0].migrations_dir`: invalid type: integer `3`, expected a string"
+    );
+    let entries =
+        parse(json!([{"binding": "DB", "database_name": "quotes"}, {"binding": "LOGS"}])).unwrap();
+    assert_eq!(entries[0].other_name(), Some("quotes"));
+    assert_eq!(entries[1].other_name(), Some("LOGS"));
 }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::config::NamedBinding;
+
 /// `{"binding": "MY_KV", "id": "...", "preview_id": "..."}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KvNamespaceConfig {
@@ -24,5 +26,13 @@ impl KvNamespaceConfig {
             .or(self.id.as_deref())
             .filter(|s| !s.is_empty())
             .unwrap_or(&self.binding)
+    }
+}
+
+impl NamedBinding for KvNamespaceConfig {
+    const WHAT: &'static str = "KV binding";
+
+    fn binding(&self) -> &str {
+        &self.binding
     }
 }

@@ -17,6 +17,7 @@
 //!   before it is written, as sled stores whole values.
 
 pub mod call;
+mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
@@ -33,7 +34,9 @@ use std::sync::Arc;
 use crate::binding::{
     Binding, BindingConfigError, BindingKind, BodyStream, CollectError, OpenContext, Reply,
 };
+use crate::cli::BindingCli;
 use crate::clock::Clock;
+use crate::config::parse_entries;
 use crate::error::{CfError, WireError};
 use call::KvCall;
 use config::KvNamespaceConfig;
@@ -67,7 +70,7 @@ impl BindingKind for KvNamespaces {
         config: &Value,
         cx: &OpenContext,
     ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
-        let entries = parse_config(config)?;
+        let entries = parse_entries::<KvNamespaceConfig>(self.config_key(), config)?;
         if entries.is_empty() {
             return Ok(vec![]);
         }
@@ -81,44 +84,10 @@ impl BindingKind for KvNamespaces {
             })
             .collect())
     }
-}
 
-/// Parses the `kv_namespaces` array.
-pub fn parse_config(config: &Value) -> Result<Vec<KvNamespaceConfig>, BindingConfigError> {
-    let invalid = |path: String, message: String| BindingConfigError::Invalid { path, message };
-    let list = config.as_array().ok_or_else(|| {
-        invalid(
-            "kv_namespaces".into(),
-            "expected an array of namespaces".into(),
-        )
-    })?;
-    let mut out: Vec<KvNamespaceConfig> = Vec::new();
-    for (i, item) in list.iter().enumerate() {
-        let entry: KvNamespaceConfig = serde_json::from_value(item.clone())
-            .map_err(|e| invalid(format!("kv_namespaces[{i}]"), e.to_string()))?;
-        if !is_js_identifier(&entry.binding) {
-            return Err(invalid(
-                format!("kv_namespaces[{i}].binding"),
-                format!("\"{}\" is not a valid JavaScript identifier", entry.binding),
-            ));
-        }
-        if out.iter().any(|e| e.binding == entry.binding) {
-            return Err(invalid(
-                format!("kv_namespaces[{i}].binding"),
-                format!("the binding name {} is used twice", entry.binding),
-            ));
-        }
-        out.push(entry);
+    fn cli(&self) -> Option<&'static dyn BindingCli> {
+        Some(&cli::KvCli)
     }
-    Ok(out)
-}
-
-fn is_js_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
-        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
 /// Opens the sled store, with an error that says what to do.

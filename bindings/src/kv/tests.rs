@@ -438,3 +438,32 @@ async fn kv_put_of_a_stream_past_the_limit_names_its_whole_length() {
     let reply = ns.call("get", json!({"key": "big"}), None).await.unwrap();
     assert_eq!(reply.value, Value::Null);
 }
+
+#[test]
+fn kv_config_gets_the_shared_checks() {
+    use crate::config::NamedBinding;
+    let parse = |value: Value| {
+        crate::config::parse_entries::<KvNamespaceConfig>(KvNamespaces.config_key(), &value)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(
+        parse(json!([{"binding": "MY_KV"}, {"binding": "2KV", "id": "x"}])).unwrap_err(),
+        "`kv_namespaces[1].binding`: The binding name \"2KV\" is invalid. It can only have alphanumeric and _ characters, and cannot begin with a number."
+    );
+    assert_eq!(
+        parse(json!([{"binding": "A", "id": "1"}, {"binding": "A", "id": "2"}])).unwrap_err(),
+        "`kv_namespaces[1].binding`: the binding name A is used twice"
+    );
+    assert_eq!(
+        parse(json!({"binding": "A"})).unwrap_err(),
+        "`kv_namespaces`: expected an array"
+    );
+    assert_eq!(
+        parse(json!([{"binding": "A", "preview_id": false}])).unwrap_err(),
+        "`kv_namespaces[0].preview_id`: invalid type: boolean `false`, expected a string"
+    );
+    let entries = parse(json!([{"binding": "A", "id": "1"}, {"binding": "B"}])).unwrap();
+    assert_eq!(entries[0].namespace(), "1");
+    assert_eq!(entries[1].namespace(), "B");
+    assert_eq!(entries[1].other_name(), None);
+}
