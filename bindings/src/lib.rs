@@ -2,10 +2,13 @@
 //!
 //! Each binding is one folder under `src/` with the same files (`mod.rs`,
 //! `config.rs`, `call.rs`, `store.rs`, `limits.rs`, `error.rs`, `shim.mjs`,
-//! `tests.rs`) and one line in [`bindings!`](crate::bindings). Everything else in
-//! pyflare asks the [`BindingKind`] trait: the config key it reads, the
-//! JavaScript shim that gives the worker Cloudflare's API shape, and how to
-//! open its storage. Time reaches bindings only through [`Clock`].
+//! `tests.rs`, and `cli.rs` when it has a command) and one line in
+//! [`bindings!`](crate::bindings). Everything else in pyflare asks the
+//! [`BindingKind`] trait: the config key it reads (parsed by
+//! [`config::parse_entries`]), the JavaScript shim that gives the worker
+//! Cloudflare's API shape, how to open its storage, and its `pyflare
+//! <binding> ...` command ([`BindingCli`]). Time reaches bindings only
+//! through [`Clock`].
 #![warn(missing_docs)]
 
 pub mod binding;
