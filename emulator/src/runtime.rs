@@ -85,6 +85,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         "python/_pyflare/entrypoints.py",
         include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py"),
     ),
+    (
+        "python/_pyflare/sync.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/sync.py"),
+    ),
 ];
 
 /// Everything needed to start an isolate host.

@@ -19,8 +19,26 @@ export class Channel {
   /** stream id -> { inFlight, waiters[] } for bodies this host sends */
   #outgoing = new Map();
 
+  /** Whether the worker has loaded and serves events. */
+  #serving = false;
+
+  /**
+   * What pyflare's Python glue reaches, as the `_pyflare_host` module
+   * (`_pyflare/sync.py`): binding calls by name, and whether the worker
+   * serves yet. Nothing else of the channel is exposed to Python.
+   */
+  pythonApi = Object.freeze({
+    call: (binding, method, args, body) => this.call(String(binding), String(method), args, body),
+    serving: () => this.#serving,
+  });
+
   constructor(socket) {
     this.#socket = socket;
+  }
+
+  /** The worker has loaded: synchronous calls from Python are allowed. */
+  startServing() {
+    this.#serving = true;
   }
 
   send(message) {

@@ -156,6 +156,7 @@ function serve(worker, started) {
     }
   }, 1000).unref();
   events = new Events(worker, channel, limits);
+  channel.startServing();
   channel.send({
     type: "ready",
     version: PROTOCOL_VERSION,

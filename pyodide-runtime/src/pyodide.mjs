@@ -54,7 +54,7 @@ export async function prepareWorker(init, channel, standby) {
   const flags = compatFlags(init.compatibility_date, init.compatibility_flags);
   const helper = makeEntrypointHelper(workersModule, init);
   const pyodideApi = makeRestrictedApi();
-  const known = { helper, flags, workersModule, env, pyodideApi: pyodideApi.module, pyodideInternal: pyodideApi.internal };
+  const known = { helper, flags, workersModule, env, pyodideApi: pyodideApi.module, pyodideInternal: pyodideApi.internal, pyflareHost: channel.pythonApi };
   const dedicated = new SnapshotFile(standby ? null : init.snapshot_path, known, log);
   const baseline = new SnapshotFile(init.baseline_snapshot_path, known, log);
 
@@ -125,6 +125,8 @@ export async function prepareWorker(init, channel, standby) {
 
   py.registerJsModule("_pyodide_entrypoint_helper", helper);
   py.registerJsModule("_cloudflare_compat_flags", flags);
+  // Synchronous binding calls (`_pyflare.sync`).
+  py.registerJsModule("_pyflare_host", channel.pythonApi);
   // Not emulated: Pyodide's package loader; packages come from python_modules/.
   py.loadPackage = async () => {
     throw new Error("pyodide.loadPackage is disabled in Python Workers; add the package to pyproject.toml");

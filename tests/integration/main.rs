@@ -21,6 +21,8 @@ mod worker_faults;
 mod kv;
 // D1 through Cloudflare's SDK, and the d1 commands.
 mod d1;
+// Synchronous binding calls from Python, call bodies streamed both ways.
+mod binding_calls;
 // Cron triggers and the scheduled endpoint.
 mod cron;
 // Live reload and memory snapshots.
