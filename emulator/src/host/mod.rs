@@ -3,9 +3,10 @@
 //! frames.
 //!
 //! A `Host` multiplexes many events over the one connection, as an isolate
-//! interleaves them at `await` points. Request and response bodies stream as
-//! chunk frames under a credit window (`protocol::BODY_WINDOW_BYTES`) in each
-//! direction, so a large body is never held whole in memory. A watchdog
+//! interleaves them at `await` points. Request and response bodies, and the
+//! bodies of binding calls both ways, stream as chunk frames under a credit
+//! window (`protocol::BODY_WINDOW_BYTES`) in each direction, so a large body
+//! is never held whole in memory. A watchdog
 //! pings the host; a host whose event loop does not answer within the
 //! worker's CPU limit is running away and is killed.
 

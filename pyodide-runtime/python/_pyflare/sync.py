@@ -14,9 +14,11 @@ Limits:
   time (where Cloudflare's runtime allows no I/O) and from code JavaScript
   calls back synchronously (a stream's `pull`, an event listener), `call`
   raises `SyncCallError` instead of blocking.
-- The isolate is not blocked: other requests interleave during the call, as
-  at an `await`. Code that relies on nothing else running during a
-  synchronous call must not share state with concurrent requests.
+- Not emulated: on Cloudflare a Durable Object's synchronous storage call
+  holds the isolate; here other requests interleave during the call, as at
+  an `await` (the call itself still returns only once pyflare answered).
+  Code that relies on nothing else running during a synchronous call must
+  not share state with concurrent requests.
 
 The alternative, a worker thread blocking on `Atomics.wait` over a
 SharedArrayBuffer, would block the whole isolate and needs Node's
