@@ -260,7 +260,6 @@ impl KvNamespace {
                         CollectError::Broken(e) => KvError::BadRequest(Op::Put, e.to_string()),
                     })?,
                 };
-
                 if let Some(metadata) = &metadata
                     && metadata.len() > MAX_METADATA_BYTES
                 {
@@ -382,6 +381,14 @@ impl Binding for KvNamespace {
             "KV Namespace      {}  ({}, local)",
             self.name, self.namespace
         )
+    }
+
+    async fn close(&self) -> Result<(), String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("KV {}: {e}", self.name))
     }
 
     async fn call(

@@ -103,6 +103,10 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
     /// A call did not return in time: later calls should fail at once
     /// rather than pile up behind it.
     fn mark_stalled(&self) {}
+    /// Leaves the store complete and checkable on disk (a clean stop).
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 fn encode(entry: &Entry) -> Vec<u8> {
@@ -179,12 +183,15 @@ fn page(
 /// - **It cannot tell damage from a torn write.** At open, sled cuts its log
 ///   at the first record whose checksum fails and carries on with what came
 ///   before (0 or 28 of 50 keys), then overwrites the rest. pyflare keeps
-///   its own check beside the store ([`CHECK_FILE`]: the number of records
-///   and a digest of all of them, written before each change and after it)
-///   and a fingerprint of sled's log file (length and modification time)
-///   after each write. At open, a log that is not the one pyflare last
-///   wrote is first opened from a copy and checked there, so a damaged
-///   store is reported, never opened (nor cut) in place.
+///   its own check beside the store ([`CHECK_FILE`]: the number of records,
+///   a digest of all of them and a fingerprint of sled's log file, length
+///   and modification time), written on a clean close and removed at open.
+///   At open, a log that is not the one pyflare last wrote is first opened
+///   from a copy and checked there, so a damaged store is reported, never
+///   opened (nor cut) in place. The check is of a store closed cleanly; a
+///   check file written around every write held each write until the one
+///   before it was flushed: 272 KV put+get requests/s in bench/run.sh,
+///   against 2,780 with writes sharing sled's flushes.
 ///
 /// After any error from sled itself (its "global error" makes every later
 /// call fail the same way), the database is closed and reopened, checked
@@ -353,7 +360,16 @@ fn open_checked(path: &Path) -> Result<Opened, StoreError> {
         dir: path.to_path_buf(),
         state: Mutex::new(state),
     });
-    check.record(state, state)?;
+    // While the store is open the check file makes no claim: it is written
+    // again on a clean close. After a kill, the next open finds none and
+    // trusts sled's own recovery (every write a worker saw succeed was
+    // flushed). Not checked: damage to a store that was not closed cleanly.
+    match std::fs::remove_file(path.join(CHECK_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::from_io(&e));
+        }
+        _ => {}
+    }
     Ok(Opened {
         db,
         check: Some(check),
@@ -402,27 +418,37 @@ impl Opened {
                 )));
             }
         }
-        let mut state = check.state.lock().unwrap_or_else(|p| p.into_inner());
-        let old = tree.get(key).map_err(StoreError::from_sled)?;
-        let mut next = *state;
-        if let Some(old) = &old {
-            next.remove(namespace, key, old);
+        {
+            // The digest follows the records in memory; the lock covers no
+            // I/O, so concurrent writes still share one flush below.
+            let mut state = check.state.lock().unwrap_or_else(|p| p.into_inner());
+            let old = tree.get(key).map_err(StoreError::from_sled)?;
+            let mut next = *state;
+            if let Some(old) = &old {
+                next.remove(namespace, key, old);
+            }
+            if let Some(raw) = &new {
+                next.add(namespace, key, raw);
+            }
+            match new {
+                Some(raw) => tree.insert(key, raw).map(|_| ()),
+                None => tree.remove(key).map(|_| ()),
+            }
+            .map_err(StoreError::from_sled)?;
+            *state = next;
         }
-        if let Some(raw) = &new {
-            next.add(namespace, key, raw);
+        self.flush()
+    }
+
+    /// Flushes and records the store's state in the check file, for the
+    /// next open to check.
+    fn close(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        if let Some(check) = &self.check {
+            let state = *check.state.lock().unwrap_or_else(|p| p.into_inner());
+            check.record(state, state)?;
         }
-        check.record(*state, next)?;
-        let result = match new {
-            Some(raw) => tree.insert(key, raw).map(|_| ()),
-            None => tree.remove(key).map(|_| ()),
-        }
-        .map_err(StoreError::from_sled)
-        .and_then(|()| self.flush());
-        // On an error the check file allows both states until the store is
-        // reopened and checked again.
-        result?;
-        *state = next;
-        check.record(next, next)
+        Ok(())
     }
 }
 
@@ -649,6 +675,10 @@ impl KvStore for SledKvStore {
 
     fn mark_stalled(&self) {
         SledKvStore::mark_stalled(self);
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.with(Opened::close)
     }
 
     fn list(

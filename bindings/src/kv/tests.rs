@@ -242,6 +242,7 @@ fn store_with_50_keys() -> tempfile::TempDir {
             )
             .unwrap();
     }
+    store.close().unwrap();
     dir
 }
 
