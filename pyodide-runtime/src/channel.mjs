@@ -157,13 +157,19 @@ export class Channel {
         reader.releaseLock();
       }
     } catch (error) {
-      // The worker's stream failed: the call fails with its error.
-      const call = this.#calls.get(id);
-      this.#calls.delete(id);
+      // The worker's stream failed: the binding sees the body break off,
+      // and a call not answered yet fails with the stream's own error (a
+      // streamed reply already under way breaks off in turn).
       if (!this.isCancelled(id)) this.endStream(id, String(error?.message ?? error));
-      call?.reject(error);
+      const call = this.#calls.get(id);
+      if (call && !call.body) {
+        this.#calls.delete(id);
+        call.reject(error);
+      }
     } finally {
       this.#callBodies.delete(id);
+      // A body pyflare cancelled leaves no state behind.
+      if (this.isCancelled(id)) this.#outgoing.delete(id);
     }
   }
 
@@ -219,7 +225,11 @@ export class Channel {
 
   onCallReply(message) {
     const call = this.#calls.get(message.id);
-    if (!call) return;
+    if (!call) {
+      // The call already failed here (its body stream raised): stop a body.
+      if (message.has_body) this.send({ type: "cancel", stream: message.id });
+      return;
+    }
     call.reply = message;
     if (!message.has_body) this.#settle(message.id, null);
     else if (call.stream && !message.error) {

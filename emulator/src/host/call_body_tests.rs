@@ -130,8 +130,10 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_call_body_streams_both_ways_in_bounded_memory() {
+/// Starts a real host whose worker has one binding, `PIPE`: `shim` on the
+/// JavaScript side, `binding` in pyflare. The temporary folder must outlive
+/// the host.
+async fn start_host(shim: String, binding: Arc<dyn Binding>) -> (Arc<Host>, tempfile::TempDir) {
     let runtime = Runtime::ensure().expect("the pinned runtime (pyflare setup)");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
@@ -155,19 +157,15 @@ async fn a_large_call_body_streams_both_ways_in_bounded_memory() {
         bindings: vec![BindingInit {
             name: "PIPE".into(),
             kind: "pipe".into(),
-            shim: SHIM.replace("BODY_BYTES", &BODY_BYTES.to_string()),
+            shim,
         }],
         snapshot_path: None,
         baseline_snapshot_path: None,
         take_snapshots: false,
         memory_limit_bytes: 0,
     };
-    let pipe = Arc::new(Pipe::default());
     let mut bindings = BindingMap::new();
-    bindings.insert(
-        "PIPE".into(),
-        Arc::new(PipeBinding(pipe.clone())) as Arc<dyn Binding>,
-    );
+    bindings.insert("PIPE".into(), binding);
     let host = match Host::start(
         &runtime,
         init,
@@ -181,6 +179,17 @@ async fn a_large_call_body_streams_both_ways_in_bounded_memory() {
         Err(StartError::Load(message)) => panic!("the worker did not load: {message}"),
         Err(StartError::Host(e)) => panic!("the host did not start: {e:#}"),
     };
+    (host, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_call_body_streams_both_ways_in_bounded_memory() {
+    let pipe = Arc::new(Pipe::default());
+    let (host, _dir) = start_host(
+        SHIM.replace("BODY_BYTES", &BODY_BYTES.to_string()),
+        Arc::new(PipeBinding(pipe.clone())),
+    )
+    .await;
     let node = lock(&host.child)
         .as_ref()
         .and_then(Child::id)
@@ -246,5 +255,139 @@ async fn a_large_call_body_streams_both_ways_in_bounded_memory() {
         node_growth < BODY_BYTES / 2,
         "the host grew {:.1} MiB",
         mib(node_growth)
+    );
+}
+
+/// `env.PIPE` for the cancel test: reads 2 MiB of a 64 MiB reply, then
+/// cancels it; sends a 64 MiB body of which the binding reads 1 MiB.
+const CANCEL_SHIM: &str = r#"
+export function create(name, call) {
+  (async () => {
+    await call("wait", {});
+    const { body } = await call("source", {}, null, { stream: true });
+    const reader = body.getReader();
+    let seen = 0;
+    while (seen < 2 * 1024 * 1024) seen += (await reader.read()).value.byteLength;
+    await reader.cancel();
+    let pulled = 0;
+    let cancelled = false;
+    const big = new ReadableStream({
+      pull(controller) {
+        if (pulled >= 64 * 1024 * 1024) return controller.close();
+        pulled += 65536;
+        controller.enqueue(new Uint8Array(65536));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    await call("sink_some", {}, big);
+    for (let i = 0; i < 100 && !cancelled; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    await call("done", { seen, pulled, cancelled });
+  })().catch((error) => call("done", { error: String(error) }));
+  return {};
+}
+"#;
+
+/// Counts what a reply stream produced; set when it is dropped.
+#[derive(Debug, Default)]
+struct Source {
+    produced: AtomicU64,
+    dropped: Notify,
+}
+
+struct DropSignal(Arc<Source>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.dropped.notify_one();
+    }
+}
+
+#[derive(Debug)]
+struct CancelBinding(Arc<Pipe>, Arc<Source>);
+
+#[async_trait]
+impl Binding for CancelBinding {
+    fn name(&self) -> &str {
+        "PIPE"
+    }
+
+    fn kind(&self) -> &'static str {
+        "pipe"
+    }
+
+    fn describe(&self) -> String {
+        "PIPE".into()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        body: Option<BodyStream>,
+    ) -> Result<Reply, WireError> {
+        match method {
+            "source" => {
+                // 64 MiB made as they are taken; the guard rides along.
+                let guard = DropSignal(self.1.clone());
+                let chunks = futures::stream::unfold(guard, |guard| async move {
+                    let made = guard.0.produced.fetch_add(65536, Ordering::Relaxed);
+                    (made < 64 * 1024 * 1024).then(|| (Ok(Bytes::from(vec![0u8; 65536])), guard))
+                });
+                Ok(Reply::with_body(
+                    serde_json::Value::Null,
+                    BodyStream::from_stream(chunks),
+                ))
+            }
+            "sink_some" => {
+                let mut body = body.ok_or_else(|| WireError::error("no body"))?;
+                while self.0.read.load(Ordering::Relaxed) < 1024 * 1024 {
+                    match body.next().await {
+                        Some(Ok(chunk)) => {
+                            self.0.read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        }
+                        _ => break,
+                    }
+                }
+                // Dropped unfinished: pyflare tells the host to stop it.
+                Ok(Reply::json(serde_json::Value::Null))
+            }
+            _ => PipeBinding(self.0.clone()).call(method, args, None).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_body_either_side_stops_reading_stops_its_sender() {
+    let pipe = Arc::new(Pipe::default());
+    let source = Arc::new(Source::default());
+    let (host, _dir) = start_host(
+        CANCEL_SHIM.into(),
+        Arc::new(CancelBinding(pipe.clone(), source.clone())),
+    )
+    .await;
+    pipe.go.notify_one();
+    tokio::time::timeout(Duration::from_secs(60), pipe.finished.notified())
+        .await
+        .expect("the worker finished");
+    // The reply stream the worker cancelled was dropped here.
+    tokio::time::timeout(Duration::from_secs(10), source.dropped.notified())
+        .await
+        .expect("the cancelled reply body was dropped");
+    host.stop(ExitReason::Stopped);
+
+    let report = lock(&pipe.report).take().unwrap();
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    let mib = 1024 * 1024;
+    // At most the credit window (1 MiB) past what was read, plus a chunk
+    // or two on the way.
+    let produced = source.produced.load(Ordering::Relaxed);
+    assert!(produced < 4 * mib, "the binding made {produced} bytes");
+    assert_eq!(report["cancelled"], serde_json::json!(true), "{report}");
+    let pulled = report["pulled"].as_u64().unwrap();
+    assert!(
+        pulled < 4 * mib,
+        "the worker's stream was read for {pulled} bytes"
     );
 }
