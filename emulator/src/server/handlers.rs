@@ -2,13 +2,14 @@
 //! them (workers-sdk packages/miniflare/src/workers/core/entry.worker.ts):
 //! `/cdn-cgi/handler/scheduled?cron=&time=` runs the scheduled handler and
 //! answers `ok` (200) or the outcome (500); any other handler path is a 404
-//! naming the valid ones. Loopback clients only.
+//! naming the valid ones. Routed, behind the loopback-only layer, by
+//! `internal`.
 
 use axum::body::Body;
-use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Response, StatusCode, Uri, header};
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use serde::Deserialize;
 
 use super::AppState;
 use crate::cron::schedule;
@@ -26,56 +27,71 @@ pub fn is_handler_path(path: &str) -> bool {
     path.starts_with("/cdn-cgi/handler/") || path == LEGACY_SCHEDULED
 }
 
-pub async fn handle(app: &AppState, peer: Option<SocketAddr>, uri: &Uri) -> Response<Body> {
-    if !peer.is_some_and(|p| p.ip().is_loopback()) {
-        return text(
-            StatusCode::FORBIDDEN,
-            "the /cdn-cgi/handler routes answer only on loopback".into(),
+/// The query of the scheduled routes; unknown parameters are ignored, and
+/// `time` is read as JavaScript's `parseInt` reads it.
+#[derive(Debug, Default, Deserialize)]
+pub struct ScheduledQuery {
+    #[serde(default)]
+    cron: String,
+    time: Option<String>,
+    format: Option<String>,
+}
+
+/// `/cdn-cgi/handler/scheduled?cron=&time=&format=`
+pub async fn scheduled(
+    State(app): State<AppState>,
+    query: Result<Query<ScheduledQuery>, QueryRejection>,
+) -> Response<Body> {
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let time = query
+        .time
+        .as_deref()
+        .and_then(parse_int)
+        .unwrap_or_else(|| app.clock.now_ms());
+    let outcome = schedule::run_once(&app.supervisor, &query.cron, time).await;
+    let status = if outcome == ScheduledOutcome::Ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    if query.format.as_deref() == Some("json") {
+        // A successful run needs no retry, as does one that called noRetry().
+        let body =
+            serde_json::json!({ "outcome": outcome.as_str(), "noRetry": outcome.no_retry() })
+                .to_string();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
         );
+        return response;
     }
+    text(status, outcome.as_str().to_owned())
+}
+
+/// Miniflare's deprecated `/cdn-cgi/mf/scheduled`: the same, with its warning.
+pub async fn legacy_scheduled(
+    state: State<AppState>,
+    query: Result<Query<ScheduledQuery>, QueryRejection>,
+) -> Response<Body> {
+    logging::warn(&format!(
+        "Triggering scheduled handlers via a request to `{LEGACY_SCHEDULED}` is deprecated, and will be removed in a future version of Miniflare. Instead, send a request to `{SCHEDULED}`"
+    ));
+    scheduled(state, query).await
+}
+
+/// `/cdn-cgi/handler/email`. Not emulated: email handlers.
+pub async fn email() -> Response<Body> {
+    text(
+        StatusCode::NOT_IMPLEMENTED,
+        "pyflare does not emulate email handlers (Not emulated: email)".into(),
+    )
+}
+
+/// Any other `/cdn-cgi/handler/...` path.
+pub async fn unknown(uri: Uri) -> Response<Body> {
     let path = uri.path();
-    if path == SCHEDULED || path == LEGACY_SCHEDULED {
-        if path == LEGACY_SCHEDULED {
-            logging::warn(&format!(
-                "Triggering scheduled handlers via a request to `{LEGACY_SCHEDULED}` is deprecated, and will be removed in a future version of Miniflare. Instead, send a request to `{SCHEDULED}`"
-            ));
-        }
-        let params = Query::<HashMap<String, String>>::try_from_uri(uri)
-            .map(|q| q.0)
-            .unwrap_or_default();
-        let cron = params.get("cron").cloned().unwrap_or_default();
-        let time = params
-            .get("time")
-            .and_then(|t| parse_int(t))
-            .unwrap_or_else(|| app.clock.now_ms());
-        let outcome = schedule::run_once(&app.supervisor, &cron, time).await;
-        let status = if outcome == ScheduledOutcome::Ok {
-            StatusCode::OK
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        if params.get("format").map(String::as_str) == Some("json") {
-            // A successful run needs no retry, as does one that called noRetry().
-            let body =
-                serde_json::json!({ "outcome": outcome.as_str(), "noRetry": outcome.no_retry() })
-                    .to_string();
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            return response;
-        }
-        return text(status, outcome.as_str().to_owned());
-    }
-    if path == EMAIL {
-        // Not emulated: email handlers.
-        return text(
-            StatusCode::NOT_IMPLEMENTED,
-            "pyflare does not emulate email handlers (Not emulated: email)".into(),
-        );
-    }
     text(
         StatusCode::NOT_FOUND,
         format!(

@@ -1,62 +1,124 @@
-//! pyflare's own routes under `/cdn-cgi/pyflare/`, answered only to
-//! loopback clients: tools and tests drive the emulator through them.
+//! The routes under `/cdn-cgi/` that the worker never sees, as one axum
+//! `Router` behind one loopback-only layer: tools and tests drive the
+//! emulator through them, a remote client or the worker itself gets 403.
 //!
 //! - `POST /cdn-cgi/pyflare/clock/advance?seconds=N` moves pyflare's clock
-//!   forward (KV expiry, and later cron and queue delays), so tests need not
-//!   sleep. Answers `{"now_ms": ...}`.
+//!   forward (KV expiry, cron minutes), so tests need not sleep. Answers
+//!   `{"now_ms": ...}`.
+//! - wrangler's `/cdn-cgi/handler/*` routes (see `handlers`).
 
+use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Response, StatusCode, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::{any, post};
+use serde::Deserialize;
 use std::net::SocketAddr;
+use tower::ServiceExt;
 
-use super::AppState;
+use super::{AppState, WORKER_SUBREQUEST_HEADER, handlers};
 use pyflare_bindings::Clock;
 
-/// Prefix of pyflare's internal routes.
+/// Prefix of pyflare's own routes.
 pub const PREFIX: &str = "/cdn-cgi/pyflare/";
 
-/// Answers an internal route.
-pub fn handle(
-    app: &AppState,
-    peer: Option<SocketAddr>,
-    method: &Method,
-    path_and_query: &str,
-) -> Response<Body> {
-    if !peer.is_some_and(|p| p.ip().is_loopback()) {
-        return text(
-            StatusCode::FORBIDDEN,
-            "pyflare's internal routes answer only on loopback\n",
-        );
-    }
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    match (method, &path[PREFIX.len()..]) {
-        (&Method::POST, "clock/advance") => {
-            let seconds = query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == "seconds")
-                .and_then(|(_, v)| v.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0);
-            let Some(seconds) = seconds else {
-                return text(StatusCode::BAD_REQUEST, "expected ?seconds=N with N >= 0\n");
-            };
-            app.clock.advance((seconds * 1000.0) as i64);
-            let body = serde_json::json!({ "now_ms": app.clock.now_ms() }).to_string();
-            let mut response = Response::new(Body::from(body));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                "application/json".parse().expect("static header"),
-            );
-            response
-        }
-        _ => text(StatusCode::NOT_FOUND, "no such pyflare route\n"),
+/// Whether `path` is one of the routes this module answers.
+pub fn is_internal(path: &str) -> bool {
+    path.starts_with(PREFIX) || handlers::is_handler_path(path)
+}
+
+/// Answers a request for one of the internal routes.
+pub async fn answer(app: AppState, request: Request<Body>) -> Response<Body> {
+    match router().with_state(app).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+fn router() -> Router<AppState> {
+    Router::new()
+        .route("/cdn-cgi/pyflare/clock/advance", post(advance_clock))
+        .route(handlers::SCHEDULED, any(handlers::scheduled))
+        .route(handlers::LEGACY_SCHEDULED, any(handlers::legacy_scheduled))
+        .route(handlers::EMAIL, any(handlers::email))
+        .route("/cdn-cgi/handler/{*rest}", any(handlers::unknown))
+        .fallback(|| async { InternalError::NoSuchRoute })
+        .layer(middleware::from_fn(loopback_only))
+}
+
+/// The one guard of every internal route: the client is on this machine,
+/// and it is not the worker. A worker's subrequest comes from loopback too,
+/// but the host marks every one with `CF-Worker`, as Cloudflare marks a
+/// worker's subrequests.
+async fn loopback_only(request: Request<Body>, next: Next) -> Response<Body> {
+    let local = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|info| info.0.ip().is_loopback());
+    if !local || request.headers().contains_key(WORKER_SUBREQUEST_HEADER) {
+        return InternalError::NotLoopback.into_response();
+    }
+    next.run(request).await
+}
+
+#[derive(Debug, Deserialize)]
+struct Advance {
+    seconds: f64,
+}
+
+async fn advance_clock(
+    State(app): State<AppState>,
+    query: Result<Query<Advance>, QueryRejection>,
+) -> Result<Response<Body>, InternalError> {
+    let seconds = query
+        .ok()
+        .map(|Query(advance)| advance.seconds)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or(InternalError::BadQuery("expected ?seconds=N with N >= 0"))?;
+    app.clock.advance((seconds * 1000.0) as i64);
+    let body = serde_json::json!({ "now_ms": app.clock.now_ms() }).to_string();
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Why an internal route answered with an error.
+#[derive(Debug)]
+pub enum InternalError {
+    /// A remote client, or the worker's own subrequest.
+    NotLoopback,
+    /// The query string is not what the route takes.
+    BadQuery(&'static str),
+    /// Nothing under `/cdn-cgi/pyflare/` by that name.
+    NoSuchRoute,
+}
+
+impl IntoResponse for InternalError {
+    fn into_response(self) -> Response<Body> {
+        let (status, body) = match self {
+            Self::NotLoopback => (
+                StatusCode::FORBIDDEN,
+                "pyflare's /cdn-cgi/ routes answer only to local clients on loopback".into(),
+            ),
+            Self::BadQuery(what) => (StatusCode::BAD_REQUEST, what.to_owned()),
+            Self::NoSuchRoute => (StatusCode::NOT_FOUND, "no such pyflare route".into()),
+        };
+        text(status, format!("{body}\n"))
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain;charset=UTF-8"),
+    );
     response
 }

@@ -1,5 +1,6 @@
-//! The HTTP front: every request goes to the worker's fetch handler through
-//! the current host. Internal routes will live under `/cdn-cgi/`.
+//! The HTTP front: Cloudflare's edge limits, then pyflare's internal routes
+//! under `/cdn-cgi/` (`internal`, loopback only), else the worker's fetch
+//! handler through the current host.
 
 pub mod error;
 pub mod handlers;
@@ -8,10 +9,8 @@ pub mod limits;
 pub mod listen;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -39,15 +38,6 @@ pub const WORKER_SUBREQUEST_HEADER: &str = "cf-worker";
 /// Answers one request: Cloudflare's edge limits first, then pyflare's own
 /// routes or the worker.
 pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<Body> {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0)
-        // A worker's own subrequest comes from loopback too, but it is not a
-        // local tool: the host marks every one with `CF-Worker`, as
-        // Cloudflare marks a worker's subrequests, and the internal routes
-        // treat it as a remote client.
-        .filter(|_| !request.headers().contains_key(WORKER_SUBREQUEST_HEADER));
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request
@@ -63,10 +53,8 @@ pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<B
 
     let response = if let Some(refused) = refuse_at_edge(&app, &request) {
         refused
-    } else if path.starts_with(internal::PREFIX) {
-        internal::handle(&app, peer, request.method(), &path)
-    } else if handlers::is_handler_path(request.uri().path()) {
-        handlers::handle(&app, peer, request.uri()).await
+    } else if internal::is_internal(request.uri().path()) {
+        internal::answer(app.clone(), request).await
     } else {
         match dispatch(&app, request, &path).await {
             Ok(response) => response,
