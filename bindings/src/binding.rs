@@ -57,6 +57,12 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
     async fn close(&self) -> Result<(), String> {
         Ok(())
     }
+    /// The binding's background tasks (see [`crate::tasks`]), started once it
+    /// is open; none by default.
+    fn tasks(&self, cx: &crate::tasks::TaskContext) -> Vec<crate::tasks::Task> {
+        let _ = cx;
+        Vec::new()
+    }
 }
 
 /// The result of a binding call: JSON, plus bytes for bulk data.

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod storage;
+pub mod tasks;
 
 pub use binding::{
     Binding, BindingConfigError, BindingKind, BodyError, BodyStream, CollectError, OpenContext,
@@ -25,6 +26,7 @@ pub use binding::{
 pub use cli::{BindingCli, CliContext, CliError};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{CfError, JsClass, WireError};
+pub use tasks::{Delivered, Delivery, EventSink, Task, TaskContext};
 
 /// Declares every binding module and the [`BINDINGS`] registry from one list.
 macro_rules! bindings {

@@ -15,3 +15,4 @@ pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod snapshot;
+pub mod tasks;

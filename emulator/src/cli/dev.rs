@@ -16,6 +16,7 @@ use crate::host::supervisor::{HostSpec, Slot, Supervisor};
 use crate::logging;
 use crate::runtime::Runtime;
 use crate::server::{self, AppState};
+use crate::tasks::BackgroundTasks;
 use pyflare_bindings::OffsetClock;
 
 /// Cloudflare's memory limit per isolate, in MB (MiB, as V8 counts):
@@ -163,6 +164,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let root = loaded.config.root.clone();
     let banner = loaded.bindings.banner.clone();
     let crons = Arc::new(RwLock::new(loaded.crons.clone()));
+    let first_bindings = loaded.bindings.map.clone();
     let supervisor = Supervisor::spawn(host_spec(loaded, &runtime, socket_dir.path(), &args));
 
     let how = match supervisor.current().await {
@@ -204,12 +206,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
             logging::info(&format!("cron triggers ({state}): {}", list.join(", ")));
         }
     }
+    let tasks = Arc::new(BackgroundTasks::new(
+        clock.clone(),
+        Arc::new(supervisor.dispatcher()),
+    ));
+    tasks.replace_bindings(&first_bindings);
     if !args.no_crons {
-        tokio::spawn(crate::cron::schedule::run_timer(
-            supervisor.clone(),
-            clock.clone(),
-            crons.clone(),
-        ));
+        let crons = crons.clone();
+        tasks.spawn_own(|cx| crate::cron::schedule::timer(cx, crons));
     }
     let _watcher = if args.no_reload {
         None
@@ -223,6 +227,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             &supervisor,
             &crons,
             &opened,
+            &tasks,
         )
     };
     // Tests and tools wait for this exact line.
@@ -248,6 +253,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     .await;
     // A short run (start, a few requests, stop) still leaves its snapshot.
     supervisor.finish_snapshots(Duration::from_secs(5)).await;
+    tasks.stop().await;
     stop(&supervisor);
     close_bindings(&opened).await;
     drop(socket_dir);
@@ -292,6 +298,7 @@ fn start_reloading(
     supervisor: &Arc<Supervisor>,
     crons: &Arc<RwLock<Vec<Cron>>>,
     opened: &Opened,
+    tasks: &Arc<BackgroundTasks>,
 ) -> Option<crate::reload::ProjectWatcher> {
     let (watcher, mut changes) = match crate::reload::watch(root) {
         Ok(pair) => pair,
@@ -304,6 +311,7 @@ fn start_reloading(
         }
     };
     let opened = opened.clone();
+    let tasks = tasks.clone();
     let (args, clock, runtime, socket_dir, supervisor, crons, root) = (
         args.clone(),
         clock.clone(),
@@ -326,6 +334,7 @@ fn start_reloading(
             match load(&args, &clock) {
                 Ok(loaded) => {
                     remember(&opened, &loaded);
+                    tasks.replace_bindings(&loaded.bindings.map);
                     *crons.write().unwrap_or_else(|p| p.into_inner()) = loaded.crons.clone();
                     supervisor.reload(host_spec(loaded, &runtime, &socket_dir, &args));
                 }

@@ -5,17 +5,17 @@
 //! while pyflare was stopped are not replayed, as on Cloudflare.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Cron, from_unix_minutes};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::host::supervisor::Supervisor;
 use crate::host::{ScheduledEvent, ScheduledOutcome};
 use crate::logging;
-use pyflare_bindings::Clock;
+use pyflare_bindings::{Delivered, Delivery, EventSink, Task, TaskContext};
 
-/// How often the timer looks at the clock.
-const TICK: Duration = Duration::from_millis(200);
+/// How often the timer looks at the clock, in milliseconds.
+const TICK_MS: u64 = 200;
 /// At most this many skipped minutes are fired after a jump of the clock.
 const MAX_CATCH_UP_MINUTES: i64 = 366 * 24 * 60;
 
@@ -44,35 +44,53 @@ pub fn crons_from_config(config: &WorkerConfig) -> Result<Vec<Cron>, ConfigError
     Ok(out)
 }
 
-/// Runs the timer until the supervisor stops.
-pub async fn run_timer(
-    supervisor: Arc<Supervisor>,
-    clock: Arc<dyn Clock>,
-    crons: Arc<RwLock<Vec<Cron>>>,
-) {
-    let mut last = clock.now_ms().div_euclid(60_000);
-    loop {
-        tokio::time::sleep(TICK).await;
-        if supervisor.is_stopped() {
-            return;
-        }
-        let now = clock.now_ms().div_euclid(60_000);
-        if now <= last {
-            continue;
-        }
-        // The list changes when a reload changes the config.
-        let crons: Vec<Cron> = crons.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for minute in (last + 1).max(now - MAX_CATCH_UP_MINUTES)..=now {
-            let at = from_unix_minutes(minute);
-            for cron in crons.iter().filter(|c| c.matches(&at)) {
-                let supervisor = supervisor.clone();
-                let source = cron.source.clone();
-                tokio::spawn(async move {
-                    run_once(&supervisor, &source, minute * 60_000).await;
-                });
+/// The cron timer, a background task (see `crate::tasks`): on each minute
+/// of the clock, fires every cron that matches it through the task's event
+/// sink, until the task is stopped.
+pub fn timer(mut cx: TaskContext, crons: Arc<RwLock<Vec<Cron>>>) -> Task {
+    Box::pin(async move {
+        let mut last = cx.clock.now_ms().div_euclid(60_000);
+        loop {
+            if cx.pause(TICK_MS).await {
+                return;
             }
+            let now = cx.clock.now_ms().div_euclid(60_000);
+            if now <= last {
+                continue;
+            }
+            // The list changes when a reload changes the config.
+            let crons: Vec<Cron> = crons.read().unwrap_or_else(|p| p.into_inner()).clone();
+            for minute in (last + 1).max(now - MAX_CATCH_UP_MINUTES)..=now {
+                let at = from_unix_minutes(minute);
+                for cron in crons.iter().filter(|c| c.matches(&at)) {
+                    let events = cx.events.clone();
+                    let source = cron.source.clone();
+                    tokio::spawn(async move {
+                        fire(&*events, source, minute * 60_000).await;
+                    });
+                }
+            }
+            last = now;
         }
-        last = now;
+    })
+}
+
+/// Fires one cron minute and logs one line: cron, outcome, duration.
+async fn fire(events: &dyn EventSink, cron: String, scheduled_time_ms: i64) {
+    let started = Instant::now();
+    let delivered = events
+        .deliver(Delivery::Scheduled {
+            cron: cron.clone(),
+            scheduled_time_ms,
+        })
+        .await;
+    let ms = started.elapsed().as_millis();
+    match delivered {
+        Delivered::Ok => logging::info(&format!("cron \"{cron}\" ok ({ms}ms)")),
+        Delivered::Failed {
+            outcome, message, ..
+        } => logging::error(&format!("cron \"{cron}\" {outcome} ({ms}ms):\n{message}")),
+        Delivered::Undelivered(why) => tracing::debug!("cron \"{cron}\" not run: {why}"),
     }
 }
 
