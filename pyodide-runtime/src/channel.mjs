@@ -5,6 +5,7 @@
 
 import { encodeJson, encodeChunkHeader, CHUNK_BYTES } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
+import { IncomingBody, toBytes } from "./bodies.mjs";
 
 /** Ids of calls from this host start here, apart from pyflare's fetch ids. */
 const FIRST_CALL_ID = 0x80000000;
@@ -233,7 +234,10 @@ export class Channel {
     call.reply = message;
     if (!message.has_body) this.#settle(message.id, null);
     else if (call.stream && !message.error) {
-      call.body = new CallReplyBody(message.id, this, () => this.#calls.delete(message.id));
+      call.body = new IncomingBody(message.id, this, () => this.#calls.delete(message.id), {
+        byteStream: true,
+        cancelSends: true,
+      });
       call.resolve({ value: message.ok ?? null, body: call.body.stream });
     }
   }
@@ -293,93 +297,6 @@ export class Channel {
   endStream(stream, error) {
     this.#outgoing.delete(stream);
     this.send(error ? { type: "body_end", stream, error } : { type: "body_end", stream });
-  }
-}
-
-/** A call body's bytes, from the types a shim may pass. */
-function toBytes(value) {
-  if (value instanceof Uint8Array) return value;
-  if (typeof value === "string") return new TextEncoder().encode(value);
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new TypeError("This ReadableStream did not return bytes.");
-}
-
-/**
- * A binding call's reply body arriving from pyflare as chunks: each chunk
- * the reader takes grants pyflare credit for another, so at most one window
- * of it is in this host at a time.
- */
-class CallReplyBody {
-  #queue = [];
-  #ended = false;
-  #error = null;
-  #wake = null;
-  #id;
-  #channel;
-  #done;
-
-  constructor(id, channel, done) {
-    this.#id = id;
-    this.#channel = channel;
-    this.#done = done;
-    this.stream = new ReadableStream(
-      {
-        type: "bytes",
-        pull: (controller) => this.#pull(controller),
-        cancel: () => {
-          this.#queue = [];
-          if (!this.#ended) channel.send({ type: "cancel", stream: id });
-          this.#ended = true;
-          this.#done();
-        },
-      },
-      { highWaterMark: 0 },
-    );
-  }
-
-  /** Whether the reader waits for more of this body from pyflare. */
-  get awaited() {
-    return this.#wake !== null && !this.#ended;
-  }
-
-  push(bytes) {
-    this.#queue.push(bytes);
-    this.#wakeUp();
-  }
-
-  end(error) {
-    this.#ended = true;
-    this.#error = error ?? null;
-    this.#wakeUp();
-  }
-
-  #wakeUp() {
-    const wake = this.#wake;
-    this.#wake = null;
-    if (wake) wake();
-  }
-
-  async #pull(controller) {
-    for (;;) {
-      if (this.#queue.length > 0) {
-        const chunk = this.#queue.shift();
-        // Measured first: a byte stream's enqueue detaches the chunk.
-        const bytes = chunk.byteLength;
-        controller.enqueue(chunk);
-        this.#channel.send({ type: "credit", stream: this.#id, bytes });
-        return;
-      }
-      if (this.#ended) {
-        this.#done();
-        if (this.#error) controller.error(new Error(this.#error));
-        else controller.close();
-        return;
-      }
-      await new Promise((resolve) => {
-        this.#wake = resolve;
-      });
-    }
   }
 }
 

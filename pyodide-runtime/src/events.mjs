@@ -9,6 +9,7 @@
 import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError, describeForClient } from "./errors.mjs";
 import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
+import { IncomingBody, toBytes } from "./bodies.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -88,9 +89,7 @@ export class Events {
       case "body_end":
         this.#incoming.get(message.stream)?.end(message.error);
         break;
-      case "credit":
-        this.#channel.credit(message.stream, message.bytes);
-        break;
+      // Credit for every body this host sends reaches the channel in main.mjs.
       case "cancel":
         this.#channel.cancel(message.stream);
         this.#incoming.get(message.stream)?.end("request cancelled");
@@ -123,7 +122,8 @@ export class Events {
   }
 
   onChunk(stream, data) {
-    this.#incoming.get(stream)?.push(data);
+    // Copy: the frame buffer is reused by the decoder's concatenation.
+    this.#incoming.get(stream)?.push(new Uint8Array(data));
   }
 
   async #fetch(message) {
@@ -155,7 +155,7 @@ export class Events {
     const channel = this.#channel;
     let body = null;
     if (message.has_body) {
-      const incoming = new IncomingBody(id, channel, () => this.#incoming.delete(id));
+      const incoming = new IncomingBody(id, channel, () => this.#incoming.delete(id), { what: "request body" });
       this.#incoming.set(id, incoming);
       body = incoming.stream;
     }
@@ -320,80 +320,3 @@ function soon(promise) {
   return Promise.race([promise, new Promise((resolve) => setImmediate(resolve, NOT_YET))]);
 }
 
-function toBytes(value) {
-  if (value instanceof Uint8Array) return value;
-  if (typeof value === "string") return new TextEncoder().encode(value);
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new TypeError("This ReadableStream did not return bytes.");
-}
-
-/** A request body arriving from pyflare as chunks of one stream. */
-class IncomingBody {
-  #queue = [];
-  #ended = false;
-  #error = null;
-  #wake = null;
-  #id;
-  #channel;
-  #done;
-
-  constructor(id, channel, done) {
-    this.#id = id;
-    this.#channel = channel;
-    this.#done = done;
-    this.stream = new ReadableStream(
-      {
-        pull: (controller) => this.#pull(controller),
-        cancel: () => {
-          this.#queue = [];
-          this.#done();
-        },
-      },
-      { highWaterMark: 0 },
-    );
-  }
-
-  /** Whether the worker waits for more of this body. */
-  get awaited() {
-    return this.#wake !== null && !this.#ended;
-  }
-
-  push(data) {
-    // Copy: the frame buffer is reused by the decoder's concatenation.
-    this.#queue.push(new Uint8Array(data));
-    this.#wakeUp();
-  }
-
-  end(error) {
-    this.#ended = true;
-    this.#error = error ?? null;
-    this.#wakeUp();
-  }
-
-  #wakeUp() {
-    const wake = this.#wake;
-    this.#wake = null;
-    if (wake) wake();
-  }
-
-  async #pull(controller) {
-    for (;;) {
-      if (this.#queue.length > 0) {
-        const chunk = this.#queue.shift();
-        controller.enqueue(chunk);
-        this.#channel.send({ type: "credit", stream: this.#id, bytes: chunk.byteLength });
-        return;
-      }
-      if (this.#ended) {
-        this.#done();
-        if (this.#error) controller.error(new Error(`request body: ${this.#error}`));
-        else controller.close();
-        return;
-      }
-      await new Promise((resolve) => {
-        this.#wake = resolve;
-      });
-    }
-  }
-}
