@@ -86,6 +86,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/python/_pyflare/__init__.py"),
     ),
     (
+        "python/_pyflare/bootstrap.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/bootstrap.py"),
+    ),
+    (
         "python/_pyflare/entrypoints.py",
         include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py"),
     ),

@@ -133,23 +133,12 @@ export async function prepareWorker(init, channel, standby) {
   };
 
   if (origin === "fresh") {
-    py.runPython(`
-import sys
-sys.path[:0] = [${JSON.stringify(MODULE_ROOT)}]
-sys.path.append(${JSON.stringify(PYFLARE_LIB)})
-`);
-    if (userModules) {
-      py.runPython(`
-import site, sys
-_before = list(sys.path)
-site.addsitedir(${JSON.stringify(PYTHON_MODULES)})
-_added = [p for p in sys.path if p not in _before]
-sys.path[:] = [p for p in sys.path if p not in _added]
-sys.path[1:1] = _added
-del _before, _added
-`);
-    }
-    if (!userSdk) py.runPython(`import sys; sys.path.append(${JSON.stringify(PINNED_SDK)})`);
+    py.runPython(`import sys; sys.path.append(${JSON.stringify(PYFLARE_LIB)})`);
+    py.pyimport("_pyflare.bootstrap").setup_paths(
+      MODULE_ROOT,
+      userModules ? PYTHON_MODULES : null,
+      userSdk ? null : PINNED_SDK,
+    );
     py.runPython("import workers, _pyflare.entrypoints");
     if (makeMode) baselineTaken = await baseline.take(py);
   }
@@ -161,15 +150,7 @@ del _before, _added
   if (standby) {
     // Compile the import machinery's code paths now, not when the new code
     // arrives: V8 compiles WebAssembly functions lazily on first use.
-    py.runPython(`
-import importlib, sys
-importlib.invalidate_caches()
-exec(compile("def _pyflare_warm():\\n    return [i for i in range(3)]", "<warm-up>", "exec"), {})
-import js
-from workers import Response, python_from_rpc, python_to_rpc
-python_to_rpc(Response("warm-up", headers={"x-warm": "1"}))
-python_from_rpc(js.Request.new("http://localhost/warm-up"))
-`);
+    py.pyimport("_pyflare.bootstrap").warm_up();
   }
   return {
     origin,
@@ -273,11 +254,7 @@ class SnapshotFile {
     if (!this.wanted() || existsSync(this.#path)) return;
     // Not emulated: restoring native extension modules (.so files from
     // python_modules) from a snapshot; such workers start without one.
-    const native = py.runPython(`
-import sys
-sorted(name for name, m in list(sys.modules.items())
-       if str(getattr(m, "__file__", "") or "").startswith("/session/") and str(m.__file__).endswith(".so"))
-`).toJs();
+    const native = py.pyimport("_pyflare.bootstrap").native_extension_modules().toJs();
     if (native.length > 0) {
       this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${native.slice(0, 3).join(", ")}) are not snapshotted`);
       this.refuse(`native extension modules: ${native.join(", ")}`);

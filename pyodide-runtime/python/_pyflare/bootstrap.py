@@ -1,0 +1,48 @@
+"""Setting up the interpreter for a worker, before and after its imports.
+
+The host calls these from JavaScript (pyodide.mjs); they run once per
+interpreter, and what they leave is part of the memory snapshots.
+"""
+
+import importlib
+import site
+import sys
+
+
+def setup_paths(module_root, python_modules=None, pinned_sdk=None):
+    """Puts the worker's folder first on ``sys.path``, then the site
+    folders of ``python_modules/`` (its ``.pth`` files included), and the
+    pinned SDK last, used only when the worker vendors none."""
+    sys.path.insert(0, module_root)
+    if python_modules:
+        before = list(sys.path)
+        site.addsitedir(python_modules)
+        added = [p for p in sys.path if p not in before]
+        sys.path[:] = [p for p in sys.path if p not in added]
+        sys.path[1:1] = added
+    if pinned_sdk:
+        sys.path.append(pinned_sdk)
+
+
+def warm_up():
+    """Runs the import machinery and the SDK's conversions once, so that a
+    standby host compiles their WebAssembly before new code arrives (V8
+    compiles it lazily, on first use)."""
+    import js
+    from workers import Response, python_from_rpc, python_to_rpc
+
+    importlib.invalidate_caches()
+    exec(compile("def _pyflare_warm():\n    return [i for i in range(3)]", "<warm-up>", "exec"), {})
+    python_to_rpc(Response("warm-up", headers={"x-warm": "1"}))
+    python_from_rpc(js.Request.new("http://localhost/warm-up"))
+
+
+def native_extension_modules():
+    """Names of the loaded modules that are native extensions (``.so``) from
+    the worker's own folders, which a memory snapshot cannot restore."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if str(getattr(module, "__file__", "") or "").startswith("/session/")
+        and str(module.__file__).endswith(".so")
+    )
