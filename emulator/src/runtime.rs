@@ -42,6 +42,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/compat.mjs"),
     ),
     (
+        "src/entrypoint_helper.mjs",
+        include_str!("../../pyodide-runtime/src/entrypoint_helper.mjs"),
+    ),
+    (
         "src/env.mjs",
         include_str!("../../pyodide-runtime/src/env.mjs"),
     ),
@@ -72,6 +76,10 @@ const HOST_FILES: &[(&str, &str)] = &[
     (
         "src/sandbox.mjs",
         include_str!("../../pyodide-runtime/src/sandbox.mjs"),
+    ),
+    (
+        "src/snapshots.mjs",
+        include_str!("../../pyodide-runtime/src/snapshots.mjs"),
     ),
     (
         "src/transport.mjs",

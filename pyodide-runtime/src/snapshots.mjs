@@ -1,0 +1,124 @@
+// Memory snapshots on disk: Pyodide's memory after the imports, followed by
+// a SHA-256 of it, so a truncated or corrupt file is never restored.
+
+import { existsSync, readFileSync, writeFileSync, unlinkSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { createHash } from "node:crypto";
+import { mkdir, writeFile, rename } from "node:fs/promises";
+import { Buffer } from "node:buffer";
+
+/** SHA-256 of `bytes`, hashed 1 MiB at a time so the event loop keeps turning. */
+async function sha256InSlices(bytes) {
+  const hash = createHash("sha256");
+  const slice = 1024 * 1024;
+  for (let offset = 0; offset < bytes.byteLength; offset += slice) {
+    hash.update(bytes.subarray(offset, Math.min(offset + slice, bytes.byteLength)));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return hash.digest();
+}
+
+/**
+ * One memory snapshot on disk: the bytes Pyodide makes, then a SHA-256 of
+ * them, so a truncated or corrupt file is never restored. Python globals may
+ * hold the JS objects pyflare registers (the entrypoint helper, the compat
+ * flags, cloudflare:workers and its env); they are recorded by name and
+ * handed back on restore. Any other JS object means the worker cannot be
+ * snapshotted; a `.nosnap` file next to the snapshot says why, so later
+ * starts do not retry.
+ */
+export class SnapshotFile {
+  #path;
+  #known;
+  #log;
+
+  constructor(path, known, log) {
+    this.#path = path;
+    this.#known = known;
+    this.#log = log;
+  }
+
+  wanted() {
+    return Boolean(this.#path) && !existsSync(`${this.#path}.nosnap`);
+  }
+
+  read() {
+    if (!this.#path || !existsSync(this.#path)) return null;
+    try {
+      const file = readFileSync(this.#path);
+      if (file.length < 1024 * 1024) throw new Error("too short");
+      const body = file.subarray(0, file.length - 32);
+      const digest = createHash("sha256").update(body).digest();
+      if (!digest.equals(file.subarray(file.length - 32))) throw new Error("checksum mismatch");
+      return body;
+    } catch (error) {
+      this.#log("warn", `[pyflare] ignoring a damaged snapshot (${error.message}); rebuilding it`);
+      this.discard();
+      return null;
+    }
+  }
+
+  discard() {
+    try {
+      unlinkSync(this.#path);
+    } catch {}
+  }
+
+  /** Records why this snapshot is not taken, so later starts do not retry. */
+  refuse(reason) {
+    if (!this.#path) return;
+    try {
+      mkdirSync(dirname(this.#path), { recursive: true });
+      writeFileSync(`${this.#path}.nosnap`, `${reason}\n`);
+    } catch {}
+  }
+
+  deserialize(description) {
+    const value = this.#known[description?.pyflare];
+    if (value === undefined) throw new Error(`unknown snapshot object ${JSON.stringify(description)}`);
+    return value;
+  }
+
+  async take(py) {
+    if (!this.wanted() || existsSync(this.#path)) return;
+    // Not emulated: restoring native extension modules (.so files from
+    // python_modules) from a snapshot; such workers start without one.
+    const native = py.pyimport("_pyflare.bootstrap").native_extension_modules().toJs();
+    if (native.length > 0) {
+      this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${native.slice(0, 3).join(", ")}) are not snapshotted`);
+      this.refuse(`native extension modules: ${native.join(", ")}`);
+      return;
+    }
+    let bytes;
+    try {
+      bytes = py.makeMemorySnapshot({
+        serializer: (object) => {
+          for (const [name, value] of Object.entries(this.#known)) {
+            if (object === value) return { pyflare: name };
+          }
+          throw new Error("a Python global holds a JavaScript object created at import time");
+        },
+      });
+    } catch (error) {
+      this.#log("info", `[pyflare] starting without a memory snapshot: ${error.message}`);
+      this.refuse(error.message);
+      return;
+    }
+    // Written after the worker is ready, off the start's critical path, and
+    // without blocking the event loop (the CPU watchdog is running by then).
+    const path = this.#path;
+    const log = this.#log;
+    const write = async () => {
+      try {
+        await mkdir(dirname(path), { recursive: true });
+        const digest = await sha256InSlices(bytes);
+        const tmp = `${path}.${process.pid}.tmp`;
+        await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
+        await rename(tmp, path);
+      } catch (error) {
+        log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
+      }
+    };
+    return { written: new Promise((resolve) => setTimeout(() => write().then(resolve), 0)) };
+  }
+}
