@@ -29,24 +29,43 @@ pub enum Delivery {
         /// Unix milliseconds (`controller.scheduledTime`).
         scheduled_time_ms: i64,
     },
+    /// An event the binding itself defines (a queue batch, an alarm): the
+    /// worker's `handler` runs with the arguments the binding's `shim.mjs`
+    /// builds from `payload` in its `event(handler, payload, binding)`
+    /// export, which returns `{args, finish}`; `finish()` reports, as JSON,
+    /// what came of them (which messages were acked, say). A new kind of
+    /// event needs nothing outside the binding's folder.
+    Binding {
+        /// The binding's name in `env`.
+        binding: String,
+        /// The handler of the worker's default export (`queue`, `alarm`).
+        handler: String,
+        /// What the shim builds the handler's arguments from.
+        payload: serde_json::Value,
+    },
 }
 
 /// How a delivered event ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivered {
-    /// The handler finished.
-    Ok,
+    /// The handler finished; `result` is what the event reported (for a
+    /// binding event, its shim's `finish()`).
+    Ok {
+        /// The event's report.
+        result: serde_json::Value,
+    },
     /// The handler failed (raised, hung, ran past a limit, lost its
-    /// isolate); `outcome` is workerd's name for it, `message` the detail.
+    /// isolate).
     Failed {
         /// workerd's outcome (`exception`, `exceededCpu`, ...).
         outcome: String,
         /// The traceback or reason.
         message: String,
-        /// The handler asked not to be retried (`noRetry()`).
-        no_retry: bool,
+        /// The event's report all the same (a scheduled event's
+        /// `{"no_retry": ...}`, a binding event's `finish()`).
+        result: serde_json::Value,
     },
-    /// No worker took it (pyflare is stopping, or the code failed to load).
+    /// No worker took it (pyflare is stopping).
     Undelivered(String),
 }
 

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::host::supervisor::Dispatcher;
-use crate::host::{BindingMap, ScheduledEvent, ScheduledOutcome, Undelivered};
+use crate::host::{
+    BindingEvent, BindingMap, BindingOutcome, ScheduledEvent, ScheduledOutcome, Undelivered,
+};
 use pyflare_bindings::{Clock, Delivered, Delivery, EventSink, Task, TaskContext};
 
 #[async_trait::async_trait]
@@ -27,20 +29,59 @@ impl EventSink for Dispatcher {
                         scheduled_time: scheduled_time_ms,
                     })
                     .await;
+                let result = serde_json::json!({ "no_retry": outcome.no_retry() });
                 match outcome {
-                    ScheduledOutcome::Ok => Delivered::Ok,
-                    ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => {
-                        Delivered::Undelivered("pyflare is stopping".into())
-                    }
+                    ScheduledOutcome::Ok => Delivered::Ok { result },
+                    ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => stopping(),
                     other => Delivered::Failed {
                         outcome: other.as_str().to_owned(),
                         message: other.detail(),
-                        no_retry: other.no_retry(),
+                        result,
                     },
+                }
+            }
+            Delivery::Binding {
+                binding,
+                handler,
+                payload,
+            } => {
+                let event = BindingEvent {
+                    binding,
+                    handler,
+                    payload,
+                };
+                let failed = |outcome: &str, message: String| Delivered::Failed {
+                    outcome: outcome.to_owned(),
+                    message,
+                    result: serde_json::Value::Null,
+                };
+                match self.dispatch(event).await {
+                    BindingOutcome::Ok { result } => Delivered::Ok { result },
+                    BindingOutcome::Exception { message, result } => Delivered::Failed {
+                        outcome: "exception".into(),
+                        message,
+                        result,
+                    },
+                    BindingOutcome::ExceededCpu => {
+                        failed("exceededCpu", "Worker exceeded CPU time limit.".into())
+                    }
+                    BindingOutcome::ExceededMemory(message) => failed("exceededMemory", message),
+                    BindingOutcome::HostGone(reason) => {
+                        failed("exception", format!("the worker host stopped: {reason:?}"))
+                    }
+                    BindingOutcome::Undelivered(Undelivered::ShuttingDown) => stopping(),
+                    BindingOutcome::Undelivered(why) => {
+                        // The same words a scheduled event would report.
+                        failed("exception", ScheduledOutcome::Undelivered(why).detail())
+                    }
                 }
             }
         }
     }
+}
+
+fn stopping() -> Delivered {
+    Delivered::Undelivered("pyflare is stopping".into())
 }
 
 /// How long stopped tasks may take to return at shutdown.
@@ -136,7 +177,9 @@ mod tests {
     impl EventSink for Recorder {
         async fn deliver(&self, event: Delivery) -> Delivered {
             self.0.lock().unwrap().push(event);
-            Delivered::Ok
+            Delivered::Ok {
+                result: serde_json::Value::Null,
+            }
         }
     }
 

@@ -4,6 +4,13 @@
 
 import { Buffer } from "node:buffer";
 
+/**
+ * The shim module that made each binding object of `env`: a binding that
+ * delivers events (a queue batch, an alarm) builds the handler's arguments
+ * with its shim's `event(handler, payload, binding)`.
+ */
+export const shimOf = new WeakMap();
+
 export async function buildEnv(init, channel) {
   const env = {};
   for (const [name, value] of Object.entries(init.vars ?? {})) {
@@ -17,9 +24,11 @@ export async function buildEnv(init, channel) {
       shim = await import(`data:text/javascript;base64,${source}`);
       shims.set(binding.kind, shim);
     }
-    env[binding.name] = shim.create(binding.name, (method, args, body, options) =>
+    const object = shim.create(binding.name, (method, args, body, options) =>
       channel.call(binding.name, method, args, body, options),
     );
+    env[binding.name] = object;
+    if (object !== null && typeof object === "object") shimOf.set(object, shim);
   }
   return env;
 }

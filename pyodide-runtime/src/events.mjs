@@ -1,4 +1,5 @@
-// Turns `event` messages into worker events, by `kind` (fetch, scheduled),
+// Turns `event` messages into worker events, by `kind` (fetch, scheduled,
+// a binding's own events),
 // and streams request and response bodies as binary chunks with
 // credit-based flow control: neither side holds more than one window of a
 // body in memory. A fetch is answered by a `response` head; every other
@@ -10,6 +11,7 @@ import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError, describeForClient } from "./errors.mjs";
 import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
+import { shimOf } from "./env.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -107,6 +109,9 @@ export class Events {
         break;
       case "scheduled":
         this.#scheduled(message);
+        break;
+      case "binding":
+        this.#binding(message);
         break;
       default:
         this.#finish(message.id, "exception", `pyflare's host cannot run ${message.kind} events`);
@@ -281,6 +286,12 @@ export class Events {
     }
   }
 
+  #binding(message) {
+    return runBindingEvent(this.#worker, message, this.#hangs, this.#memory, (outcome, text, result) =>
+      this.#finish(message.id, outcome, text, result),
+    );
+  }
+
   async #scheduled(message) {
     const controller = new ScheduledController(message.cron, message.scheduled_time);
     const ctx = new ExecutionContext(this.#worker.background);
@@ -303,6 +314,55 @@ export class Events {
       this.#hangs.end(key);
       this.#memory.check();
     }
+  }
+}
+
+/**
+ * A binding's own event (a queue batch, an alarm): the binding's shim builds
+ * the handler's arguments from the payload (`event(handler, payload,
+ * binding)` answers `{args, finish}`), the worker's handler runs with them,
+ * and `finish()` reports, as JSON, what came of them, after success or
+ * failure alike.
+ */
+async function runBindingEvent(worker, message, hangs, memory, finish) {
+  const target = worker.env[message.binding];
+  const shim = target && shimOf.get(target);
+  if (typeof shim?.event !== "function") {
+    finish("exception", `the binding ${message.binding} delivers no events`);
+    return;
+  }
+  let made;
+  try {
+    made = shim.event(message.handler, message.payload, target);
+  } catch (error) {
+    finish("exception", describeError(error));
+    return;
+  }
+  const ctx = new ExecutionContext(worker.background);
+  let sent = false;
+  const send = (outcome, text) => {
+    if (sent) return;
+    sent = true;
+    let result = null;
+    try {
+      result = made.finish?.() ?? null;
+    } catch (error) {
+      text = text ?? describeError(error);
+      outcome = "exception";
+    }
+    finish(outcome, text, result);
+  };
+  const key = `binding:${message.id}`;
+  hangs.begin(key, (hung) => send("exception", hung));
+  try {
+    await worker.callDefault(message.handler, made.args ?? [], ctx);
+    await ctx.settle();
+    send("ok");
+  } catch (error) {
+    send("exception", describeError(error));
+  } finally {
+    hangs.end(key);
+    memory.check();
   }
 }
 

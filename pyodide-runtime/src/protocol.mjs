@@ -2,7 +2,7 @@
 // emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
 // message is added, removed or changes shape.
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** Bytes a body sender may have in flight before the receiver grants credit. */
 export const BODY_WINDOW_BYTES = 1024 * 1024;

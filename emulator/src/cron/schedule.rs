@@ -86,7 +86,7 @@ async fn fire(events: &dyn EventSink, cron: String, scheduled_time_ms: i64) {
         .await;
     let ms = started.elapsed().as_millis();
     match delivered {
-        Delivered::Ok => logging::info(&format!("cron \"{cron}\" ok ({ms}ms)")),
+        Delivered::Ok { .. } => logging::info(&format!("cron \"{cron}\" ok ({ms}ms)")),
         Delivered::Failed {
             outcome, message, ..
         } => logging::error(&format!("cron \"{cron}\" {outcome} ({ms}ms):\n{message}")),

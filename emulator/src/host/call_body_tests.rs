@@ -134,15 +134,25 @@ fn rss(pid: u32) -> u64 {
 /// JavaScript side, `binding` in pyflare. The temporary folder must outlive
 /// the host.
 async fn start_host(shim: String, binding: Arc<dyn Binding>) -> (Arc<Host>, tempfile::TempDir) {
+    start_host_with(
+        "from workers import Response, WorkerEntrypoint\n\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response('ok')\n",
+        shim,
+        binding,
+    )
+    .await
+}
+
+/// [`start_host`] with the worker's own `entry.py`.
+pub(super) async fn start_host_with(
+    entry: &str,
+    shim: String,
+    binding: Arc<dyn Binding>,
+) -> (Arc<Host>, tempfile::TempDir) {
     let runtime = Runtime::ensure().expect("the pinned runtime (pyflare setup)");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("entry.py"),
-        "from workers import Response, WorkerEntrypoint\n\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response('ok')\n",
-    )
-    .unwrap();
+    std::fs::write(src.join("entry.py"), entry).unwrap();
     let init = WorkerInit {
         name: "call-bodies".into(),
         pyodide_dir: runtime.pyodide_dir.to_string_lossy().into_owned(),

@@ -273,3 +273,86 @@ mod tests {
         assert!(matches!(outcome, FetchOutcome::Exception(t) if t == "Traceback"));
     }
 }
+
+/// An event a binding defines and delivers (a queue batch, an alarm): the
+/// worker's `handler` runs with what the binding's shim builds from
+/// `payload`. New kinds of binding events need no change outside the
+/// binding: its shim's `event(handler, payload, binding)` makes the
+/// handler's arguments and its `finish()` reports what came of them.
+#[derive(Debug, Clone)]
+pub struct BindingEvent {
+    /// The binding's name in `env`.
+    pub binding: String,
+    /// The handler of the worker's default export (`queue`, `alarm`, ...).
+    pub handler: String,
+    /// What the shim builds the arguments from.
+    pub payload: serde_json::Value,
+}
+
+/// How a binding event ended; `result` is what the shim reported.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingOutcome {
+    Ok {
+        result: serde_json::Value,
+    },
+    /// The handler raised or hung (the traceback), or could not run.
+    Exception {
+        message: String,
+        result: serde_json::Value,
+    },
+    /// The event ran past `limits.cpu_ms`.
+    ExceededCpu,
+    /// The isolate passed its memory limit; the host's measurement.
+    ExceededMemory(String),
+    /// The host stopped (crashed, fatal Pyodide error) after taking it.
+    HostGone(ExitReason),
+    /// No worker took it.
+    Undelivered(Undelivered),
+}
+
+impl WorkerEvent for BindingEvent {
+    const KIND: &'static str = "binding";
+    type Outcome = BindingOutcome;
+
+    fn into_wire(self) -> (protocol::Event, Option<axum::body::Body>) {
+        let event = protocol::Event::Binding {
+            binding: self.binding,
+            handler: self.handler,
+            payload: self.payload,
+        };
+        (event, None)
+    }
+
+    fn outcome(reply: Reply) -> BindingOutcome {
+        match reply {
+            Reply::Finished {
+                status: EventStatus::Ok,
+                result,
+                ..
+            } => BindingOutcome::Ok {
+                result: result.unwrap_or_default(),
+            },
+            Reply::Finished {
+                status: EventStatus::Exception,
+                message,
+                result,
+            } => BindingOutcome::Exception {
+                message: message.unwrap_or_default(),
+                result: result.unwrap_or_default(),
+            },
+            Reply::Response(_) => BindingOutcome::Exception {
+                message: "the host answered a binding event with a response".into(),
+                result: serde_json::Value::Null,
+            },
+            Reply::HostGone(ExitReason::CpuLimit) => BindingOutcome::ExceededCpu,
+            Reply::HostGone(ExitReason::MemoryLimit(message)) => {
+                BindingOutcome::ExceededMemory(message)
+            }
+            Reply::HostGone(reason) => BindingOutcome::HostGone(reason),
+        }
+    }
+
+    fn undelivered(why: Undelivered) -> BindingOutcome {
+        BindingOutcome::Undelivered(why)
+    }
+}

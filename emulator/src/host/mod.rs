@@ -15,6 +15,8 @@
 //! `process` forwards the host's output; `events` types each event kind and
 //! its outcome; `supervisor` keeps the current host serving.
 
+#[cfg(test)]
+mod binding_event_tests;
 mod bodies;
 #[cfg(test)]
 mod call_body_tests;
@@ -50,7 +52,8 @@ pub use bodies::ResponseBody;
 use bodies::{CancelGuard, pump_request_body};
 use calls::run_call;
 pub use events::{
-    FetchOutcome, FetchRequest, Reply, ScheduledEvent, ScheduledOutcome, Undelivered, WorkerEvent,
+    BindingEvent, BindingOutcome, FetchOutcome, FetchRequest, Reply, ScheduledEvent,
+    ScheduledOutcome, Undelivered, WorkerEvent,
 };
 use process::forward_output;
 use protocol::{BODY_WINDOW_BYTES, FromHost, PROTOCOL_VERSION, ToHost, WorkerInit};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when a message is added, removed or changes shape;
 /// `pyodide-runtime/src/protocol.mjs` declares the same number.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes a body sender may have in flight before the receiver grants credit.
 pub const BODY_WINDOW_BYTES: usize = 1024 * 1024;
@@ -186,6 +186,14 @@ pub enum Event {
     },
     /// A cron trigger (or `/cdn-cgi/handler/scheduled`).
     Scheduled { cron: String, scheduled_time: i64 },
+    /// An event a binding defines (a queue batch, an alarm): the worker's
+    /// `handler` runs with the arguments the binding's shim builds from
+    /// `payload` (its `event` export), and the shim reports the result.
+    Binding {
+        binding: String,
+        handler: String,
+        payload: serde_json::Value,
+    },
 }
 
 /// How an event ended in the isolate, as the host reports it. The other
