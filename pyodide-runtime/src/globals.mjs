@@ -102,6 +102,12 @@ function checkedTimer(name, start) {
   };
 }
 
+// Captured before any worker code runs (the worker can replace the shared
+// prototypes' methods): host code calls these, never methods looked up at
+// call time, where it holds something the worker must not get.
+const apply = Reflect.apply;
+const setHeader = Headers.prototype.set;
+
 /** A console that writes where Node's does, without Node's stream fields. */
 function workerConsole() {
   const methods = [
@@ -111,7 +117,7 @@ function workerConsole() {
   const view = {};
   for (const method of methods) {
     const real = console[method];
-    if (typeof real === "function") view[method] = (...args) => real.apply(console, args);
+    if (typeof real === "function") view[method] = (...args) => apply(real, console, args);
   }
   return Object.freeze(view);
 }
@@ -130,7 +136,7 @@ function markedSubrequests(workerName) {
   const RealWebSocket = globalThis.WebSocket;
   function fetch(input, init) {
     const request = new Request(input, init);
-    request.headers.set(SUBREQUEST_HEADER, workerName);
+    apply(setHeader, request.headers, [SUBREQUEST_HEADER, workerName]);
     return realFetch(request);
   }
   // A Node without a global WebSocket (before 22) runs only the node tests.

@@ -100,6 +100,12 @@ const PUBLIC_API = [
  * before Pyodide does, so a memory snapshot can record it by name, and
  * forwards to the instance given to `attach`.
  */
+// Captured before any worker code runs: the worker can replace
+// `Function.prototype.bind` (the prototypes are shared), and a host method
+// looked up at call time would hand it what it binds.
+const apply = Reflect.apply;
+const bind = Function.prototype.bind;
+
 export function makeRestrictedApi() {
   let py = null;
   const forward = (target, names, from) => {
@@ -108,7 +114,7 @@ export function makeRestrictedApi() {
         enumerable: true,
         get() {
           const value = from()[name];
-          return typeof value === "function" ? value.bind(from()) : value;
+          return typeof value === "function" ? apply(bind, value, [from()]) : value;
         },
       });
     }

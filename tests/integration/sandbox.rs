@@ -292,3 +292,62 @@ async fn sandbox_host_process_is_confined() {
     // And the worker still serves.
     assert_eq!(probe(&w, "result = 1 + 1").await, "returned: 2");
 }
+
+#[tokio::test]
+async fn sandbox_polluted_prototypes_reach_nothing() {
+    let w = TestWorker::start("sandbox").await;
+    // The prototypes are shared with pyflare's host code: a worker that
+    // replaces `bind` is not handed Pyodide's full API by it.
+    let answer = probe(
+        &w,
+        r#"import js, pyodide_js
+from pyodide.ffi import create_proxy
+seen = []
+original = js.Function.prototype.bind
+js.Function.prototype.bind = create_proxy(lambda *args: seen.append(args))
+try:
+    pyodide_js.runPython
+    pyodide_js.pyimport
+finally:
+    js.Function.prototype.bind = original
+result = [a for args in seen for a in args if hasattr(a, "mountNodeFS") or hasattr(a, "_module")]"#,
+    )
+    .await;
+    assert_eq!(answer, "returned: []");
+    // A subrequest that is not marked (Headers.prototype.set replaced, or
+    // Node's own WebSocket behind the worker's) is still the worker's: the
+    // loopback-only routes know it by the process holding the connection.
+    let code = format!(
+        r#"import js
+from pyodide.ffi import create_proxy
+original = js.Headers.prototype.set
+js.Headers.prototype.set = create_proxy(lambda *args: None)
+try:
+    r = await js.fetch({url:?}, method="POST")
+finally:
+    js.Headers.prototype.set = original
+result = r.status"#,
+        url = w.url("/cdn-cgi/pyflare/clock/advance?seconds=86400")
+    );
+    assert_eq!(probe(&w, &code).await, "returned: 403");
+    let code = format!(
+        r#"import asyncio, js
+from pyodide.ffi import create_once_callable
+Socket = js.Object.getPrototypeOf(js.WebSocket)
+socket = Socket.new({url:?})
+done = asyncio.get_event_loop().create_future()
+socket.addEventListener("close", create_once_callable(lambda event: done.set_result(event.code)))
+result = await asyncio.wait_for(done, 5)"#,
+        url = w
+            .url("/cdn-cgi/handler/scheduled?cron=x")
+            .replacen("http", "ws", 1)
+    );
+    let answer = probe(&w, &code).await;
+    assert!(answer.starts_with("returned: "), "{answer}");
+    assert!(
+        !w.wait_for_output("cron \"x\"", std::time::Duration::from_millis(500))
+            .await,
+        "the worker's WebSocket ran the scheduled handler:\n{}",
+        w.output()
+    );
+}

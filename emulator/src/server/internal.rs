@@ -50,15 +50,20 @@ fn router() -> Router<AppState> {
 }
 
 /// The one guard of every internal route: the client is on this machine,
-/// and it is not the worker. A worker's subrequest comes from loopback too,
-/// but the host marks every one with `CF-Worker`, as Cloudflare marks a
-/// worker's subrequests.
+/// and it is not the worker. A worker's subrequest comes from loopback too:
+/// it is known by the process holding its end of the connection (a worker
+/// host, see `peer`), and by the `CF-Worker` header the host adds, as
+/// Cloudflare marks a worker's subrequests.
 async fn loopback_only(request: Request<Body>, next: Next) -> Response<Body> {
-    let local = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|info| info.0.ip().is_loopback());
-    if !local || request.headers().contains_key(WORKER_SUBREQUEST_HEADER) {
+        .map(|info| info.0);
+    let local = peer.is_some_and(|peer| peer.ip().is_loopback());
+    if !local
+        || request.headers().contains_key(WORKER_SUBREQUEST_HEADER)
+        || peer.is_some_and(super::peer::from_own_host)
+    {
         return InternalError::NotLoopback.into_response();
     }
     next.run(request).await

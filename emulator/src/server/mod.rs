@@ -7,6 +7,7 @@ pub mod handlers;
 pub mod internal;
 pub mod limits;
 pub mod listen;
+pub mod peer;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
