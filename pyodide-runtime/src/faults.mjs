@@ -194,16 +194,20 @@ export class HangWatch {
     this.#waiting = waiting;
     this.#onTick = onTick;
     const jobs = this.#jobs;
+    const zlib = new Set();
     createHook({
       init(id, type) {
+        if (type === "ZLIB") zlib.add(id);
         if (type === "ZLIB" || type.endsWith("JOB") || type.endsWith("REQUEST")) jobs.add(id);
       },
-      // A job's callback runs once, when its work is done.
+      // A crypto job's callback runs once, when its work is done; a zlib
+      // stream's runs for every chunk, so it counts until it is destroyed.
       before(id) {
-        jobs.delete(id);
+        if (!zlib.has(id)) jobs.delete(id);
       },
       destroy(id) {
         jobs.delete(id);
+        zlib.delete(id);
       },
       // Promises are not work under way, and tracking them costs every await.
       trackPromises: false,
