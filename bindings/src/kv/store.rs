@@ -359,6 +359,7 @@ fn open_checked(path: &Path) -> Result<Opened, StoreError> {
     let check = Arc::new(Check {
         dir: path.to_path_buf(),
         state: Mutex::new(state),
+        closed: std::sync::atomic::AtomicBool::new(false),
     });
     // While the store is open the check file makes no claim: it is written
     // again on a clean close. After a kill, the next open finds none and
@@ -422,6 +423,11 @@ impl Opened {
             // The digest follows the records in memory; the lock covers no
             // I/O, so concurrent writes still share one flush below.
             let mut state = check.state.lock().unwrap_or_else(|p| p.into_inner());
+            if check.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Other(
+                    "the store is closed: pyflare is stopping".into(),
+                ));
+            }
             let old = tree.get(key).map_err(StoreError::from_sled)?;
             let mut next = *state;
             if let Some(old) = &old {
@@ -445,8 +451,14 @@ impl Opened {
     fn close(&self) -> Result<(), StoreError> {
         self.flush()?;
         if let Some(check) = &self.check {
-            let state = *check.state.lock().unwrap_or_else(|p| p.into_inner());
-            check.record(state, state)?;
+            let state = check.state.lock().unwrap_or_else(|p| p.into_inner());
+            check
+                .closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Writes that got in before this lock are in the log: flushed
+            // again, then recorded with no write able to follow.
+            self.flush()?;
+            check.record(*state, *state)?;
         }
         Ok(())
     }
@@ -636,6 +648,9 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 struct Check {
     dir: std::path::PathBuf,
     state: Mutex<State>,
+    /// Set (under the `state` lock) once the check file is written on
+    /// close: a later write would make it stale, so it is refused.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Check {
