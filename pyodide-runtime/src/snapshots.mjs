@@ -68,7 +68,7 @@ export class SnapshotFile {
   refuse(reason) {
     if (!this.#path) return;
     try {
-      mkdirSync(dirname(this.#path), { recursive: true });
+      if (!existsSync(dirname(this.#path))) mkdirSync(dirname(this.#path), { recursive: true });
       writeFileSync(`${this.#path}.nosnap`, `${reason}\n`);
     } catch {}
   }
@@ -110,9 +110,11 @@ export class SnapshotFile {
     const log = this.#log;
     const write = async () => {
       try {
-        await mkdir(dirname(path), { recursive: true });
+        // pyflare makes the folder; the host may write only its own files
+        // there (emulator/src/host/sandbox.rs).
+        if (!existsSync(dirname(path))) await mkdir(dirname(path), { recursive: true });
         const digest = await sha256InSlices(bytes);
-        const tmp = `${path}.${process.pid}.tmp`;
+        const tmp = `${path}.tmp`;
         await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
         await rename(tmp, path);
       } catch (error) {

@@ -276,13 +276,24 @@ async fn sandbox_host_process_is_confined() {
                 || a.starts_with("--allow-addons")),
             "{args:?}"
         );
-        // Writable: the snapshot folder only.
+        // Writable: this worker's own snapshot files in the snapshot
+        // folder, never the folder itself (other projects' snapshots).
         let writable: Vec<_> = args
             .iter()
             .filter_map(|a| a.strip_prefix("--allow-fs-write="))
+            .map(Path::new)
             .collect();
-        assert_eq!(writable.len(), 1, "{args:?}");
-        assert_eq!(Path::new(writable[0]), snapshots.path(), "{args:?}");
+        assert!(!writable.is_empty(), "{args:?}");
+        for path in writable {
+            assert_eq!(path.parent(), Some(snapshots.path()), "{args:?}");
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                [".snap", ".snap.tmp", ".snap.nosnap"]
+                    .iter()
+                    .any(|end| name.ends_with(end)),
+                "{name}"
+            );
+        }
         // None of the user's environment reaches the worker's process.
         let environ = std::fs::read(format!("/proc/{host}/environ")).unwrap();
         let environ = String::from_utf8_lossy(&environ);

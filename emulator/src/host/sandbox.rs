@@ -5,7 +5,8 @@
 //! first layer: no Node globals, no code generation from strings, no
 //! writable host folder. This is the second, for a hole in the first: Node's
 //! permission model lets the process read only what a host needs (the
-//! runtime, the worker's files, snapshots), write only snapshots, and start
+//! runtime, the worker's files, snapshots), write only its worker's own
+//! snapshot files, and start
 //! no child process, worker thread or native addon; eval and `Function` are
 //! off for the whole isolate, as workerd disallows them; and the process
 //! sees none of the user's environment variables.
@@ -50,8 +51,26 @@ pub fn node_flags(runtime: &Runtime, init: &WorkerInit) -> Vec<OsString> {
     for path in read {
         flags.push(flag("--allow-fs-read=", path));
     }
-    flags.push(flag("--allow-fs-write=", runtime.snapshot_dir.as_os_str()));
+    // Writable: this worker's own snapshot files (and their temporary and
+    // `.nosnap` companions), not the folder they share with every project.
+    for path in snapshot_files(init) {
+        flags.push(flag("--allow-fs-write=", path.as_os_str()));
+    }
     flags
+}
+
+/// The files a host may write: its worker's snapshots, the temporary file
+/// each is written to before its rename, and the `.nosnap` note that says
+/// why one is not taken.
+pub fn snapshot_files(init: &WorkerInit) -> Vec<std::path::PathBuf> {
+    [&init.snapshot_path, &init.baseline_snapshot_path]
+        .into_iter()
+        .flatten()
+        .flat_map(|path| {
+            ["", ".tmp", ".nosnap"]
+                .map(|suffix| std::path::PathBuf::from(format!("{path}{suffix}")))
+        })
+        .collect()
 }
 
 /// The environment a host starts with (after `env_clear`).
