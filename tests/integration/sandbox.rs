@@ -259,10 +259,18 @@ async fn sandbox_host_process_is_confined() {
         ],
     )
     .await;
-    let hosts = children(w.pid());
-    assert!(!hosts.is_empty());
-    for host in hosts {
-        let cmdline = std::fs::read(format!("/proc/{host}/cmdline")).unwrap();
+    let mut checked = 0;
+    for host in children(w.pid()) {
+        // A host that has just exited (the snapshot maker, when its
+        // snapshots are written) shows no command line any more.
+        let cmdline = std::fs::read(format!("/proc/{host}/cmdline")).unwrap_or_default();
+        let Ok(environ) = std::fs::read(format!("/proc/{host}/environ")) else {
+            continue;
+        };
+        if cmdline.is_empty() {
+            continue;
+        }
+        checked += 1;
         let args: Vec<String> = cmdline
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -295,11 +303,11 @@ async fn sandbox_host_process_is_confined() {
             );
         }
         // None of the user's environment reaches the worker's process.
-        let environ = std::fs::read(format!("/proc/{host}/environ")).unwrap();
         let environ = String::from_utf8_lossy(&environ);
         assert!(!environ.contains("s3cret-token"), "{environ}");
         assert!(!environ.contains("HOME="), "{environ}");
     }
+    assert!(checked > 0, "no running worker host found");
     // And the worker still serves.
     assert_eq!(probe(&w, "result = 1 + 1").await, "returned: 2");
 }
