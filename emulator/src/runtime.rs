@@ -86,6 +86,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/transport.mjs"),
     ),
     (
+        "src/worker.mjs",
+        include_str!("../../pyodide-runtime/src/worker.mjs"),
+    ),
+    (
         "src/workers_module.mjs",
         include_str!("../../pyodide-runtime/src/workers_module.mjs"),
     ),

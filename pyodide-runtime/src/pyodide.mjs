@@ -13,6 +13,7 @@ import { describeError } from "./errors.mjs";
 import { makeRestrictedApi, mountReadOnly } from "./sandbox.mjs";
 import { SnapshotFile } from "./snapshots.mjs";
 import { makeEntrypointHelper } from "./entrypoint_helper.mjs";
+import { Worker } from "./worker.mjs";
 
 const SESSION = "/session";
 const MODULE_ROOT = `${SESSION}/metadata`;
@@ -175,49 +176,4 @@ export async function prepareWorker(init, channel, standby) {
       return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
     },
   };
-}
-
-
-/** A loaded worker: dispatches events to its Python handlers. */
-export class Worker {
-  constructor(py, entrypoints, info, env, background, origin) {
-    this.origin = origin;
-    this.py = py;
-    this.entrypoints = entrypoints;
-    this.info = info;
-    this.env = env;
-    this.background = background;
-  }
-
-  /** Calls `method` of the default export, as workerd calls a module worker. */
-  async callDefault(method, args, ctx) {
-    const { info } = this;
-    let result;
-    if (info.default_class) {
-      if (!info.default_methods.includes(method)) {
-        throw new Error(`Handler does not export a ${method}() function.`);
-      }
-      const relaxed = method === "fetch" || method === "test";
-      // Class instances get env and ctx from the constructor; the handler
-      // still receives three arguments, the last two undefined.
-      const padded = [args[0], undefined, undefined];
-      result = await this.entrypoints.call.callPromising(
-        info.default_class,
-        ctx,
-        this.env,
-        method,
-        relaxed,
-        padded,
-      );
-    } else if (info.legacy.includes(`on_${method}`)) {
-      result = await this.entrypoints.call_legacy.callPromising(`on_${method}`, [args[0], this.env, ctx]);
-    } else {
-      throw new Error(`Handler does not export a ${method}() function.`);
-    }
-    return result;
-  }
-
-  isPyProxy(value) {
-    return value instanceof this.py.ffi.PyProxy;
-  }
 }

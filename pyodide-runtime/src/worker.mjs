@@ -1,0 +1,46 @@
+// A loaded worker: its Python handlers, called as workerd calls a module
+// worker's default export.
+
+/** A loaded worker: dispatches events to its Python handlers. */
+export class Worker {
+  constructor(py, entrypoints, info, env, background, origin) {
+    this.origin = origin;
+    this.py = py;
+    this.entrypoints = entrypoints;
+    this.info = info;
+    this.env = env;
+    this.background = background;
+  }
+
+  /** Calls `method` of the default export, as workerd calls a module worker. */
+  async callDefault(method, args, ctx) {
+    const { info } = this;
+    let result;
+    if (info.default_class) {
+      if (!info.default_methods.includes(method)) {
+        throw new Error(`Handler does not export a ${method}() function.`);
+      }
+      const relaxed = method === "fetch" || method === "test";
+      // Class instances get env and ctx from the constructor; the handler
+      // still receives three arguments, the last two undefined.
+      const padded = [args[0], undefined, undefined];
+      result = await this.entrypoints.call.callPromising(
+        info.default_class,
+        ctx,
+        this.env,
+        method,
+        relaxed,
+        padded,
+      );
+    } else if (info.legacy.includes(`on_${method}`)) {
+      result = await this.entrypoints.call_legacy.callPromising(`on_${method}`, [args[0], this.env, ctx]);
+    } else {
+      throw new Error(`Handler does not export a ${method}() function.`);
+    }
+    return result;
+  }
+
+  isPyProxy(value) {
+    return value instanceof this.py.ffi.PyProxy;
+  }
+}
