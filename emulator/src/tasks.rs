@@ -18,7 +18,7 @@ use pyflare_bindings::{Clock, Delivered, Delivery, EventSink, Task, TaskContext}
 #[async_trait::async_trait]
 impl EventSink for Dispatcher {
     async fn deliver(&self, event: Delivery) -> Delivered {
-        match event {
+        let (outcome, result) = match event {
             Delivery::Scheduled {
                 cron,
                 scheduled_time_ms,
@@ -30,15 +30,7 @@ impl EventSink for Dispatcher {
                     })
                     .await;
                 let result = serde_json::json!({ "no_retry": outcome.no_retry() });
-                match outcome {
-                    ScheduledOutcome::Ok => Delivered::Ok { result },
-                    ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => stopping(),
-                    other => Delivered::Failed {
-                        outcome: other.as_str().to_owned(),
-                        message: other.detail(),
-                        result,
-                    },
-                }
+                (outcome, result)
             }
             Delivery::Binding {
                 binding,
@@ -50,38 +42,22 @@ impl EventSink for Dispatcher {
                     handler,
                     payload,
                 };
-                let failed = |outcome: &str, message: String| Delivered::Failed {
-                    outcome: outcome.to_owned(),
-                    message,
-                    result: serde_json::Value::Null,
-                };
-                match self.dispatch(event).await {
-                    BindingOutcome::Ok { result } => Delivered::Ok { result },
-                    BindingOutcome::Exception { message, result } => Delivered::Failed {
-                        outcome: "exception".into(),
-                        message,
-                        result,
-                    },
-                    BindingOutcome::ExceededCpu => {
-                        failed("exceededCpu", "Worker exceeded CPU time limit.".into())
-                    }
-                    BindingOutcome::ExceededMemory(message) => failed("exceededMemory", message),
-                    BindingOutcome::HostGone(reason) => {
-                        failed("exception", format!("the worker host stopped: {reason:?}"))
-                    }
-                    BindingOutcome::Undelivered(Undelivered::ShuttingDown) => stopping(),
-                    BindingOutcome::Undelivered(why) => {
-                        // The same words a scheduled event would report.
-                        failed("exception", ScheduledOutcome::Undelivered(why).detail())
-                    }
-                }
+                let BindingOutcome { outcome, result } = self.dispatch(event).await;
+                (outcome, result)
             }
+        };
+        match outcome {
+            ScheduledOutcome::Ok => Delivered::Ok { result },
+            ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => {
+                Delivered::Undelivered("pyflare is stopping".into())
+            }
+            failed => Delivered::Failed {
+                outcome: failed.as_str().to_owned(),
+                message: failed.detail(),
+                result,
+            },
         }
     }
-}
-
-fn stopping() -> Delivered {
-    Delivered::Undelivered("pyflare is stopping".into())
 }
 
 /// How long stopped tasks may take to return at shutdown.

@@ -80,15 +80,18 @@ async fn a_binding_event_runs_the_handler_with_what_the_shim_builds() {
     let outcome = host.deliver(batch(&["a", "b"])).await.unwrap();
     assert_eq!(
         outcome,
-        BindingOutcome::Ok {
+        BindingOutcome {
+            outcome: ScheduledOutcome::Ok,
             result: serde_json::json!({ "handler": "queue", "acked": ["a", "b"] })
         }
     );
 
     // A handler that raises: its traceback, and the shim's report of what
     // it did before.
-    let BindingOutcome::Exception { message, result } =
-        host.deliver(batch(&["a", "boom", "c"])).await.unwrap()
+    let BindingOutcome {
+        outcome: ScheduledOutcome::Exception { message, .. },
+        result,
+    } = host.deliver(batch(&["a", "boom", "c"])).await.unwrap()
     else {
         panic!("the handler raised");
     };
@@ -105,7 +108,11 @@ async fn a_binding_event_runs_the_handler_with_what_the_shim_builds() {
     // does not have.
     let mut event = batch(&["a"]);
     event.binding = "MISSING".into();
-    let BindingOutcome::Exception { message, .. } = host.deliver(event).await.unwrap() else {
+    let BindingOutcome {
+        outcome: ScheduledOutcome::Exception { message, .. },
+        ..
+    } = host.deliver(event).await.unwrap()
+    else {
         panic!("no such binding");
     };
     assert!(
@@ -114,7 +121,11 @@ async fn a_binding_event_runs_the_handler_with_what_the_shim_builds() {
     );
     let mut event = batch(&["a"]);
     event.handler = "alarm".into();
-    let BindingOutcome::Exception { message, .. } = host.deliver(event).await.unwrap() else {
+    let BindingOutcome {
+        outcome: ScheduledOutcome::Exception { message, .. },
+        ..
+    } = host.deliver(event).await.unwrap()
+    else {
         panic!("no such handler");
     };
     assert!(message.contains("alarm"), "{message}");

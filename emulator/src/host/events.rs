@@ -144,6 +144,44 @@ pub enum ScheduledOutcome {
 }
 
 impl ScheduledOutcome {
+    /// Types the host's answer to an event without a response (`kind` names
+    /// it in the error for an unexpected response head), with the JSON the
+    /// event reported: `no_retry` is read from it.
+    fn from_reply(reply: Reply, kind: &str) -> (Self, serde_json::Value) {
+        match reply {
+            Reply::Finished {
+                status,
+                message,
+                result,
+            } => {
+                let result = result.unwrap_or_default();
+                let outcome = match status {
+                    EventStatus::Ok => Self::Ok,
+                    EventStatus::Exception => Self::Exception {
+                        message: message.unwrap_or_default(),
+                        no_retry: result
+                            .get("no_retry")
+                            .and_then(serde_json::Value::as_bool)
+                            .unwrap_or(false),
+                    },
+                };
+                (outcome, result)
+            }
+            Reply::Response(_) => (
+                Self::Exception {
+                    message: format!("the host answered a {kind} event with a response"),
+                    no_retry: false,
+                },
+                serde_json::Value::Null,
+            ),
+            Reply::HostGone(ExitReason::CpuLimit) => (Self::ExceededCpu, serde_json::Value::Null),
+            Reply::HostGone(ExitReason::MemoryLimit(message)) => {
+                (Self::ExceededMemory(message), serde_json::Value::Null)
+            }
+            Reply::HostGone(reason) => (Self::HostGone(reason), serde_json::Value::Null),
+        }
+    }
+
     /// The outcome as workerd names it (the `/cdn-cgi/handler/scheduled`
     /// answer). A worker that could not run reports `exception`, as a
     /// failed load or a fatal error does on Cloudflare.
@@ -197,33 +235,7 @@ impl WorkerEvent for ScheduledEvent {
     }
 
     fn outcome(reply: Reply) -> ScheduledOutcome {
-        match reply {
-            Reply::Finished {
-                status: EventStatus::Ok,
-                ..
-            } => ScheduledOutcome::Ok,
-            Reply::Finished {
-                status: EventStatus::Exception,
-                message,
-                result,
-            } => ScheduledOutcome::Exception {
-                message: message.unwrap_or_default(),
-                no_retry: result
-                    .as_ref()
-                    .and_then(|r| r.get("no_retry"))
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false),
-            },
-            Reply::Response(_) => ScheduledOutcome::Exception {
-                message: "the host answered a scheduled event with a response".into(),
-                no_retry: false,
-            },
-            Reply::HostGone(ExitReason::CpuLimit) => ScheduledOutcome::ExceededCpu,
-            Reply::HostGone(ExitReason::MemoryLimit(message)) => {
-                ScheduledOutcome::ExceededMemory(message)
-            }
-            Reply::HostGone(reason) => ScheduledOutcome::HostGone(reason),
-        }
+        ScheduledOutcome::from_reply(reply, Self::KIND).0
     }
 
     fn undelivered(why: Undelivered) -> ScheduledOutcome {
@@ -289,25 +301,13 @@ pub struct BindingEvent {
     pub payload: serde_json::Value,
 }
 
-/// How a binding event ended; `result` is what the shim reported.
+/// How a binding event ended: workerd's outcome, as for a scheduled event
+/// (a `no_retry` in the shim's report counts as `noRetry()`), and what the
+/// shim reported (`finish()`), after success or failure alike.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BindingOutcome {
-    Ok {
-        result: serde_json::Value,
-    },
-    /// The handler raised or hung (the traceback), or could not run.
-    Exception {
-        message: String,
-        result: serde_json::Value,
-    },
-    /// The event ran past `limits.cpu_ms`.
-    ExceededCpu,
-    /// The isolate passed its memory limit; the host's measurement.
-    ExceededMemory(String),
-    /// The host stopped (crashed, fatal Pyodide error) after taking it.
-    HostGone(ExitReason),
-    /// No worker took it.
-    Undelivered(Undelivered),
+pub struct BindingOutcome {
+    pub outcome: ScheduledOutcome,
+    pub result: serde_json::Value,
 }
 
 impl WorkerEvent for BindingEvent {
@@ -324,35 +324,14 @@ impl WorkerEvent for BindingEvent {
     }
 
     fn outcome(reply: Reply) -> BindingOutcome {
-        match reply {
-            Reply::Finished {
-                status: EventStatus::Ok,
-                result,
-                ..
-            } => BindingOutcome::Ok {
-                result: result.unwrap_or_default(),
-            },
-            Reply::Finished {
-                status: EventStatus::Exception,
-                message,
-                result,
-            } => BindingOutcome::Exception {
-                message: message.unwrap_or_default(),
-                result: result.unwrap_or_default(),
-            },
-            Reply::Response(_) => BindingOutcome::Exception {
-                message: "the host answered a binding event with a response".into(),
-                result: serde_json::Value::Null,
-            },
-            Reply::HostGone(ExitReason::CpuLimit) => BindingOutcome::ExceededCpu,
-            Reply::HostGone(ExitReason::MemoryLimit(message)) => {
-                BindingOutcome::ExceededMemory(message)
-            }
-            Reply::HostGone(reason) => BindingOutcome::HostGone(reason),
-        }
+        let (outcome, result) = ScheduledOutcome::from_reply(reply, Self::KIND);
+        BindingOutcome { outcome, result }
     }
 
     fn undelivered(why: Undelivered) -> BindingOutcome {
-        BindingOutcome::Undelivered(why)
+        BindingOutcome {
+            outcome: ScheduledOutcome::Undelivered(why),
+            result: serde_json::Value::Null,
+        }
     }
 }
