@@ -449,18 +449,17 @@ impl Opened {
     /// Flushes and records the store's state in the check file, for the
     /// next open to check.
     fn close(&self) -> Result<(), StoreError> {
+        let Some(check) = &self.check else {
+            return self.flush();
+        };
+        let state = check.state.lock().unwrap_or_else(|p| p.into_inner());
+        check
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Writes that got in before this lock are in the log: flushed, then
+        // recorded with no write able to follow.
         self.flush()?;
-        if let Some(check) = &self.check {
-            let state = check.state.lock().unwrap_or_else(|p| p.into_inner());
-            check
-                .closed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            // Writes that got in before this lock are in the log: flushed
-            // again, then recorded with no write able to follow.
-            self.flush()?;
-            check.record(*state, *state)?;
-        }
-        Ok(())
+        check.record(*state, *state)
     }
 }
 
