@@ -286,25 +286,59 @@ export class Events {
     }
   }
 
+  /**
+   * A binding's own event (a queue batch, an alarm): the binding's shim
+   * builds the handler's arguments from the payload (`event(handler,
+   * payload, binding)` answers `{args, finish}`), and `finish()` reports, as
+   * JSON, what came of them.
+   */
   #binding(message) {
-    return runBindingEvent(this.#worker, message, this.#hangs, this.#memory, (outcome, text, result) =>
-      this.#finish(message.id, outcome, text, result),
-    );
+    const target = this.#worker.env[message.binding];
+    const shim = target && shimOf.get(target);
+    if (typeof shim?.event !== "function") {
+      this.#finish(message.id, "exception", `the binding ${message.binding} delivers no events`);
+      return;
+    }
+    let made;
+    try {
+      made = shim.event(message.handler, message.payload, target);
+    } catch (error) {
+      this.#finish(message.id, "exception", describeError(error));
+      return;
+    }
+    this.#runHandler(message.id, message.handler, made.args ?? [], () => made.finish?.() ?? null);
   }
 
-  async #scheduled(message) {
+  #scheduled(message) {
     const controller = new ScheduledController(message.cron, message.scheduled_time);
+    this.#runHandler(message.id, "scheduled", [controller], () => ({ no_retry: controller.noRetryCalled }));
+  }
+
+  /**
+   * Runs `handler` of the worker's default export for an event without a
+   * response, and ends the event once: `ok` after the handler and its
+   * waitUntil promises, else `exception` (raised, rejected or hung), with
+   * what `report()` says then.
+   */
+  async #runHandler(id, handler, args, report) {
     const ctx = new ExecutionContext(this.#worker.background);
     let sent = false;
     const send = (outcome, text) => {
       if (sent) return;
       sent = true;
-      this.#finish(message.id, outcome, text, { no_retry: controller.noRetryCalled });
+      let result = null;
+      try {
+        result = report();
+      } catch (error) {
+        text = text ?? describeError(error);
+        outcome = "exception";
+      }
+      this.#finish(id, outcome, text, result);
     };
-    const key = `scheduled:${message.id}`;
+    const key = `${handler}:${id}`;
     this.#hangs.begin(key, (hung) => send("exception", hung));
     try {
-      await this.#worker.callDefault("scheduled", [controller], ctx);
+      await this.#worker.callDefault(handler, args, ctx);
       // The first rejected waitUntil promise marks the run failed.
       await ctx.settle();
       send("ok");
@@ -314,55 +348,6 @@ export class Events {
       this.#hangs.end(key);
       this.#memory.check();
     }
-  }
-}
-
-/**
- * A binding's own event (a queue batch, an alarm): the binding's shim builds
- * the handler's arguments from the payload (`event(handler, payload,
- * binding)` answers `{args, finish}`), the worker's handler runs with them,
- * and `finish()` reports, as JSON, what came of them, after success or
- * failure alike.
- */
-async function runBindingEvent(worker, message, hangs, memory, finish) {
-  const target = worker.env[message.binding];
-  const shim = target && shimOf.get(target);
-  if (typeof shim?.event !== "function") {
-    finish("exception", `the binding ${message.binding} delivers no events`);
-    return;
-  }
-  let made;
-  try {
-    made = shim.event(message.handler, message.payload, target);
-  } catch (error) {
-    finish("exception", describeError(error));
-    return;
-  }
-  const ctx = new ExecutionContext(worker.background);
-  let sent = false;
-  const send = (outcome, text) => {
-    if (sent) return;
-    sent = true;
-    let result = null;
-    try {
-      result = made.finish?.() ?? null;
-    } catch (error) {
-      text = text ?? describeError(error);
-      outcome = "exception";
-    }
-    finish(outcome, text, result);
-  };
-  const key = `binding:${message.id}`;
-  hangs.begin(key, (hung) => send("exception", hung));
-  try {
-    await worker.callDefault(message.handler, made.args ?? [], ctx);
-    await ctx.settle();
-    send("ok");
-  } catch (error) {
-    send("exception", describeError(error));
-  } finally {
-    hangs.end(key);
-    memory.check();
   }
 }
 
