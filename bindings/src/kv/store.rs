@@ -219,6 +219,10 @@ struct Opened {
     check: Option<Arc<Check>>,
 }
 
+/// How many times (20 ms apart) a reopen after an error waits for the
+/// file lock the dropped database still holds.
+const REOPEN_TRIES: u32 = 50;
+
 /// pyflare's check file, in the store folder.
 pub const CHECK_FILE: &str = "pyflare-check";
 
@@ -303,7 +307,20 @@ impl SledKvStore {
             .path
             .as_deref()
             .ok_or_else(|| StoreError::Other("the store is closed".into()))?;
-        let opened = open_checked(path).map_err(StoreError::surface)?;
+        // The database dropped after the error may hold its file lock a
+        // little longer, while sled's own threads let go of it.
+        let mut tries = 0;
+        let opened = loop {
+            match open_checked(path).map_err(StoreError::surface) {
+                Err(e)
+                    if tries < REOPEN_TRIES && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => break result?,
+            }
+        };
         *open = Some(opened.clone());
         Ok(opened)
     }
