@@ -25,6 +25,8 @@ mod d1;
 mod binding_calls;
 // Cron triggers and the scheduled endpoint.
 mod cron;
+// Queues: producers, consumers, retries, delays, durability.
+mod queues;
 // Live reload and memory snapshots.
 mod reload;
 // The worker's sandbox: no way to Node, the host's files or pyflare's routes.
