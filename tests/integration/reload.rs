@@ -94,6 +94,15 @@ async fn reload_shows_a_syntax_error_until_it_is_fixed() {
     assert!(text.contains("version.py\", line 1"), "{text}");
     assert!(text.contains("SyntaxError: '(' was never closed"), "{text}");
     assert!(w.output().contains("SyntaxError: '(' was never closed"));
+    // The health route says so (container health checks read it).
+    let health = w.get("/cdn-cgi/pyflare/health").await;
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "failed");
+    assert!(
+        health["error"].as_str().unwrap().contains("SyntaxError"),
+        "{health}"
+    );
 
     // Fixing it recovers without restarting pyflare (the error page shows
     // until pyflare has seen the save).
@@ -110,6 +119,12 @@ async fn reload_shows_a_syntax_error_until_it_is_fixed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let health = w.get("/cdn-cgi/pyflare/health").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ready"})
+    );
 }
 
 #[tokio::test]
