@@ -238,3 +238,239 @@ async fn queues_retry_what_was_not_acked_then_dead_letter_or_drop() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wait_received(&w, "jobs", |r| r.len() == 4).await.len(), 4);
 }
+
+async fn counts(w: &TestWorker) -> Value {
+    let res = w.get("/cdn-cgi/pyflare/queues").await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn deliver_now(w: &TestWorker, queue: &str) -> Value {
+    let res = TestWorker::client()
+        .post(w.url(&format!("/cdn-cgi/pyflare/queues/{queue}/deliver")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn queues_delays_and_batch_timeouts_run_on_pyflares_clock() {
+    let w = TestWorker::start("queues").await;
+    // later: delivery_delay 30 s, batches of 3, max_batch_timeout 10 s.
+    assert_eq!(
+        post(&w, "/send", json!({"binding": "LATER", "body": {"n": 1}}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(counts(&w).await["later"]["delayed"], 1);
+    w.advance_clock(30).await;
+    // Due, but the batch waits up to 10 s to fill.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let later = &counts(&w).await["later"];
+    assert_eq!(
+        (later["pending"].as_i64(), later["delayed"].as_i64()),
+        (Some(1), Some(0))
+    );
+    assert!(received(&w).await.is_empty());
+    w.advance_clock(10).await;
+    let rows = wait_received(&w, "later", |r| r.len() == 1).await;
+    assert_eq!(body(&rows[0]), json!({"n": 1}));
+
+    // A full batch goes at once; delaySeconds 0 overrides delivery_delay.
+    let three = json!({"binding": "LATER", "options": {"delaySeconds": 0},
+        "messages": [{"body": {"n": 2}}, {"body": {"n": 3}}, {"body": {"n": 4}}]});
+    assert_eq!(post(&w, "/send_batch", three).await.0, 200);
+    assert_eq!(wait_received(&w, "later", |r| r.len() == 4).await.len(), 4);
+
+    // retry(delaySeconds=40) beats the consumer's retry_delay of 20; a
+    // deliver-now request skips the batch timeout.
+    let retried =
+        json!({"binding": "LATER", "body": {"n": 5, "retry": 40}, "options": {"delaySeconds": 0}});
+    assert_eq!(post(&w, "/send", retried).await.0, 200);
+    assert_eq!(deliver_now(&w, "later").await["later"]["pending"], 1);
+    wait_received(&w, "later", |r| r.len() == 5).await;
+    for _ in 0..100 {
+        if counts(&w).await["later"]["delayed"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.advance_clock(30).await;
+    assert_eq!(counts(&w).await["later"]["delayed"], 1);
+    w.advance_clock(10).await;
+    assert_eq!(counts(&w).await["later"]["pending"], 1);
+    deliver_now(&w, "later").await;
+    let rows = wait_received(&w, "later", |r| r.len() == 6).await;
+    assert_eq!(body(&rows[5]), json!({"n": 5, "retry": 40}));
+    assert_eq!(rows[5]["attempts"], 2);
+    let later = &counts(&w).await["later"];
+    assert_eq!(later["acked"], 4);
+    assert_eq!(later["retried"].as_i64().unwrap(), 2);
+    // One line per batch: queue, acked/size, outcome, duration.
+    assert!(w.output().contains("[pyflare] QUEUE later 3/3 ok ("));
+    assert!(w.output().contains("[pyflare] QUEUE later 0/1 ok ("));
+
+    // Only loopback clients, and only the worker's consumers.
+    let res = TestWorker::client()
+        .post(w.url("/cdn-cgi/pyflare/queues/nope/deliver"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn queues_cli_lists_sends_and_delivers_beside_pyflare_dev() {
+    let state = tempfile::tempdir().unwrap();
+    let state_path = state.path().to_owned();
+    let w = TestWorker::start_in("queues", state, &[]).await;
+    let fixture = crate::util::fixture("queues");
+    let dir = fixture.to_str().unwrap();
+    let persist = state_path.to_str().unwrap();
+    let (code, out, err) = crate::util::pyflare(&[
+        "queues",
+        "send",
+        "jobs",
+        r#"{"n": 42}"#,
+        "--dir",
+        dir,
+        "--persist-to",
+        persist,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "sent 1 message to jobs\n");
+    let rows = wait_received(&w, "jobs", |r| r.len() == 1).await;
+    assert_eq!(body(&rows[0]), json!({"n": 42}));
+
+    // later waits for its batch timeout; `queues deliver` cuts it short.
+    assert_eq!(
+        post(
+            &w,
+            "/send",
+            json!({"binding": "LATER", "body": 7, "options": {"delaySeconds": 0}})
+        )
+        .await
+        .0,
+        200
+    );
+    let (code, out, err) = crate::util::pyflare(&[
+        "queues",
+        "deliver",
+        "later",
+        "--dir",
+        dir,
+        "--persist-to",
+        persist,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "asked pyflare dev to deliver later now\n");
+    assert_eq!(wait_received(&w, "later", |r| r.len() == 1).await.len(), 1);
+
+    for _ in 0..100 {
+        if counts(&w).await["jobs"]["acked"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, out, err) =
+        crate::util::pyflare(&["queues", "list", "--dir", dir, "--persist-to", persist]);
+    assert_eq!(code, 0, "{err}");
+    let jobs = out.lines().find(|l| l.starts_with("jobs ")).unwrap();
+    assert_eq!(
+        jobs.split_whitespace().collect::<Vec<_>>(),
+        ["jobs", "0", "0", "0", "1", "0", "0"]
+    );
+    assert!(out.starts_with("queue "), "{out}");
+
+    let (code, _, err) = crate::util::pyflare(&[
+        "queues",
+        "send",
+        "nope",
+        "1",
+        "--dir",
+        dir,
+        "--persist-to",
+        persist,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no queue named nope"), "{err}");
+    assert!(
+        err.contains("hint: the queues are: jobs, flaky, later, stress, flaky-dlq, stress-dlq\n"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn queues_kill_9_mid_run_loses_nothing_and_settles_each_message_once() {
+    const COUNT: i64 = 1000;
+    let w = TestWorker::start("queues").await;
+    // stress: batches of 100; a message fails or succeeds by its number
+    // alone (multiples of 7 always fail: dead-lettered after 3 attempts;
+    // multiples of 3 fail once), so where each ends is known whatever
+    // happens in between.
+    let (status, answer) = post(&w, "/stress", json!({"start": 1, "count": COUNT})).await;
+    assert_eq!(status, 200, "{answer}");
+    // Kill pyflare while batches are being delivered.
+    let seen = wait_received(&w, "stress", |r| r.len() >= 150).await;
+    assert!(seen.len() >= 150);
+    eprintln!("killed after {} deliveries", seen.len());
+    let state = w.kill_keep_state().await;
+
+    let w = TestWorker::start_in("queues", state, &[]).await;
+    let outcome_of = |rows: &[Value], outcome: &str| -> Vec<i64> {
+        rows.iter()
+            .filter(|r| r["outcome"] == outcome)
+            .map(|r| body(r)["n"].as_i64().unwrap())
+            .collect()
+    };
+    let dead_expected = (1..=COUNT).filter(|n| n % 7 == 0).count();
+    let acked_expected = COUNT as usize - dead_expected;
+    let distinct = |mut v: Vec<i64>| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let stress = wait_received(&w, "stress", |r| {
+        distinct(outcome_of(r, "ack")).len() == acked_expected
+    })
+    .await;
+    let dead = wait_received(&w, "stress-dlq", |r| {
+        distinct(r.iter().map(|r| body(r)["n"].as_i64().unwrap()).collect()).len() == dead_expected
+    })
+    .await;
+    let acked = outcome_of(&stress, "ack");
+    let dead_n: Vec<i64> = dead
+        .iter()
+        .map(|r| body(r)["n"].as_i64().unwrap())
+        .collect();
+    let (acked_set, dead_set) = (distinct(acked.clone()), distinct(dead_n.clone()));
+    // None lost: every message ended acknowledged or dead-lettered ...
+    let all: Vec<i64> = distinct([acked_set.clone(), dead_set.clone()].concat());
+    assert_eq!(all, (1..=COUNT).collect::<Vec<_>>());
+    // ... never both, and each where its number sends it.
+    assert!(acked_set.iter().all(|n| n % 7 != 0));
+    assert!(dead_set.iter().all(|n| n % 7 == 0));
+    // At least once: only the batch in flight at the kill (at most 100
+    // messages) may have been handled twice.
+    let twice = (acked.len() - acked_set.len()) + (dead_n.len() - dead_set.len());
+    assert!(twice <= 100, "{twice} messages handled twice");
+    // Nothing left over once it settles.
+    for _ in 0..200 {
+        let c = counts(&w).await;
+        if c["stress"]["pending"] == 0
+            && c["stress"]["in_flight"] == 0
+            && c["stress"]["delayed"] == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = counts(&w).await;
+    assert_eq!(c["stress"]["pending"], 0, "{c}");
+    assert_eq!(c["stress"]["in_flight"], 0, "{c}");
+    assert_eq!(c["stress"]["delayed"], 0, "{c}");
+    eprintln!("handled twice after kill -9: {twice}");
+}

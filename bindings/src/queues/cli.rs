@@ -32,6 +32,14 @@ enum QueuesCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Deliver a queue's pending messages now, in the `pyflare dev` running
+    /// on the same state folder, whatever its batch size and timeout say.
+    Deliver {
+        /// The queue's name.
+        queue: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Send one message to a queue of the worker's config.
     Send {
         /// The queue's name.
@@ -116,6 +124,33 @@ impl BindingCli for QueuesCli {
                 store.checkpoint().await.map_err(CliError::msg)?;
                 Ok(())
             }
+            QueuesCommand::Deliver { queue, state } => {
+                let project = cx.project(&state)?;
+                let config = queues_of(&project)?;
+                let consumed: Vec<&str> =
+                    config.consumers.iter().map(|c| c.queue.as_str()).collect();
+                if !consumed.contains(&queue.as_str()) {
+                    return Err(CliError::hinted(
+                        format!(
+                            "{} has no consumer for the queue {queue}",
+                            project.file.display()
+                        ),
+                        if consumed.is_empty() {
+                            "add one to queues.consumers in the wrangler config".to_owned()
+                        } else {
+                            format!("the consumed queues are: {}", consumed.join(", "))
+                        },
+                    ));
+                }
+                let store = open(&project).await?;
+                store
+                    .request_flush_durably(&queue)
+                    .await
+                    .map_err(CliError::msg)?;
+                store.checkpoint().await.map_err(CliError::msg)?;
+                println!("asked pyflare dev to deliver {queue} now");
+                Ok(())
+            }
             QueuesCommand::Send {
                 queue,
                 body,
@@ -125,12 +160,17 @@ impl BindingCli for QueuesCli {
             } => {
                 let project = cx.project(&state)?;
                 let config = queues_of(&project)?;
-                let known: Vec<&str> = config
+                let mut known: Vec<&str> = Vec::new();
+                for name in config
                     .producers
                     .iter()
                     .map(|p| p.queue.as_str())
                     .chain(config.consumers.iter().map(|c| c.queue.as_str()))
-                    .collect();
+                {
+                    if !known.contains(&name) {
+                        known.push(name);
+                    }
+                }
                 if !known.contains(&queue.as_str()) {
                     return Err(CliError::hinted(
                         format!("{} has no queue named {queue}", project.file.display()),

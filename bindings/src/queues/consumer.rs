@@ -181,6 +181,7 @@ impl Consumer {
         let queue = self.config.queue.clone();
         let size = self.config.batch_size();
         let mut flushing = false;
+        let mut polls: u64 = 0;
         loop {
             if *cx.stop.borrow() {
                 return;
@@ -189,6 +190,12 @@ impl Consumer {
             tokio::pin!(wake);
             wake.as_mut().enable();
             flushing |= store.take_flush(&queue);
+            // A deliver-now from another process (`pyflare queues deliver`),
+            // looked for every ~200 ms.
+            polls += 1;
+            if polls % 10 == 0 {
+                flushing |= store.take_flush_request(&queue).await.unwrap_or(false);
+            }
             let now = cx.clock.now_ms();
             match store.due(&queue, now, size).await {
                 Ok(due) if due.count == 0 => flushing = false,

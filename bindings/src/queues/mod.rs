@@ -47,7 +47,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
-use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::binding::{
+    Binding, BindingConfigError, BindingKind, BodyStream, Inspect, InspectError, OpenContext, Reply,
+};
 use crate::cli::BindingCli;
 use crate::clock::Clock;
 use crate::error::{CfError, WireError};
@@ -104,6 +106,7 @@ impl BindingKind for Queues {
             out.push(Arc::new(QueueConsumers {
                 consumers: config.consumers,
                 store,
+                clock: cx.clock.clone(),
             }));
         }
         Ok(out)
@@ -111,6 +114,13 @@ impl BindingKind for Queues {
 
     fn cli(&self) -> Option<&'static dyn BindingCli> {
         Some(&cli::QueuesCli)
+    }
+
+    /// `/cdn-cgi/pyflare/queues`: every queue's counts (`GET`), and
+    /// `POST .../queues/deliver` or `.../queues/<queue>/deliver` to deliver
+    /// pending batches now.
+    fn route(&self) -> &'static str {
+        "queues"
     }
 }
 
@@ -340,6 +350,55 @@ impl Binding for Queue {
             None => Ok(()),
         }
     }
+
+    async fn inspect(&self, request: &Inspect) -> Option<Result<Value, InspectError>> {
+        if request.method != "GET" || !request.path.is_empty() {
+            return None;
+        }
+        Some(
+            counts(
+                &self.store,
+                self.clock.now_ms(),
+                &[self.config.queue.as_str()],
+            )
+            .await,
+        )
+    }
+}
+
+/// `{"<queue>": {pending, delayed, in_flight, acked, retried,
+/// dead_lettered, dropped}}` for `queues`.
+async fn counts(store: &StoreCell, now_ms: i64, queues: &[&str]) -> Result<Value, InspectError> {
+    let store = store.get().await.map_err(InspectError::Failed)?;
+    let all = store.counts(now_ms).await.map_err(InspectError::Failed)?;
+    let mut out = serde_json::Map::new();
+    for queue in queues {
+        let mut counts = all
+            .iter()
+            .find(|c| c.queue == *queue)
+            .cloned()
+            .unwrap_or_default();
+        counts.queue = (*queue).to_owned();
+        let mut value =
+            serde_json::to_value(&counts).map_err(|e| InspectError::Failed(e.to_string()))?;
+        if let Value::Object(fields) = &mut value {
+            fields.remove("queue");
+        }
+        out.insert((*queue).to_owned(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+impl QueueConsumers {
+    /// Asks the consumers of `queues` to deliver what is due now, whatever
+    /// their batch size and timeout say; answers the counts they start from.
+    async fn deliver_now(&self, queues: &[&str]) -> Result<Value, InspectError> {
+        let store = self.store.get().await.map_err(InspectError::Failed)?;
+        for queue in queues {
+            store.request_flush(queue);
+        }
+        counts(&self.store, self.clock.now_ms(), queues).await
+    }
 }
 
 /// The worker's consumers: a hidden binding whose tasks deliver batches.
@@ -347,6 +406,7 @@ impl Binding for Queue {
 pub struct QueueConsumers {
     consumers: Vec<ConsumerConfig>,
     store: StoreCell,
+    clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -396,6 +456,36 @@ impl Binding for QueueConsumers {
         match self.store.store.get() {
             Some(store) => store.checkpoint().await,
             None => Ok(()),
+        }
+    }
+
+    async fn inspect(&self, request: &Inspect) -> Option<Result<Value, InspectError>> {
+        let mine: Vec<&str> = self
+            .consumers
+            .iter()
+            .map(|c| c.queue.as_str())
+            .chain(
+                self.consumers
+                    .iter()
+                    .filter_map(|c| c.dead_letter_queue.as_deref()),
+            )
+            .collect();
+        let path: Vec<&str> = request.path.iter().map(String::as_str).collect();
+        match (request.method.as_str(), path.as_slice()) {
+            ("GET", []) => Some(counts(&self.store, self.clock.now_ms(), &mine).await),
+            ("POST", ["deliver"]) => {
+                let consumed: Vec<&str> = self.consumers.iter().map(|c| c.queue.as_str()).collect();
+                Some(self.deliver_now(&consumed).await)
+            }
+            ("POST", [queue, "deliver"]) => {
+                if !self.consumers.iter().any(|c| c.queue == *queue) {
+                    return Some(Err(InspectError::NotFound(format!(
+                        "the worker has no consumer for the queue {queue}"
+                    ))));
+                }
+                Some(self.deliver_now(&[queue]).await)
+            }
+            _ => None,
         }
     }
 

@@ -155,6 +155,7 @@ CREATE TABLE IF NOT EXISTS messages (
   leased INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (queue, leased, visible_at_ms, seq);
+CREATE TABLE IF NOT EXISTS deliver_now (queue TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS counters (
   queue TEXT PRIMARY KEY,
   acked INTEGER NOT NULL DEFAULT 0,
@@ -266,6 +267,36 @@ impl SqliteQueueStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(queue)
+    }
+
+    /// Asks the consumer of `queue` in whatever `pyflare dev` uses this
+    /// database to deliver its pending messages now (`pyflare queues
+    /// deliver`): a row its consumer finds when it next looks.
+    pub async fn request_flush_durably(&self, queue: &str) -> Result<(), String> {
+        sqlx::query("INSERT OR IGNORE INTO deliver_now (queue) VALUES (?)")
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(())
+    }
+
+    /// Whether a `pyflare queues deliver` asked for `queue` (and clears it).
+    pub async fn take_flush_request(&self, queue: &str) -> Result<bool, String> {
+        let asked: Option<i64> = sqlx::query_scalar("SELECT 1 FROM deliver_now WHERE queue = ?")
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        if asked.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM deliver_now WHERE queue = ?")
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(true)
     }
 
     /// Releases the leases a killed pyflare left, once per process (the
