@@ -474,3 +474,31 @@ async fn queues_kill_9_mid_run_loses_nothing_and_settles_each_message_once() {
     assert_eq!(c["stress"]["delayed"], 0, "{c}");
     eprintln!("handled twice after kill -9: {twice}");
 }
+
+#[tokio::test]
+async fn queues_a_reload_never_loses_a_batch_in_flight() {
+    let project = crate::util::copy_fixture("queues");
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
+    let slow = json!({"binding": "JOBS", "body": {"n": 1, "sleep": 1.5, "ack": true}});
+    assert_eq!(post(&w, "/send", slow).await.0, 200);
+    wait_received(&w, "jobs", |r| r.iter().any(|r| r["outcome"] == "started")).await;
+    // Save a file while the handler runs.
+    let entry = project.path().join("src/entry.py");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(&entry, format!("{text}\n# saved during a batch\n")).unwrap();
+    let rows = wait_received(&w, "jobs", |r| r.iter().any(|r| r["outcome"] == "ack")).await;
+    assert!(rows.iter().any(|r| r["outcome"] == "ack"), "{rows:?}");
+    // The batch finished (on the old isolate or, retried, on the new one)
+    // and was acknowledged once; nothing is left in the queue.
+    for _ in 0..100 {
+        if counts(&w).await["jobs"]["acked"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs = &counts(&w).await["jobs"];
+    assert_eq!(jobs["acked"], 1, "{jobs}");
+    assert_eq!(jobs["pending"], 0, "{jobs}");
+    assert_eq!(jobs["in_flight"], 0, "{jobs}");
+    assert!(w.output().contains("reload"), "{}", w.output());
+}
