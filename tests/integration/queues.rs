@@ -502,3 +502,18 @@ async fn queues_a_reload_never_loses_a_batch_in_flight() {
     assert_eq!(jobs["in_flight"], 0, "{jobs}");
     assert!(w.output().contains("reload"), "{}", w.output());
 }
+
+#[tokio::test]
+async fn queues_reach_a_legacy_on_queue_handler() {
+    let w = TestWorker::start("queues_legacy").await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "sent");
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = w.get("/seen").await.text().await.unwrap();
+        if seen != "[]" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, r#"["q:hello:1"]"#);
+}
