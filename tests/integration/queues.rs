@@ -255,6 +255,19 @@ async fn deliver_now(w: &TestWorker, queue: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// The counts once `pred` holds for them (or after 10 s, for the
+/// assertion to show).
+async fn wait_counts(w: &TestWorker, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let c = counts(w).await;
+        if pred(&c) {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    counts(w).await
+}
+
 #[tokio::test]
 async fn queues_delays_and_batch_timeouts_run_on_pyflares_clock() {
     let w = TestWorker::start("queues").await;
@@ -292,12 +305,7 @@ async fn queues_delays_and_batch_timeouts_run_on_pyflares_clock() {
     assert_eq!(post(&w, "/send", retried).await.0, 200);
     assert_eq!(deliver_now(&w, "later").await["later"]["pending"], 1);
     wait_received(&w, "later", |r| r.len() == 5).await;
-    for _ in 0..100 {
-        if counts(&w).await["later"]["delayed"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_counts(&w, |c| c["later"]["delayed"] == 1).await;
     w.advance_clock(30).await;
     assert_eq!(counts(&w).await["later"]["delayed"], 1);
     w.advance_clock(10).await;
@@ -369,12 +377,7 @@ async fn queues_cli_lists_sends_and_delivers_beside_pyflare_dev() {
     assert_eq!(out, "asked pyflare dev to deliver later now\n");
     assert_eq!(wait_received(&w, "later", |r| r.len() == 1).await.len(), 1);
 
-    for _ in 0..100 {
-        if counts(&w).await["jobs"]["acked"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_counts(&w, |c| c["jobs"]["acked"] == 1).await;
     let (code, out, err) =
         crate::util::pyflare(&["queues", "list", "--dir", dir, "--persist-to", persist]);
     assert_eq!(code, 0, "{err}");
@@ -458,17 +461,10 @@ async fn queues_kill_9_mid_run_loses_nothing_and_settles_each_message_once() {
     let twice = (acked.len() - acked_set.len()) + (dead_n.len() - dead_set.len());
     assert!(twice <= 100, "{twice} messages handled twice");
     // Nothing left over once it settles.
-    for _ in 0..200 {
-        let c = counts(&w).await;
-        if c["stress"]["pending"] == 0
-            && c["stress"]["in_flight"] == 0
-            && c["stress"]["delayed"] == 0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let c = counts(&w).await;
+    let c = wait_counts(&w, |c| {
+        c["stress"]["pending"] == 0 && c["stress"]["in_flight"] == 0 && c["stress"]["delayed"] == 0
+    })
+    .await;
     assert_eq!(c["stress"]["pending"], 0, "{c}");
     assert_eq!(c["stress"]["in_flight"], 0, "{c}");
     assert_eq!(c["stress"]["delayed"], 0, "{c}");
@@ -490,13 +486,8 @@ async fn queues_a_reload_never_loses_a_batch_in_flight() {
     assert!(rows.iter().any(|r| r["outcome"] == "ack"), "{rows:?}");
     // The batch finished (on the old isolate or, retried, on the new one)
     // and was acknowledged once; nothing is left in the queue.
-    for _ in 0..100 {
-        if counts(&w).await["jobs"]["acked"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let jobs = &counts(&w).await["jobs"];
+    let c = wait_counts(&w, |c| c["jobs"]["acked"] == 1).await;
+    let jobs = &c["jobs"];
     assert_eq!(jobs["acked"], 1, "{jobs}");
     assert_eq!(jobs["pending"], 0, "{jobs}");
     assert_eq!(jobs["in_flight"], 0, "{jobs}");

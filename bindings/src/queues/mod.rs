@@ -151,13 +151,10 @@ impl StoreCell {
     /// damaged or unwritable file stops `pyflare dev` at start with its
     /// path (as D1 does).
     fn open_now(&self) -> Result<(), BindingConfigError> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(opened) = crate::storage::open_at_start(self.get()) else {
             return Ok(());
         };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Ok(());
-        }
-        tokio::task::block_in_place(|| runtime.block_on(self.get()))
+        opened
             .map(|_| ())
             .map_err(|message| BindingConfigError::Storage {
                 what: "the queue database".to_owned(),

@@ -14,7 +14,7 @@
 //! the next one starts delivering.
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -142,6 +142,13 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     async fn checkpoint(&self) -> Result<(), String>;
 }
 
+/// The counts of `queue` in `by_queue`, made if missing.
+fn counts_of(by_queue: &mut BTreeMap<String, QueueCounts>, queue: String) -> &mut QueueCounts {
+    let entry = by_queue.entry(queue.clone()).or_default();
+    entry.queue = queue;
+    entry
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -200,14 +207,8 @@ impl SqliteQueueStore {
             // A send that returned is on disk: every commit is synced.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        // One connection: writes are serialized anyway, and it never waits
-        // on itself.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
+        // One connection: writes are serialized anyway.
+        let pool = crate::storage::one_connection(options)
             .await
             .map_err(sqlite_error)?;
         sqlx::raw_sql(SCHEMA)
@@ -483,9 +484,7 @@ impl QueueStore for SqliteQueueStore {
         .await
         .map_err(sqlite_error)?;
         for row in rows {
-            let queue: String = row.get(0);
-            let entry = by_queue.entry(queue.clone()).or_default();
-            entry.queue = queue;
+            let entry = counts_of(&mut by_queue, row.get(0));
             entry.pending = row.get::<i64, _>(1) as u64;
             entry.delayed = row.get::<i64, _>(2) as u64;
             entry.in_flight = row.get::<i64, _>(3) as u64;
@@ -496,9 +495,7 @@ impl QueueStore for SqliteQueueStore {
                 .await
                 .map_err(sqlite_error)?;
         for row in rows {
-            let queue: String = row.get(0);
-            let entry = by_queue.entry(queue.clone()).or_default();
-            entry.queue = queue;
+            let entry = counts_of(&mut by_queue, row.get(0));
             entry.acked = row.get::<i64, _>(1) as u64;
             entry.retried = row.get::<i64, _>(2) as u64;
             entry.dead_lettered = row.get::<i64, _>(3) as u64;
