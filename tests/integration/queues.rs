@@ -212,6 +212,21 @@ async fn queues_retry_what_was_not_acked_then_dead_letter_or_drop() {
         );
     }
     assert!(w.output().contains("[pyflare] QUEUE flaky 1/3 exception ("));
+
+    // retry() after ack() has no effect, with workerd's warning.
+    let both = json!({"binding": "JOBS", "body": {"ack": true, "then_retry": true}});
+    assert_eq!(post(&w, "/send", both).await.0, 200);
+    let jobs = wait_received(&w, "jobs", |r| r.len() == 1).await;
+    let id = jobs[0]["id"].as_str().unwrap().to_owned();
+    assert!(
+        w.wait_for_output(
+            &format!("[pyflare] warning: Received a call to retry() on message {id} after ack() was already called. Calling retry() on a message after calling ack() has no effect."),
+            Duration::from_secs(5)
+        )
+        .await,
+        "{}",
+        w.output()
+    );
     assert!(
         w.output()
             .contains("ValueError: a batch of 3 from flaky failed")
@@ -221,13 +236,13 @@ async fn queues_retry_what_was_not_acked_then_dead_letter_or_drop() {
     // dropped after max_retries (3) + 1 deliveries.
     let retry = json!({"binding": "JOBS", "body": {"retry": true}});
     assert_eq!(post(&w, "/send", retry).await.0, 200);
-    let jobs = wait_received(&w, "jobs", |r| r.len() == 4).await;
-    let attempts: Vec<i64> = jobs
+    let jobs = wait_received(&w, "jobs", |r| r.len() == 5).await;
+    let attempts: Vec<i64> = jobs[1..]
         .iter()
         .map(|r| r["attempts"].as_i64().unwrap())
         .collect();
     assert_eq!(attempts, [1, 2, 3, 4]);
-    let id = jobs[0]["id"].as_str().unwrap();
+    let id = jobs[1]["id"].as_str().unwrap();
     assert!(
         w.wait_for_output(
             &format!("Dropped message \"{id}\" on queue \"jobs\" after 4 failed attempts!"),
@@ -236,7 +251,11 @@ async fn queues_retry_what_was_not_acked_then_dead_letter_or_drop() {
         .await
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(wait_received(&w, "jobs", |r| r.len() == 4).await.len(), 4);
+    let jobs = received(&w)
+        .await
+        .into_iter()
+        .filter(|r| r["queue"] == "jobs");
+    assert_eq!(jobs.count(), 5);
 }
 
 async fn counts(w: &TestWorker) -> Value {

@@ -49,6 +49,28 @@ pub struct Report {
     pub retry_all: bool,
     /// `retryAll({delaySeconds})`.
     pub retry_all_delay: Option<f64>,
+    /// Calls that had no effect: the call, the message's id (none for
+    /// `ackAll`/`retryAll`), and the earlier call that won.
+    pub ignored: Vec<(String, Option<String>, String)>,
+}
+
+impl Report {
+    /// workerd's warning for each call that had no effect
+    /// (src/workerd/api/queue.c++, `QueueMessage::ack`, `retry`,
+    /// `QueueEvent::ackAll`, `retryAll`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.ignored
+            .iter()
+            .map(|(call, id, earlier)| match id {
+                Some(id) => format!(
+                    "Received a call to {call}() on message {id} after {earlier}() was already called. Calling {call}() on a message after calling {earlier}() has no effect."
+                ),
+                None => format!(
+                    "Received a call to {call}() after {earlier}() was already called. Calling {call}() after calling {earlier}() has no effect."
+                ),
+            })
+            .collect()
+    }
 }
 
 /// What became of one message, and the line to log for it, if any.
@@ -285,6 +307,9 @@ impl Consumer {
         };
         if let Some((_, message)) = &failure {
             eprintln!("[pyflare] error: queue {queue}: the queue handler failed:\n{message}");
+        }
+        for warning in report.warnings() {
+            eprintln!("[pyflare] warning: {warning}");
         }
         for line in decisions.iter().filter_map(|d| d.log.as_deref()) {
             eprintln!("[pyflare] warning: {line}");

@@ -135,6 +135,8 @@ class Result {
   ackAll = false;
   retryAll = false;
   retryAllDelay = undefined;
+  /** Calls that had no effect: [call, message id or null, the earlier call]. */
+  ignored = [];
 
   report() {
     return {
@@ -143,6 +145,7 @@ class Result {
       ackAll: this.ackAll,
       retryAll: this.retryAll,
       retryAllDelay: this.retryAllDelay ?? null,
+      ignored: this.ignored,
     };
   }
 }
@@ -180,13 +183,22 @@ class QueueMessage {
 
   ack() {
     const result = this.#result;
-    if (result.ackAll || result.retryAll || result.retries.has(this.#id)) return;
+    if (result.ackAll) return;
+    const earlier = result.retryAll ? "retryAll" : result.retries.has(this.#id) ? "retry" : null;
+    if (earlier) {
+      result.ignored.push(["ack", this.#id, earlier]);
+      return;
+    }
     result.acks.add(this.#id);
   }
 
   retry(options) {
     const result = this.#result;
-    if (result.ackAll || result.acks.has(this.#id)) return;
+    const earlier = result.ackAll ? "ackAll" : result.acks.has(this.#id) ? "ack" : null;
+    if (earlier) {
+      result.ignored.push(["retry", this.#id, earlier]);
+      return;
+    }
     result.retries.set(this.#id, seconds(options?.delaySeconds));
   }
 }
@@ -211,12 +223,18 @@ class QueueController {
   }
 
   ackAll() {
-    if (this.#result.retryAll) return;
+    if (this.#result.retryAll) {
+      this.#result.ignored.push(["ackAll", null, "retryAll"]);
+      return;
+    }
     this.#result.ackAll = true;
   }
 
   retryAll(options) {
-    if (this.#result.ackAll) return;
+    if (this.#result.ackAll) {
+      this.#result.ignored.push(["retryAll", null, "ackAll"]);
+      return;
+    }
     this.#result.retryAll = true;
     const delay = seconds(options?.delaySeconds);
     if (delay !== undefined) this.#result.retryAllDelay = delay;

@@ -161,6 +161,22 @@ fn settle_follows_ack_then_retry_then_outcome() {
     );
 }
 
+#[test]
+fn calls_without_effect_get_workerds_warnings() {
+    let report: Report = serde_json::from_value(json!({
+        "acks": ["a"],
+        "ignored": [["retry", "a", "ack"], ["ackAll", null, "retryAll"]],
+    }))
+    .unwrap();
+    assert_eq!(
+        report.warnings(),
+        [
+            "Received a call to retry() on message a after ack() was already called. Calling retry() on a message after calling ack() has no effect.",
+            "Received a call to ackAll() after retryAll() was already called. Calling ackAll() after calling retryAll() has no effect.",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn sqlite_store_leases_settles_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
