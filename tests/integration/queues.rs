@@ -18,8 +18,9 @@ async fn post(w: &TestWorker, path: &str, body: Value) -> (u16, Value) {
     (res.status().as_u16(), res.json().await.unwrap())
 }
 
+/// What the consumer recorded (none while the worker serves a load error).
 async fn received(w: &TestWorker) -> Vec<Value> {
-    w.get("/received").await.json().await.unwrap()
+    w.get("/received").await.json().await.unwrap_or_default()
 }
 
 /// The rows recorded for `queue`, once `pred` holds for them (or after
@@ -526,4 +527,39 @@ async fn queues_reach_a_legacy_on_queue_handler() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(seen, r#"["q:hello:1"]"#);
+}
+
+#[tokio::test]
+async fn queues_wait_while_the_worker_fails_to_load() {
+    let project = crate::util::copy_fixture("queues");
+    let state = tempfile::tempdir().unwrap();
+    let persist = state.path().to_str().unwrap().to_owned();
+    let w = TestWorker::spawn(project.path(), state, &[], &[]).await;
+    let entry = project.path().join("src/entry.py");
+    let good = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(&entry, format!("{good}\ndef broken(:\n")).unwrap();
+    assert!(
+        w.wait_for_output("SyntaxError", Duration::from_secs(30))
+            .await,
+        "{}",
+        w.output()
+    );
+    let dir = project.path().to_str().unwrap();
+    let (code, _, err) = crate::util::pyflare(&[
+        "queues",
+        "send",
+        "jobs",
+        r#"{"n": 1}"#,
+        "--dir",
+        dir,
+        "--persist-to",
+        &persist,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The consumer finds no worker to take the batch: nothing is counted.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::fs::write(&entry, &good).unwrap();
+    let rows = wait_received(&w, "jobs", |r| !r.is_empty()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["attempts"], 1);
 }

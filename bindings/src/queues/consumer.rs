@@ -22,6 +22,10 @@ use crate::tasks::{Delivered, Delivery, TaskContext};
 /// processes (`pyflare queues send`) write to the same database.
 const POLL_MS: u64 = 20;
 
+/// How long (real milliseconds) a consumer waits after a batch no worker
+/// took (the worker failed to load) before it tries again.
+const UNDELIVERED_PAUSE_MS: u64 = 500;
+
 /// One consumer's delivery task.
 #[derive(Debug)]
 pub struct Consumer {
@@ -224,7 +228,9 @@ impl Consumer {
                 Ok(due) => {
                     let waited = now - due.oldest_ms.unwrap_or(now);
                     if flushing || due.count >= size || waited >= self.config.batch_timeout_ms() {
-                        self.deliver(&store, &cx, now).await;
+                        if !self.deliver(&store, &cx, now).await && cx.pause(UNDELIVERED_PAUSE_MS).await {
+                            return;
+                        }
                         continue;
                     }
                 }
@@ -243,15 +249,22 @@ impl Consumer {
         }
     }
 
-    /// Leases one batch, runs the handler with it, and applies the result.
-    async fn deliver(&self, store: &super::store::SqliteQueueStore, cx: &TaskContext, now: i64) {
+    /// Leases one batch, runs the handler with it, and applies the result;
+    /// false when no worker took it (the worker failed to load, pyflare is
+    /// stopping): the batch is released, the attempt not counted.
+    async fn deliver(
+        &self,
+        store: &super::store::SqliteQueueStore,
+        cx: &TaskContext,
+        now: i64,
+    ) -> bool {
         let queue = &self.config.queue;
         let batch = match store.lease(queue, now, self.config.batch_size()).await {
-            Ok(batch) if batch.is_empty() => return,
+            Ok(batch) if batch.is_empty() => return true,
             Ok(batch) => batch,
             Err(error) => {
                 eprintln!("[pyflare] error: queue {queue}: {error}");
-                return;
+                return false;
             }
         };
         let payload = json!({
@@ -281,7 +294,7 @@ impl Consumer {
                 if let Err(error) = store.settle(queue, &released).await {
                     eprintln!("[pyflare] error: queue {queue}: {error}");
                 }
-                return;
+                return false;
             }
         };
         let report: Report = serde_json::from_value(report).unwrap_or_default();
@@ -298,7 +311,7 @@ impl Consumer {
             .collect();
         if let Err(error) = store.settle(queue, &outcomes).await {
             eprintln!("[pyflare] error: queue {queue}: {error}");
-            return;
+            return false;
         }
         let acked = decisions.iter().filter(|d| d.settle == Settle::Ack).count();
         let outcome = match &failure {
@@ -320,5 +333,6 @@ impl Consumer {
             "[pyflare] QUEUE {queue} {acked}/{} {outcome} ({ms}ms)",
             batch.len()
         );
+        true
     }
 }
