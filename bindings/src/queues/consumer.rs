@@ -20,7 +20,7 @@ use crate::tasks::{Delivered, Delivery, TaskContext};
 /// How often (real milliseconds) an idle consumer looks at the clock and
 /// the database: pyflare's clock can jump (tests move it), and other
 /// processes (`pyflare queues send`) write to the same database.
-const POLL_MS: u64 = 20;
+const POLL_MS: u64 = 50;
 
 /// How long (real milliseconds) a consumer waits after a batch no worker
 /// took (the worker failed to load) before it tries again.
@@ -217,9 +217,9 @@ impl Consumer {
             wake.as_mut().enable();
             flushing |= store.take_flush(&queue);
             // A deliver-now from another process (`pyflare queues deliver`),
-            // looked for every ~200 ms.
+            // looked for every fifth poll (~250 ms).
             polls += 1;
-            if polls % 10 == 0 {
+            if polls % 5 == 0 {
                 flushing |= store.take_flush_request(&queue).await.unwrap_or(false);
             }
             let now = cx.clock.now_ms();
@@ -228,7 +228,9 @@ impl Consumer {
                 Ok(due) => {
                     let waited = now - due.oldest_ms.unwrap_or(now);
                     if flushing || due.count >= size || waited >= self.config.batch_timeout_ms() {
-                        if !self.deliver(&store, &cx, now).await && cx.pause(UNDELIVERED_PAUSE_MS).await {
+                        if !self.deliver(&store, &cx, now).await
+                            && cx.pause(UNDELIVERED_PAUSE_MS).await
+                        {
                             return;
                         }
                         continue;

@@ -15,7 +15,11 @@
 //! is killed is delivered again after a restart.
 //!
 //! The consumers are one hidden binding (no `env` entry) named
-//! [`CONSUMERS`], through which their batches reach the worker.
+//! [`CONSUMERS`], through which their batches reach the worker. Loopback
+//! clients read every queue's counts at `GET /cdn-cgi/pyflare/queues` and
+//! deliver pending batches now with `POST /cdn-cgi/pyflare/queues/deliver`
+//! (or `.../queues/<queue>/deliver`); `pyflare queues list|send|deliver`
+//! work on the same database from the shell.
 //!
 //! Differences from Cloudflare:
 //! - Messages persist across restarts, and a queue with no consumer keeps
@@ -24,6 +28,12 @@
 //!   retried, as Cloudflare's documentation says (Miniflare retries it).
 //! - `sendBatch` allows 256,000 bytes of bodies, as the limits page says
 //!   (Miniflare allows 288,000, and reports 256,000 in its message).
+//! - A `delaySeconds` out of 0 to 86,400 is refused with its reason
+//!   (Miniflare means to, but its message breaks its status line and the
+//!   worker sees `Queue send failed: Internal Server Error`).
+//! - A delivery that never finished (pyflare was killed, or no worker took
+//!   the batch because the worker failed to load) does not count as an
+//!   attempt.
 //! - Not emulated: `max_concurrency` (one batch at a time per queue, as in
 //!   Cloudflare's local development), the 100 bytes of metadata Cloudflare
 //!   counts toward a message's size, retention periods, throughput limits,
