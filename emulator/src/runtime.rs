@@ -18,6 +18,11 @@ pub const PYODIDE_VERSION: &str = "314.0.7";
 pub const NODE_VERSION: &str = "26.10.0";
 /// Cloudflare's Python Workers SDK (PyPI `workers-runtime-sdk`).
 pub const SDK_VERSION: &str = "1.9.5";
+/// The pip `pyflare sync` resolves with. Older pips (23.x, as Python 3.11
+/// ships) check `Requires-Python` against the Python running pip even with
+/// `--python-version`, so a package needing Python 3.12 or later could not
+/// be installed for Pyodide's 3.14 from an older Python.
+pub const PIP_VERSION: &str = "26.3";
 
 /// Files of the isolate host, embedded at build time.
 const HOST_FILES: &[(&str, &str)] = &[
@@ -280,6 +285,20 @@ pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<C
         .arg("--target")
         .arg(target)
         .stdin(Stdio::null());
+    Ok(command)
+}
+
+/// `pip install --target <target>` run by pyflare's pinned pip
+/// ([`PIP_VERSION`], installed into the cache once by the system's pip),
+/// whatever version the system's pip is.
+pub fn pinned_pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<Command> {
+    let cache = cache_dir()?;
+    let pip = ensure_installed(&cache, &format!("pip-{PIP_VERSION}"), |dir| {
+        progress(&format!("installing pip {PIP_VERSION} from PyPI (once)"));
+        pip_install(dir, &format!("pip=={PIP_VERSION}"))
+    })?;
+    let mut command = pip_install_command(target, extra, why)?;
+    command.env("PYTHONPATH", &pip).env("PYTHONNOUSERSITE", "1");
     Ok(command)
 }
 

@@ -2,6 +2,8 @@
 //! into `python_modules/` for Pyodide, as `pywrangler sync` does: pure
 //! Python wheels and `pyemscripten_2026_0_wasm32` wheels (Pyodide 314,
 //! Python 3.14) from PyPI, plus Cloudflare's `workers-runtime-sdk`.
+//! pip runs as pyflare's pinned version (`runtime::PIP_VERSION`), so
+//! packages resolve for Python 3.14 whatever Python and pip the machine has.
 //! `pyflare dev` runs it first when `pyproject.toml` is newer than the last
 //! sync.
 
@@ -93,7 +95,7 @@ pub fn sync(dir: &Path) -> Result<()> {
     ));
     let staging = dir.join(".python_modules.syncing");
     let _ = std::fs::remove_dir_all(&staging);
-    let output = crate::runtime::pip_install_command(
+    let output = crate::runtime::pinned_pip_install_command(
         &staging,
         &[
             "--no-compile",
