@@ -259,10 +259,9 @@ fn npm_install(dir: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
-/// `python3 -m pip install --quiet --target <target>` (plus `extra`
-/// options) with the first Python on PATH; `why` says what pyflare needs it
-/// for, in the error when there is none.
-pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<Command> {
+/// `python3 -m pip <subcommand> --quiet` with the first Python on PATH;
+/// `why` says what pyflare needs it for, in the error when there is none.
+fn pip_command(subcommand: &str, why: &str) -> Result<Command> {
     let python = which("python3")
         .or_else(|| which("python"))
         .ok_or_else(|| {
@@ -276,38 +275,38 @@ pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<C
         .args([
             "-m",
             "pip",
-            "install",
+            subcommand,
             "--quiet",
             "--disable-pip-version-check",
-            "--root-user-action=ignore",
         ])
-        .args(extra)
-        .arg("--target")
-        .arg(target)
         .stdin(Stdio::null());
+    if subcommand == "install" {
+        command.arg("--root-user-action=ignore");
+    }
     Ok(command)
 }
 
-/// `pip install --target <target>` run by pyflare's pinned pip
+/// `python3 -m pip <subcommand>` run by pyflare's pinned pip
 /// ([`PIP_VERSION`], installed into the cache once by the system's pip),
 /// whatever version the system's pip is.
-pub fn pinned_pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<Command> {
+pub fn pinned_pip(subcommand: &str, why: &str) -> Result<Command> {
     let cache = cache_dir()?;
     let pip = ensure_installed(&cache, &format!("pip-{PIP_VERSION}"), |dir| {
         progress(&format!("installing pip {PIP_VERSION} from PyPI (once)"));
         pip_install(dir, &format!("pip=={PIP_VERSION}"))
     })?;
-    let mut command = pip_install_command(target, extra, why)?;
+    let mut command = pip_command(subcommand, why)?;
     command.env("PYTHONPATH", &pip).env("PYTHONNOUSERSITE", "1");
     Ok(command)
 }
 
 fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
-    let status = pip_install_command(
-        dir,
-        &["--no-deps"],
+    let status = pip_command(
+        "install",
         "pyflare needs it once to install Cloudflare's Python SDK",
     )?
+    .args(["--no-deps", "--target"])
+    .arg(dir)
     .arg(requirement)
     .status()
     .context("cannot run pip")?;

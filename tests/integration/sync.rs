@@ -63,3 +63,124 @@ async fn sync_resolves_for_pyodides_python_whatever_python_runs_pip() {
     .await;
     assert_eq!(w.get("/").await.text().await.unwrap(), "1.0 on 3.14");
 }
+
+/// pyflare's cache as `pyflare` finds it.
+fn real_cache_dir() -> std::path::PathBuf {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("PYFLARE_CACHE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return std::path::PathBuf::from(dir).join("pyflare");
+    }
+    std::path::PathBuf::from(var("HOME").unwrap()).join(".cache/pyflare")
+}
+
+#[tokio::test]
+async fn sync_finds_a_package_pypi_has_no_pyodide_wheel_of() {
+    // A cache of its own (sharing the installed Pyodide), so that no wheel
+    // an earlier sync kept answers first.
+    let cache = tempfile::tempdir().unwrap();
+    let pyodide = std::fs::read_dir(real_cache_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pyodide-")
+        })
+        .expect("the runtime is installed");
+    std::os::unix::fs::symlink(&pyodide, cache.path().join(pyodide.file_name().unwrap())).unwrap();
+    // Pyodide's index answers with a wheel that is not the one its lock
+    // file names (another digest): pyflare refuses it and builds markupsafe's pure-Python
+    // form from its sdist (its C code is an optional speed-up).
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(pyodide.join("node_modules/pyodide/pyodide-lock.json")).unwrap(),
+    )
+    .unwrap();
+    let file_name = lock["packages"]["markupsafe"]["file_name"]
+        .as_str()
+        .unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, zipfile
+name, version = "markupsafe", sys.argv[2].split("-")[1]
+info = f"{name}-{version}.dist-info"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr(f"{name}/__init__.py", "raise ImportError('a stand-in')\n")
+    z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: false\nTag: cp314-cp314-pyemscripten_2026_0_wasm32\n")
+    z.writestr(f"{info}/RECORD", "")
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(index.path().join(file_name))
+        .arg(file_name)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"markup\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"markup\"\nversion = \"0.1.0\"\ndependencies = [\"markupsafe\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import importlib.util, markupsafe\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        native = importlib.util.find_spec('markupsafe._speedups') is not None\n        return Response(f\"{markupsafe.escape('<b>')} native={native}\")\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::util::pyflare_bin())
+        .args(["sync", project.path().to_str().unwrap()])
+        .env("PYFLARE_CACHE_DIR", cache.path())
+        .env(
+            "PYFLARE_PYODIDE_INDEX_URL",
+            format!("file://{}", index.path().display()),
+        )
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{output}");
+    assert!(
+        output.contains("does not match Pyodide's lock file"),
+        "{output}"
+    );
+    assert!(
+        output.contains("-py3-none-any.whl (built pure from its sdist"),
+        "{output}"
+    );
+    // Kept for the next sync.
+    let kept: Vec<_> = std::fs::read_dir(cache.path().join("wheels"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().any(|name| name.starts_with("markupsafe-")),
+        "{kept:?}"
+    );
+
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        w.get("/").await.text().await.unwrap(),
+        "&lt;b&gt; native=False"
+    );
+}
