@@ -114,6 +114,18 @@ const HOST_FILES: &[(&str, &str)] = &[
         "python/_pyflare/sync.py",
         include_str!("../../pyodide-runtime/python/_pyflare/sync.py"),
     ),
+    (
+        "python/_cloudflare/__init__.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/__init__.py"),
+    ),
+    (
+        "python/_cloudflare/allow_entropy.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/allow_entropy.py"),
+    ),
+    (
+        "python/_cloudflare/import_patch_manager.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/import_patch_manager.py"),
+    ),
 ];
 
 /// Everything needed to start an isolate host.
@@ -429,7 +441,7 @@ mod tests {
     fn every_host_source_file_is_embedded() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../pyodide-runtime");
         let mut on_disk = vec![];
-        for sub in ["src", "python/_pyflare"] {
+        for sub in ["src", "python/_pyflare", "python/_cloudflare"] {
             for entry in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
                 let path = entry.unwrap().path();
                 if matches!(

@@ -162,6 +162,7 @@ export async function prepareWorker(init, channel, standby) {
         entrypoints.after_restore();
       }
       if (origin === "restored") {
+        entrypoints.before_first_request();
         return new Worker(py, entrypoints, entrypoints.describe(), env, background, origin);
       }
       const legacyAllowed = !flags.python_no_global_handlers;
@@ -173,6 +174,7 @@ export async function prepareWorker(init, channel, standby) {
           setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
         );
       }
+      entrypoints.before_first_request();
       return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
     },
   };

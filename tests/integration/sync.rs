@@ -184,3 +184,38 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         "&lt;b&gt; native=False"
     );
 }
+
+#[tokio::test]
+async fn sync_packages_get_the_sdks_patches_as_on_cloudflare() {
+    // anyio runs blocking work on threads, which Pyodide has not; the SDK's
+    // package patch (loaded through its `.pth` file once `_cloudflare` is
+    // importable) runs it inline, as FastAPI's sync routes need.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"threads\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"threads\"\nversion = \"0.1.0\"\ndependencies = [\"anyio\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import anyio.to_thread\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(str(await anyio.to_thread.run_sync(lambda: 6 * 7)))\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    let res = w.get("/").await;
+    assert_eq!(res.text().await.unwrap(), "42", "{}", w.output());
+}
