@@ -115,6 +115,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/python/_pyflare/sync.py"),
     ),
     (
+        "python/_pyflare/http_clients.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/http_clients.py"),
+    ),
+    (
         "python/_cloudflare/__init__.py",
         include_str!("../../pyodide-runtime/python/_cloudflare/__init__.py"),
     ),

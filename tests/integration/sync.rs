@@ -1,4 +1,5 @@
-//! `pyflare sync`: packages resolved for Pyodide's Python, not the host's.
+//! `pyflare sync` (packages resolved for Pyodide's Python, whatever Python
+//! runs pip) and packages that work as on Cloudflare.
 
 use crate::util::{TestWorker, pyflare};
 
@@ -218,4 +219,86 @@ async fn sync_packages_get_the_sdks_patches_as_on_cloudflare() {
     .await;
     let res = w.get("/").await;
     assert_eq!(res.text().await.unwrap(), "42", "{}", w.output());
+}
+
+#[tokio::test]
+async fn sync_http_clients_reach_the_network_through_fetch() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"clients\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"clients\"\nversion = \"0.1.0\"\ndependencies = [\"httpx\", \"requests\"]\n",
+    )
+    .unwrap();
+    // Each client asks this same worker's /target (a loopback server, as a
+    // test's own would be) and reports what it got.
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        r#"import httpx
+import requests
+from workers import Response, WorkerEntrypoint
+
+
+def summary(name, status, headers, text):
+    return f"{name} {status} {headers.get('x-seen-method')} {text}"
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = request.url.split("?")[0]
+        base = url.rsplit("/", 1)[0]
+        if url.endswith("/target"):
+            body = await request.text()
+            return Response(f"pong:{body}", headers={"x-seen-method": request.method})
+        if url.endswith("/sync"):
+            with httpx.Client() as client:
+                got = client.post(base + "/target", content=b"httpx-sync")
+            r = requests.get(base + "/target")
+            return Response(
+                summary("httpx", got.status_code, got.headers, got.text)
+                + " | "
+                + summary("requests", r.status_code, r.headers, r.text)
+            )
+        if url.endswith("/async"):
+            async with httpx.AsyncClient() as client:
+                got = await client.put(base + "/target", content=b"httpx-async")
+            return Response(summary("httpx-async", got.status_code, got.headers, got.text))
+        if url.endswith("/refused"):
+            try:
+                httpx.get("http://127.0.0.1:9/")
+            except httpx.ConnectError as error:
+                return Response(f"ConnectError: {error}")
+        return Response("?", status=404)
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        w.get("/sync").await.text().await.unwrap(),
+        "httpx 200 POST pong:httpx-sync | requests 200 GET pong:",
+        "{}",
+        w.output()
+    );
+    assert_eq!(
+        w.get("/async").await.text().await.unwrap(),
+        "httpx-async 200 PUT pong:httpx-async"
+    );
+    let refused = w.get("/refused").await.text().await.unwrap();
+    assert!(
+        refused.starts_with("ConnectError: fetch failed"),
+        "{refused}"
+    );
 }

@@ -11,10 +11,11 @@ patch manager runs them for the SDK's package patches.
 - ``block_calls(module, allowlist)``: the module's other functions raise
   until the first event (they would use a seed taken before the snapshot).
 
-The patches apply to modules imported while the worker's own code is being
-imported (the finder is installed by ``install`` and removed by
-``uninstall`` around it), as on Cloudflare; a module imported later, during
-a request, is not patched.
+The SDK's patches apply to modules imported while the worker's own code is
+being imported (between ``install`` and ``uninstall``), as on Cloudflare; a
+module imported later, during a request, is not patched. pyflare's own
+patches that stand in for workerd's runtime (``register_runtime_exec_patch``,
+e.g. HTTP clients over ``fetch``) apply whenever the module is imported.
 """
 
 import importlib.abc
@@ -22,7 +23,9 @@ import importlib.machinery
 import sys
 
 _exec_patches = {}
+_runtime_exec_patches = {}
 _create_patches = {}
+_importing_worker = False
 _after_snapshot = {}
 _before_first_request = {}
 _blocked = []
@@ -39,6 +42,12 @@ def _register(table, name):
 def register_exec_patch(name):
     """Runs the decorated context manager factory around ``name``'s execution."""
     return _register(_exec_patches, name)
+
+
+def register_runtime_exec_patch(name):
+    """Like ``register_exec_patch``, for pyflare's stand-ins for workerd's
+    runtime: applied whenever ``name`` is imported."""
+    return _register(_runtime_exec_patches, name)
 
 
 def register_create_patch(name):
@@ -87,12 +96,14 @@ class _PatchingLoader(importlib.abc.Loader):
 
     def create_module(self, spec):
         create = getattr(self._loader, "create_module", None)
-        patches = list(_create_patches.get(self._name, ()))
+        patches = list(_create_patches.get(self._name, ())) if _importing_worker else []
         return _within(patches, spec, lambda: create(spec) if create else None)
 
     def exec_module(self, module):
-        patches = _exec_patches.get(self._name, ())
-        _within(list(patches), module, lambda: self._loader.exec_module(module))
+        patches = list(_runtime_exec_patches.get(self._name, ()))
+        if _importing_worker:
+            patches += _exec_patches.get(self._name, ())
+        _within(patches, module, lambda: self._loader.exec_module(module))
 
     def __getattr__(self, attribute):
         return getattr(self._loader, attribute)
@@ -107,7 +118,10 @@ def _within(factories, argument, run):
 
 class _PatchFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _exec_patches and fullname not in _create_patches:
+        patched = fullname in _runtime_exec_patches or (
+            _importing_worker and (fullname in _exec_patches or fullname in _create_patches)
+        )
+        if not patched:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -124,15 +138,18 @@ _finder = _PatchFinder()
 
 
 def install():
-    """Patches the modules imported from now on (the worker's import)."""
+    """Applies the SDK's patches to the modules imported from now on (the
+    worker's import)."""
+    global _importing_worker
+    _importing_worker = True
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
 
 
 def uninstall():
-    """Stops patching imports."""
-    if _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
+    """Stops applying the SDK's patches (pyflare's runtime patches stay)."""
+    global _importing_worker
+    _importing_worker = False
 
 
 def after_snapshot():

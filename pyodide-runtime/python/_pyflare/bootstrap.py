@@ -26,6 +26,8 @@ def setup_paths(module_root, python_modules=None, pinned_sdk=None):
         site.addsitedir(pinned_sdk)
     from _cloudflare import import_patch_manager
 
+    import _pyflare.http_clients  # noqa: F401  (registers its patches)
+
     import_patch_manager.install()
 
 
