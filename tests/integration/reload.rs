@@ -174,6 +174,18 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
     assert!(w.output().contains(", from a snapshot"), "{}", w.output());
     assert_ne!(w.get("/random").await.text().await.unwrap(), drawn);
     drop(w);
+    // A copy of the project elsewhere, its files written just now (a fresh
+    // clone): the snapshot made from identical files serves it.
+    let clone = copy_fixture("reload");
+    let w = TestWorker::spawn(
+        clone.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &envs,
+    )
+    .await;
+    assert!(w.output().contains(", from a snapshot"), "{}", w.output());
+    drop(w);
 
     // Damage the snapshot: the start notices, serves, and rebuilds it.
     let mut bytes = std::fs::read(&dedicated).unwrap();
