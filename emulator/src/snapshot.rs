@@ -118,6 +118,9 @@ fn baseline_hasher(init: &WorkerInit, digests: &mut FileDigests) -> Sha256 {
         SDK_VERSION,
         &init.pyodide_dir,
         &init.sdk_dir,
+        // Named by the digest of every host file (JavaScript and Python):
+        // a new pyflare makes new snapshots, and retries any it refused.
+        &init.host_python_dir,
         &init.compatibility_date,
     ] {
         hasher.update(part.as_bytes());
