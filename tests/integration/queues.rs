@@ -367,16 +367,14 @@ async fn queues_cli_lists_sends_and_delivers_beside_pyflare_dev() {
     let fixture = crate::util::fixture("queues");
     let dir = fixture.to_str().unwrap();
     let persist = state_path.to_str().unwrap();
-    let (code, out, err) = crate::util::pyflare(&[
-        "queues",
-        "send",
-        "jobs",
-        r#"{"n": 42}"#,
-        "--dir",
-        dir,
-        "--persist-to",
-        persist,
-    ]);
+    // `pyflare queues <args> --dir <fixture> --persist-to <state>`.
+    let queues = |args: &[&str]| {
+        let mut all = vec!["queues"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--dir", dir, "--persist-to", persist]);
+        crate::util::pyflare(&all)
+    };
+    let (code, out, err) = queues(&["send", "jobs", r#"{"n": 42}"#]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "sent 1 message to jobs\n");
     let rows = wait_received(&w, "jobs", |r| r.len() == 1).await;
@@ -393,22 +391,13 @@ async fn queues_cli_lists_sends_and_delivers_beside_pyflare_dev() {
         .0,
         200
     );
-    let (code, out, err) = crate::util::pyflare(&[
-        "queues",
-        "deliver",
-        "later",
-        "--dir",
-        dir,
-        "--persist-to",
-        persist,
-    ]);
+    let (code, out, err) = queues(&["deliver", "later"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "asked pyflare dev to deliver later now\n");
     assert_eq!(wait_received(&w, "later", |r| r.len() == 1).await.len(), 1);
 
     wait_counts(&w, |c| c["jobs"]["acked"] == 1).await;
-    let (code, out, err) =
-        crate::util::pyflare(&["queues", "list", "--dir", dir, "--persist-to", persist]);
+    let (code, out, err) = queues(&["list"]);
     assert_eq!(code, 0, "{err}");
     let jobs = out.lines().find(|l| l.starts_with("jobs ")).unwrap();
     assert_eq!(
@@ -417,16 +406,7 @@ async fn queues_cli_lists_sends_and_delivers_beside_pyflare_dev() {
     );
     assert!(out.starts_with("queue "), "{out}");
 
-    let (code, _, err) = crate::util::pyflare(&[
-        "queues",
-        "send",
-        "nope",
-        "1",
-        "--dir",
-        dir,
-        "--persist-to",
-        persist,
-    ]);
+    let (code, _, err) = queues(&["send", "nope", "1"]);
     assert_eq!(code, 1);
     assert!(err.contains("has no queue named nope"), "{err}");
     assert!(
