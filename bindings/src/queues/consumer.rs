@@ -17,14 +17,29 @@ use super::store::{Leased, QueueStore, Settle};
 use crate::clock::Stopwatch;
 use crate::tasks::{Delivered, Delivery, TaskContext};
 
-/// How often (real milliseconds) an idle consumer looks at the clock and
-/// the database: pyflare's clock can jump (tests move it), and other
-/// processes (`pyflare queues send`) write to the same database.
+/// How often (real milliseconds) an idle consumer reads the clock, which
+/// can jump (tests move it), to see whether a delay or a batch timeout has
+/// ended.
 const POLL_MS: u64 = 50;
 
 /// How long (real milliseconds) a consumer waits after a batch no worker
 /// took (the worker failed to load) before it tries again.
 const UNDELIVERED_PAUSE_MS: u64 = 500;
+
+/// Every how many polls an idle consumer looks at the database whatever
+/// the clock says (~500 ms).
+const LOOK_EVERY: u32 = 10;
+
+/// What a look at the queue found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// A batch is ready.
+    Deliver,
+    /// Nothing is due; the next message becomes due then, if any.
+    Later(Option<i64>),
+    /// Messages are due, but the batch waits to fill until then.
+    Wait(i64),
+}
 
 /// One consumer's delivery task.
 #[derive(Debug)]
@@ -205,9 +220,11 @@ impl Consumer {
             Err(error) => eprintln!("[pyflare] error: queues: {error}"),
         }
         let queue = self.config.queue.clone();
-        let size = self.config.batch_size();
         let mut flushing = false;
-        let mut polls: u64 = 0;
+        // When the clock next makes something due here (a delay ends, a
+        // batch times out); None: look now.
+        let mut next_look: Option<i64> = None;
+        let mut idle_polls: u32 = 0;
         loop {
             if *cx.stop.borrow() {
                 return;
@@ -216,39 +233,63 @@ impl Consumer {
             tokio::pin!(wake);
             wake.as_mut().enable();
             flushing |= store.take_flush(&queue);
-            // A deliver-now from another process (`pyflare queues deliver`),
-            // looked for every fifth poll (~250 ms).
-            polls += 1;
-            if polls % 5 == 0 {
-                flushing |= store.take_flush_request(&queue).await.unwrap_or(false);
-            }
             let now = cx.clock.now_ms();
-            match store.due(&queue, now, size).await {
-                Ok(due) if due.count == 0 => flushing = false,
-                Ok(due) => {
-                    let waited = now - due.oldest_ms.unwrap_or(now);
-                    if flushing || due.count >= size || waited >= self.config.batch_timeout_ms() {
+            idle_polls += 1;
+            // Other processes (`pyflare queues send`, `... deliver`) wake no
+            // one here: the database is looked at every LOOK_EVERY polls too.
+            if flushing || idle_polls >= LOOK_EVERY || next_look.is_none_or(|at| now >= at) {
+                idle_polls = 0;
+                flushing |= store.take_flush_request(&queue).await.unwrap_or(false);
+                match self.look(&store, now, flushing).await {
+                    Ok(Look::Deliver) => {
                         if !self.deliver(&store, &cx, now).await
                             && cx.pause(UNDELIVERED_PAUSE_MS).await
                         {
                             return;
                         }
+                        next_look = None;
+                        continue;
+                    }
+                    Ok(Look::Later(at)) => {
+                        flushing = false;
+                        next_look = at;
+                    }
+                    Ok(Look::Wait(at)) => next_look = Some(at),
+                    Err(error) => {
+                        eprintln!("[pyflare] error: queue {queue}: {error}");
+                        if cx.pause(1000).await {
+                            return;
+                        }
                         continue;
                     }
                 }
-                Err(error) => {
-                    eprintln!("[pyflare] error: queue {queue}: {error}");
-                    if cx.pause(1000).await {
-                        return;
-                    }
-                    continue;
-                }
             }
             tokio::select! {
-                _ = &mut wake => {}
+                _ = &mut wake => next_look = None,
                 stop = cx.pause(POLL_MS) => if stop { return },
             }
         }
+    }
+
+    /// Whether a batch is ready at `now`, else when to look again.
+    async fn look(
+        &self,
+        store: &super::store::SqliteQueueStore,
+        now: i64,
+        flushing: bool,
+    ) -> Result<Look, String> {
+        let queue = &self.config.queue;
+        let size = self.config.batch_size();
+        let due = store.due(queue, now, size).await?;
+        if due.count == 0 {
+            return Ok(Look::Later(store.next_due(queue, now).await?));
+        }
+        let oldest = due.oldest_ms.unwrap_or(now);
+        let timeout = self.config.batch_timeout_ms();
+        if flushing || due.count >= size || now - oldest >= timeout {
+            return Ok(Look::Deliver);
+        }
+        Ok(Look::Wait(oldest + timeout))
     }
 
     /// Leases one batch, runs the handler with it, and applies the result;

@@ -129,6 +129,8 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Backlog, String>;
     /// How many messages of `queue` (at most `limit`) are due at `now_ms`.
     async fn due(&self, queue: &str, now_ms: i64, limit: u32) -> Result<Due, String>;
+    /// When the next message of `queue` not yet due at `now_ms` becomes due.
+    async fn next_due(&self, queue: &str, now_ms: i64) -> Result<Option<i64>, String>;
     /// Takes up to `limit` due messages for a delivery, oldest first,
     /// counting the attempt.
     async fn lease(&self, queue: &str, now_ms: i64, limit: u32) -> Result<Vec<Leased>, String>;
@@ -364,6 +366,17 @@ impl QueueStore for SqliteQueueStore {
             count: row.get::<i64, _>(0) as u32,
             oldest_ms: row.get::<Option<i64>, _>(1),
         })
+    }
+
+    async fn next_due(&self, queue: &str, now_ms: i64) -> Result<Option<i64>, String> {
+        sqlx::query_scalar(
+            "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ? AND leased = 0 AND visible_at_ms > ?",
+        )
+        .bind(queue)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sqlite_error)
     }
 
     async fn lease(&self, queue: &str, now_ms: i64, limit: u32) -> Result<Vec<Leased>, String> {

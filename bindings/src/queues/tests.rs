@@ -200,6 +200,8 @@ async fn sqlite_store_leases_settles_and_recovers() {
         (backlog.count, backlog.bytes, backlog.oldest_ms),
         (3, 7, Some(100))
     );
+    assert_eq!(store.next_due("q", 200).await.unwrap(), Some(5000));
+    assert_eq!(store.next_due("q", 5000).await.unwrap(), None);
     let due = store.due("q", 200, 10).await.unwrap();
     assert_eq!((due.count, due.oldest_ms), (2, Some(100)));
     let batch = store.lease("q", 200, 10).await.unwrap();
