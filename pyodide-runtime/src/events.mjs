@@ -11,7 +11,7 @@ import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError, describeForClient } from "./errors.mjs";
 import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
-import { shimOf } from "./env.mjs";
+import { hiddenShims, shimOf } from "./env.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -294,7 +294,7 @@ export class Events {
    */
   #binding(message) {
     const target = this.#worker.env[message.binding];
-    const shim = target && shimOf.get(target);
+    const shim = target ? shimOf.get(target) : hiddenShims.get(message.binding);
     if (typeof shim?.event !== "function") {
       this.#finish(message.id, "exception", `the binding ${message.binding} delivers no events`);
       return;

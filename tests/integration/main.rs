@@ -25,6 +25,8 @@ mod d1;
 mod binding_calls;
 // Cron triggers and the scheduled endpoint.
 mod cron;
+// Queues: producers, consumers, retries, delays, durability.
+mod queues;
 // Live reload and memory snapshots.
 mod reload;
 // `pyflare sync`: packages for Pyodide's Python.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::{
     Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef,
 };
@@ -99,17 +99,12 @@ impl SqliteD1Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         // One connection: D1 runs a database's queries one at a time.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| match crate::storage::read_only(dir) {
+        let pool = crate::storage::one_connection(options).await.map_err(|e| {
+            match crate::storage::read_only(dir) {
                 true => unopenable(dir, &e.to_string()),
                 false => damaged(path, &e.to_string()),
-            })?;
+            }
+        })?;
         check_integrity(&pool, path).await?;
         Ok(Self {
             pool,
