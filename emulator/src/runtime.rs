@@ -30,6 +30,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/main.mjs"),
     ),
     (
+        "src/actors.mjs",
+        include_str!("../../pyodide-runtime/src/actors.mjs"),
+    ),
+    (
         "src/bodies.mjs",
         include_str!("../../pyodide-runtime/src/bodies.mjs"),
     ),

@@ -1,0 +1,140 @@
+// Instances of the worker's classes that outlive one event (a Durable
+// Object: one instance per id), and the input gate that orders the events
+// delivered to each, as workerd's actors do
+// (https://blog.cloudflare.com/durable-objects-easy-fast-correct-choose-three/).
+//
+// A binding's shim asks for an instance in the answer of its `event()`:
+// `{instance: {className, key, state(gate)}, method, mode, args, finish}`.
+// The first event for a (class, key) builds the instance with
+// `Class(state, env)`, where `state` is what the shim's `state(gate)`
+// returns (a DurableObjectState); every later event for it reuses it. Events
+// interleave at awaits, except while the instance's gate is closed: a
+// storage call the shim runs through `gate.run(...)` and
+// `blockConcurrencyWhile` close it, and an event closes it while its
+// synchronous start runs, so no other event starts in between.
+
+/**
+ * How many turns of the event loop a released gate stays closed. Python
+ * code resumes after an await one `setImmediate` later (Pyodide's WebLoop
+ * schedules every step that way in Node), so the gate opens only after the
+ * code that awaited has run to its next await.
+ */
+const RELEASE_TURNS = 3;
+
+export class Gate {
+  #locks = 0;
+  #waiters = [];
+
+  /** Whether no event may start now. */
+  get closed() {
+    return this.#locks > 0;
+  }
+
+  /**
+   * Waits until the gate is open, then closes it (in the same turn, so no
+   * other event slips in between) until the matching `release()`.
+   */
+  async enter() {
+    while (this.#locks > 0) {
+      await new Promise((resolve) => this.#waiters.push(resolve));
+    }
+    this.#locks += 1;
+  }
+
+  /** Closes the gate until the matching `release()`. */
+  lock() {
+    this.#locks += 1;
+  }
+
+  /** Opens what `lock()` closed, once the code that waited has resumed. */
+  release() {
+    const later = (turns) => {
+      if (turns > 0) {
+        setImmediate(later, turns - 1);
+        return;
+      }
+      this.#locks -= 1;
+      if (this.#locks === 0) {
+        const waiters = this.#waiters;
+        this.#waiters = [];
+        for (const wake of waiters) wake();
+      }
+    };
+    later(RELEASE_TURNS);
+  }
+
+  /** Runs `work` (a promise or a function returning one) with the gate closed. */
+  async run(work) {
+    this.lock();
+    try {
+      return await (typeof work === "function" ? work() : work);
+    } finally {
+      this.release();
+    }
+  }
+}
+
+/** The live instances of one worker's classes, by class and key. */
+export class Actors {
+  #worker;
+  /** `${className}\0${key}` -> { gate, ready } */
+  #live = new Map();
+
+  constructor(worker) {
+    this.#worker = worker;
+  }
+
+  /** How many instances are live. */
+  get size() {
+    return this.#live.size;
+  }
+
+  /**
+   * Calls `method` on the instance `target` names, building it first if
+   * this is its first event. `mode` is how arguments pass: "rpc" (converted
+   * with the SDK's python_from_rpc, strict), "relaxed" (converted, extra
+   * arguments dropped: fetch) or "raw" (JS values as they are: alarm).
+   */
+  async call(target, method, mode, args) {
+    const { className, key } = target;
+    const classes = this.#worker.info.classes ?? [];
+    const described = classes.find((c) => c.name === className);
+    if (!described) {
+      throw new Error(`the worker exports no class ${className}`);
+    }
+    const id = `${className}\0${key}`;
+    let actor = this.#live.get(id);
+    if (!actor) {
+      const gate = new Gate();
+      actor = { gate, ready: null };
+      this.#live.set(id, actor);
+      const state = target.state(gate);
+      actor.ready = gate.run(() =>
+        this.#worker.entrypoints.construct.callPromising(className, key, state, this.#worker.env),
+      );
+      actor.ready.catch(() => {
+        // A constructor that raised leaves no instance: the next event tries again.
+        if (this.#live.get(id) === actor) this.#live.delete(id);
+      });
+    }
+    await actor.ready;
+    if (!described.methods.includes(method)) {
+      // workerd's words (a JS Durable Object under Miniflare).
+      throw new TypeError(`The RPC receiver does not implement the method "${method}".`);
+    }
+    await actor.gate.enter();
+    let running;
+    try {
+      running = this.#worker.entrypoints.call_instance.callPromising(className, key, method, mode, args);
+    } finally {
+      actor.gate.release();
+    }
+    return running;
+  }
+
+  /** Forgets the instance of `className` with `key` (evicted, reset). */
+  drop(className, key) {
+    this.#live.delete(`${className}\0${key}`);
+    this.#worker.entrypoints.drop_instance(className, key);
+  }
+}
