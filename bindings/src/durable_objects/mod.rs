@@ -1,0 +1,418 @@
+//! Durable Objects (<https://developers.cloudflare.com/durable-objects/>):
+//! namespaces, ids, stubs (`fetch` and RPC) and each object's storage.
+//!
+//! `durable_objects.bindings` entries become `env.<name>` objects of class
+//! `DurableObjectNamespace` (`shim.mjs`), which Cloudflare's Python SDK
+//! wraps as on Cloudflare. The objects are instances of the worker's own
+//! Python classes, living in the worker's isolate: a call on a stub comes to
+//! this binding, which delivers it back to the isolate as a binding event
+//! naming the object (class and id); the host keeps one instance per id,
+//! built as workerd builds it (`Class(ctx, env)`), and orders the events of
+//! each with an input gate (pyodide-runtime/src/actors.mjs).
+//!
+//! Storage: one SQLite file per object, `<state>/do/<ClassName>/<id>.sqlite3`
+//! (`store.rs`), created at the object's first write. `migrations` say which
+//! classes are SQLite-backed (`new_sqlite_classes`) and which are
+//! key-value-backed (`new_classes`, and classes no migration names, as
+//! workerd's default); a renamed class's folder moves to its new name, and
+//! its ids stay the same (they derive from the class's first name).
+//!
+//! Differences from Cloudflare:
+//! - Not emulated: `script_name` naming another worker; pyflare runs one
+//!   worker, whose classes every binding reaches.
+//! - Not emulated: `deleted_classes` deletes no data; the folder is left as
+//!   it is.
+//! - Not emulated: `newUniqueId({jurisdiction})` and `jurisdiction()` are
+//!   accepted and change nothing; `locationHint` is ignored.
+
+pub mod call;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::error::{CfError, JsClass, WireError};
+use crate::tasks::{Delivered, Delivery, EventSink, TaskContext};
+use call::{DurableObjectCall, ListOptions};
+use config::ClassInfo;
+use error::DurableObjectError;
+use limits::*;
+use store::ClassStore;
+
+/// The `durable_objects` binding kind.
+#[derive(Debug)]
+pub struct DurableObjects;
+
+impl BindingKind for DurableObjects {
+    fn config_key(&self) -> &'static str {
+        "durable_objects"
+    }
+
+    fn wire_name(&self) -> &'static str {
+        "durable_objects"
+    }
+
+    fn methods(&self) -> &'static [&'static str] {
+        &["rpc", "fetch", "get", "put", "delete", "list", "deleteAll"]
+    }
+
+    fn shim(&self) -> &'static str {
+        include_str!("shim.mjs")
+    }
+
+    fn open(
+        &self,
+        config: &Value,
+        cx: &OpenContext,
+    ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
+        let entries = config::parse_bindings(config)?;
+        let migrations = config::parse_migrations(cx.config.get("migrations"))?;
+        let classes = config::classes(&migrations);
+        let root = cx.persist_root.join("do");
+        let mut out: Vec<Arc<dyn Binding>> = Vec::new();
+        for entry in entries {
+            let class = entry.class_name.clone();
+            let info = classes.get(&class).cloned().unwrap_or_else(|| ClassInfo {
+                origin: class.clone(),
+                sqlite: false,
+                former_names: Vec::new(),
+            });
+            let dir = root.join(&class);
+            move_renamed(&root, &info, &dir)?;
+            out.push(Arc::new(DurableObjectNamespace {
+                name: entry.name.clone(),
+                key: namespace_key(entry.script_name.as_deref(), &info.origin),
+                class,
+                info,
+                store: ClassStore::shared(&dir),
+                events: Mutex::new(None),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// Moves the folder of a class's former name to its new one, once.
+fn move_renamed(root: &Path, info: &ClassInfo, dir: &Path) -> Result<(), BindingConfigError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    for former in info.former_names.iter().rev() {
+        let old = root.join(former);
+        if old.is_dir() {
+            return std::fs::rename(&old, dir).map_err(|e| BindingConfigError::Storage {
+                what: format!("the objects of the renamed class {former}"),
+                path: old,
+                message: e.to_string(),
+                hint: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The secret a namespace's ids derive from: the same for every run, so an
+/// id made by `idFromName` (and the object's file) stays the same.
+fn namespace_key(script: Option<&str>, origin: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"pyflare durable object namespace\0")
+        .chain_update(script.unwrap_or("").as_bytes())
+        .chain_update(b"\0")
+        .chain_update(origin.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A live namespace binding (`DurableObjectNamespace` in Cloudflare's runtime).
+#[derive(Debug)]
+pub struct DurableObjectNamespace {
+    name: String,
+    class: String,
+    key: String,
+    info: ClassInfo,
+    store: Arc<ClassStore>,
+    /// Where calls to objects go: the worker's isolate, through the event
+    /// sink pyflare hands the binding's tasks.
+    events: Mutex<Option<Arc<dyn EventSink>>>,
+}
+
+/// An object id as the shim sends it: 64 lowercase hex digits (also what
+/// keeps it a plain file name).
+fn check_id(id: &str) -> Result<(), DurableObjectError> {
+    if id.len() == ID_HEX_DIGITS && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(DurableObjectError::IdNotHex)
+    }
+}
+
+fn storage(e: store::StoreError) -> DurableObjectError {
+    DurableObjectError::Storage(e.0)
+}
+
+/// A reply of entries: `[key, length]` pairs, values one after the other in the body.
+fn entries_reply(entries: Vec<(String, Vec<u8>)>) -> Reply {
+    let mut body = Vec::new();
+    let mut list = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        list.push(json!([key, value.len()]));
+        body.extend_from_slice(&value);
+    }
+    Reply::with_body(json!({ "entries": list }), body)
+}
+
+impl DurableObjectNamespace {
+    /// The class its objects are instances of.
+    pub fn class_name(&self) -> &str {
+        &self.class
+    }
+
+    /// Whether the class is SQLite-backed.
+    pub fn sqlite(&self) -> bool {
+        self.info.sqlite
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), DurableObjectError> {
+        if !self.info.sqlite && key.len() > MAX_KEY_BYTES {
+            return Err(DurableObjectError::KeyTooLarge);
+        }
+        Ok(())
+    }
+
+    fn check_count(keys: usize, err: DurableObjectError) -> Result<(), DurableObjectError> {
+        if keys > MAX_KEYS_PER_CALL {
+            Err(err)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Delivers a call to the object in the worker and returns what it answered.
+    async fn deliver(&self, handler: &str, payload: Value) -> Result<Value, WireError> {
+        let sink = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(sink) = sink else {
+            return Err(DurableObjectError::Unreachable(
+                "pyflare: the Durable Object cannot be reached: the worker is not running".into(),
+            )
+            .to_wire());
+        };
+        let event = Delivery::Binding {
+            binding: self.name.clone(),
+            handler: handler.to_owned(),
+            payload,
+        };
+        match sink.deliver(event).await {
+            Delivered::Ok { result } => Ok(result),
+            Delivered::Failed {
+                message, result, ..
+            } => Err(match result.get("error") {
+                Some(error) => WireError {
+                    class: match error["name"].as_str() {
+                        Some("TypeError") => JsClass::TypeError,
+                        Some("RangeError") => JsClass::RangeError,
+                        _ => JsClass::Error,
+                    },
+                    message: error["message"].as_str().unwrap_or(&message).to_owned(),
+                },
+                None => WireError::error(message),
+            }),
+            Delivered::Undelivered(reason) => {
+                Err(DurableObjectError::Unreachable(reason).to_wire())
+            }
+        }
+    }
+
+    /// Runs one typed call.
+    pub async fn run(
+        &self,
+        call: DurableObjectCall,
+        body: Option<BodyStream>,
+    ) -> Result<Reply, WireError> {
+        match call {
+            DurableObjectCall::Rpc {
+                id,
+                name,
+                call,
+                args,
+            } => {
+                check_id(&id).map_err(|e| e.to_wire())?;
+                let payload = json!({ "id": id, "name": name, "call": call, "args": args });
+                let result = self.deliver(&call, payload).await?;
+                Ok(Reply::json(result))
+            }
+            DurableObjectCall::Fetch { id, name, request } => {
+                check_id(&id).map_err(|e| e.to_wire())?;
+                let payload = json!({ "id": id, "name": name, "request": request });
+                let result = self.deliver("fetch", payload).await?;
+                Ok(Reply::json(result))
+            }
+            other => self.storage(other, body).await.map_err(|e| e.to_wire()),
+        }
+    }
+
+    async fn storage(
+        &self,
+        call: DurableObjectCall,
+        body: Option<BodyStream>,
+    ) -> Result<Reply, DurableObjectError> {
+        match call {
+            DurableObjectCall::Get { id, keys } => {
+                check_id(&id)?;
+                Self::check_count(keys.len(), DurableObjectError::TooManyKeys)?;
+                for key in &keys {
+                    self.check_key(key)?;
+                }
+                let object = self.store.object(&id).await;
+                let values = object.get(&keys).await.map_err(storage)?;
+                let mut found: Vec<(String, Vec<u8>)> = keys
+                    .into_iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+                // A Map sorted by key, as Cloudflare answers a get of many.
+                found.sort_by(|a, b| a.0.cmp(&b.0));
+                found.dedup_by(|a, b| a.0 == b.0);
+                Ok(entries_reply(found))
+            }
+            DurableObjectCall::Put { id, keys, lengths } => {
+                check_id(&id)?;
+                if keys.len() != lengths.len() {
+                    return Err(DurableObjectError::BadRequest(
+                        "keys and lengths differ".into(),
+                    ));
+                }
+                Self::check_count(keys.len(), DurableObjectError::TooManyPairs)?;
+                let bytes: Bytes = match body {
+                    None => Bytes::new(),
+                    Some(body) => body
+                        .collect(usize::MAX)
+                        .await
+                        .map_err(|e| DurableObjectError::BadRequest(e.to_string()))?,
+                };
+                let mut entries = Vec::with_capacity(keys.len());
+                let mut at = 0usize;
+                for (key, length) in keys.into_iter().zip(lengths) {
+                    let Some(length) = length else {
+                        return Err(DurableObjectError::UndefinedValue);
+                    };
+                    self.check_key(&key)?;
+                    if self.info.sqlite {
+                        if key.len() + length > MAX_SQLITE_ENTRY_BYTES {
+                            return Err(DurableObjectError::EntryTooLarge);
+                        }
+                    } else if length > MAX_VALUE_BYTES {
+                        return Err(DurableObjectError::ValueTooLarge);
+                    }
+                    let value = bytes
+                        .get(at..at + length)
+                        .ok_or_else(|| DurableObjectError::BadRequest("short body".into()))?;
+                    at += length;
+                    entries.push((key, value.to_vec()));
+                }
+                let object = self.store.object(&id).await;
+                object.put(&entries).await.map_err(storage)?;
+                Ok(Reply::json(Value::Null))
+            }
+            DurableObjectCall::Delete { id, keys } => {
+                check_id(&id)?;
+                Self::check_count(keys.len(), DurableObjectError::TooManyKeys)?;
+                for key in &keys {
+                    self.check_key(key)?;
+                }
+                let object = self.store.object(&id).await;
+                let deleted = object.delete(&keys).await.map_err(storage)?;
+                Ok(Reply::json(json!({ "deleted": deleted })))
+            }
+            DurableObjectCall::List { id, options } => {
+                check_id(&id)?;
+                let limit = list_limit(&options)?;
+                let object = self.store.object(&id).await;
+                let entries = object.list(&options, limit).await.map_err(storage)?;
+                Ok(entries_reply(entries))
+            }
+            DurableObjectCall::DeleteAll { id } => {
+                check_id(&id)?;
+                let object = self.store.object(&id).await;
+                object.delete_all().await.map_err(storage)?;
+                Ok(Reply::json(Value::Null))
+            }
+            DurableObjectCall::Rpc { .. } | DurableObjectCall::Fetch { .. } => {
+                Err(DurableObjectError::BadRequest("not a storage call".into()))
+            }
+        }
+    }
+}
+
+fn list_limit(options: &ListOptions) -> Result<Option<usize>, DurableObjectError> {
+    if options.start.is_some() && options.start_after.is_some() {
+        return Err(DurableObjectError::StartAndStartAfter);
+    }
+    match options.limit {
+        None => Ok(None),
+        Some(n) if n.is_nan() || n < 1.0 => Err(DurableObjectError::ListLimit),
+        Some(n) => Ok(Some(n as usize)),
+    }
+}
+
+#[async_trait]
+impl Binding for DurableObjectNamespace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "durable_objects"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Durable Object    {}  ({}, {}, local)",
+            self.name,
+            self.class,
+            if self.info.sqlite { "SQLite" } else { "KV" }
+        )
+    }
+
+    fn shim_options(&self) -> Value {
+        json!({ "className": self.class, "key": self.key, "sqlite": self.info.sqlite })
+    }
+
+    fn tasks(&self, cx: &TaskContext) -> Vec<crate::tasks::Task> {
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.events.clone());
+        Vec::new()
+    }
+
+    async fn close(&self) -> Result<(), String> {
+        self.store
+            .close()
+            .await
+            .map_err(|e| format!("Durable Object {}: {e}", self.name))
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        args: Value,
+        body: Option<BodyStream>,
+    ) -> Result<Reply, WireError> {
+        let call: DurableObjectCall =
+            serde_json::from_value(json!({ "method": method, "args": args }))
+                .map_err(|e| DurableObjectError::BadRequest(e.to_string()).to_wire())?;
+        self.run(call, body).await
+    }
+}

@@ -1,0 +1,169 @@
+//! Durable Objects through `pyflare dev`: the `durable_objects` fixture has
+//! a counter (key-value storage) and a chat room's message log
+//! (SQLite-backed), reached by RPC and `fetch` through Cloudflare's SDK.
+//! Expected strings are workerd's, as a JavaScript Durable Object under
+//! Miniflare 4 answers them.
+
+use crate::util::TestWorker;
+use serde_json::{Value, json};
+
+async fn get_json(w: &TestWorker, path: &str) -> Value {
+    let res = w.get(path).await;
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {status} {text}"))
+}
+
+async fn get_text(w: &TestWorker, path: &str) -> (u16, String) {
+    let res = w.get(path).await;
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+fn is_id(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
+}
+
+#[tokio::test]
+async fn do_ids_stubs_rpc_fetch_and_storage() {
+    let w = TestWorker::start("durable_objects").await;
+
+    let ids = get_json(&w, "/ids").await;
+    for key in ["a", "a_other_ns", "unique", "upper"] {
+        assert!(is_id(&ids[key]), "{key}: {ids}");
+    }
+    // idFromName is deterministic per namespace; two bindings of one class
+    // are one namespace.
+    assert_eq!(ids["a"], ids["a_again"]);
+    assert_eq!(ids["a"], ids["a_same_class"]);
+    assert_ne!(ids["a"], ids["a_other_ns"]);
+    assert_eq!(ids["upper"], ids["a"]);
+    assert_eq!(ids["name"], "a");
+    assert_eq!(ids["unique_name"], Value::Null);
+    assert_eq!(ids["equals"], true);
+    assert_eq!(ids["from_string_name"], Value::Null);
+    assert_eq!(ids["stub_name"], "a");
+    assert_eq!(ids["identity"], json!({"id": ids["a"], "name": "a"}));
+    assert_eq!(ids["identity_by_string"]["name"], Value::Null);
+    assert_eq!(
+        ids["bad"],
+        "TypeError: Invalid Durable Object ID: must be 64 hex digits"
+    );
+    assert_eq!(
+        ids["foreign"],
+        "TypeError: Durable Object ID is not valid for this namespace."
+    );
+
+    // RPC arguments and results as Cloudflare's SDK converts them.
+    assert_eq!(
+        get_json(&w, "/echo").await,
+        json!([1, 2.5, "s", null, true, [1, {"k": "v"}], {"d": null}])
+    );
+    let (status, text) = get_text(&w, "/fail").await;
+    assert_eq!(status, 500);
+    assert!(text.starts_with("Error: Traceback"), "{text}");
+    assert!(text.ends_with("ValueError: no luck"), "{text}");
+    assert!(!text.contains("_pyflare"), "{text}");
+    assert_eq!(
+        get_text(&w, "/missing").await,
+        (
+            500,
+            "TypeError: The RPC receiver does not implement the method \"not_there\".".into()
+        )
+    );
+
+    // stub.fetch reaches the object's fetch handler.
+    assert_eq!(get_text(&w, "/increment?name=f").await.1, "1");
+    assert_eq!(
+        get_json(&w, "/fetch?name=f").await,
+        json!({"status": 201, "header": "counter", "body": {"method": "POST", "path": "/some/path", "body": "hello", "count": 1}})
+    );
+
+    // The storage API, and its errors.
+    assert_eq!(
+        get_json(&w, "/storage").await,
+        json!({
+            "get_one": 1,
+            "get_missing": null,
+            "get_many": {"a": 1, "c": {"nested": [1, null, "x"]}},
+            "list": {"a": 1, "b": 2, "c": {"nested": [1, null, "x"]}},
+            "list_prefix": {"b": 2},
+            "list_reverse_limit": {"c": {"nested": [1, null, "x"]}, "b": 2},
+            "list_range": {"a": 1, "b": 2},
+            "delete_one": true,
+            "delete_missing": false,
+            "delete_many": 2,
+            "after": {},
+            "after_delete_all": {},
+        })
+    );
+    assert_eq!(
+        get_json(&w, "/errors").await,
+        json!({
+            "list_limit": "TypeError: List limit must be positive.",
+            "start_and_after": "TypeError: list() cannot be called with both start and startAfter values.",
+            "too_many": "RangeError: Maximum number of keys is 128.",
+            "big_key": "RangeError: Keys cannot be larger than 2048 bytes.",
+            "big_value": "RangeError: Values cannot be larger than 131072 bytes.",
+        })
+    );
+
+    // A chat room's log in a SQLite-backed object; an object calls another.
+    assert_eq!(get_text(&w, "/post?room=r1&author=al&text=hi").await.1, "1");
+    assert_eq!(get_text(&w, "/post?room=r1&author=bo&text=yo").await.1, "2");
+    assert_eq!(
+        get_text(&w, "/post?room=r2&author=cy&text=hey").await.1,
+        "1"
+    );
+    assert_eq!(
+        get_json(&w, "/history?room=r1").await,
+        json!([{"author": "al", "text": "hi"}, {"author": "bo", "text": "yo"}])
+    );
+    assert_eq!(get_text(&w, "/chain?name=f").await.1, "2");
+}
+
+#[tokio::test]
+async fn do_200_concurrent_increments_on_one_object_end_at_exactly_200() {
+    let w = TestWorker::start("durable_objects").await;
+    let out = get_json(&w, "/many?n=200&name=busy").await;
+    // One instance served every call, each read saw the previous write.
+    assert_eq!(out["final"], 200, "{out}");
+    assert_eq!(out["max"], 200, "{out}");
+    assert_eq!(out["distinct"], 200, "{out}");
+    assert_eq!(out["calls"], 200, "{out}");
+    assert_eq!(out["built"], 1, "{out}");
+    // Two requests at once, on the same object.
+    let (a, b) = tokio::join!(
+        get_json(&w, "/many?n=50&name=busy"),
+        get_json(&w, "/many?n=50&name=busy")
+    );
+    assert_eq!(get_json(&w, "/read?name=busy").await, 300, "{a} {b}");
+}
+
+#[tokio::test]
+async fn do_storage_survives_kill_9_and_a_restart() {
+    let w = TestWorker::start_with("durable_objects", &["--no-reload"]).await;
+    assert_eq!(get_text(&w, "/increment?name=a&by=5").await.1, "5");
+    assert_eq!(
+        get_text(&w, "/post?room=lobby&author=al&text=kept").await.1,
+        "1"
+    );
+    let id = get_json(&w, "/ids").await["a"].as_str().unwrap().to_owned();
+    let state = w.kill_keep_state().await;
+    assert!(
+        state
+            .path()
+            .join(format!("do/Counter/{id}.sqlite3"))
+            .is_file()
+    );
+    let w = TestWorker::start_in("durable_objects", state, &["--no-reload"]).await;
+    assert_eq!(get_json(&w, "/read?name=a").await, 5);
+    assert_eq!(
+        get_json(&w, "/history?room=lobby").await,
+        json!([{"author": "al", "text": "kept"}])
+    );
+    assert_eq!(get_text(&w, "/increment?name=a").await.1, "6");
+}
