@@ -110,6 +110,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py"),
     ),
     (
+        "python/_pyflare/storage.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/storage.py"),
+    ),
+    (
         "python/_pyflare/sync.py",
         include_str!("../../pyodide-runtime/python/_pyflare/sync.py"),
     ),

@@ -4,9 +4,9 @@
 // (https://blog.cloudflare.com/durable-objects-easy-fast-correct-choose-three/).
 //
 // A binding's shim asks for an instance in the answer of its `event()`:
-// `{instance: {className, key, state(gate)}, method, mode, args, finish}`.
-// The first event for a (class, key) builds the instance with
-// `Class(state, env)`, where `state` is what the shim's `state(gate)`
+// `{instance: {className, key, state(gate, tools)}, method, mode, args,
+// finish}`. The first event for a (class, key) builds the instance with
+// `Class(state, env)`, where `state` is what the shim's `state(gate, tools)`
 // returns (a DurableObjectState); every later event for it reuses it. Events
 // interleave at awaits, except while the instance's gate is closed: a
 // storage call the shim runs through `gate.run(...)` and
@@ -84,6 +84,18 @@ export class Actors {
     this.#worker = worker;
   }
 
+  /**
+   * What a shim's `state(gate, tools)` may use besides the gate: pyflare's
+   * own Python glue (`_pyflare.*` modules, e.g. `_pyflare.storage` for
+   * synchronous storage APIs), nothing else of the interpreter.
+   */
+  #tools = Object.freeze({
+    pyimport: (name) => {
+      if (!String(name).startsWith("_pyflare.")) throw new Error(`not pyflare's module: ${name}`);
+      return this.#worker.py.pyimport(String(name));
+    },
+  });
+
   /** How many instances are live. */
   get size() {
     return this.#live.size;
@@ -108,7 +120,7 @@ export class Actors {
       const gate = new Gate();
       actor = { gate, ready: null };
       this.#live.set(id, actor);
-      const state = target.state(gate);
+      const state = target.state(gate, this.#tools);
       actor.ready = gate.run(() =>
         this.#worker.entrypoints.construct.callPromising(className, key, state, this.#worker.env),
       );

@@ -108,6 +108,8 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
             "too_many": "RangeError: Maximum number of keys is 128.",
             "big_key": "RangeError: Keys cannot be larger than 2048 bytes.",
             "big_value": "RangeError: Values cannot be larger than 131072 bytes.",
+            "sql": "Error: SQL is not enabled for this Durable Object class. To enable it, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly,set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.",
+            "kv": "Error: The storage.kv (synchronous KV) API is only available for SQLite-backed Durable Objects, but this object's namespace is not declared to use SQLite. You can use the older, asyncronous interface via methods of `storage` itself (e.g. `storage.get()`). Alternatively, to enable SQLite, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly, set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.",
         })
     );
 
@@ -123,6 +125,45 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
         json!([{"author": "al", "text": "hi"}, {"author": "bo", "text": "yo"}])
     );
     assert_eq!(get_text(&w, "/chain?name=f").await.1, "2");
+}
+
+#[tokio::test]
+async fn do_sql_sync_kv_and_transactions_of_sqlite_backed_objects() {
+    let w = TestWorker::start("durable_objects").await;
+    // The constructor created the table with sql.exec, synchronously.
+    assert_eq!(get_text(&w, "/ledger?who=a&amount=2").await.1, "1");
+    let out = get_json(&w, "/ledger").await;
+    assert_eq!(
+        out,
+        json!({
+            "columns": ["who", "amount"],
+            "rows": [{"who": "a", "amount": 2}, {"who": "x", "amount": 1.5}],
+            "read": [2, 0],
+            "iterated": [{"who": "a"}, {"who": "x"}],
+            "raw": [["a", 2], ["x", 1.5]],
+            "one": {"n": 2},
+            "blob": "0001",
+            "multi": [{"b": 2}],
+            "size_positive": true,
+            "none": "Error: Expected exactly one result from SQL query, but got no results.",
+            "many": "Error: Expected exactly one result from SQL query, but got multiple results.",
+            "begin": "Error: To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing.",
+            "syntax": "Error: near \"SELEC\": syntax error at offset 0: SQLITE_ERROR",
+            "table": "Error: no such table: nope: SQLITE_ERROR",
+            "pragma": "Error: not authorized: SQLITE_AUTH",
+            "binds": "Error: Wrong number of parameter bindings for SQL query.",
+            "kv_get": {"nested": [1, 2]},
+            "kv_missing": null,
+            "kv_async_sees_it": {"nested": [1, 2]},
+            "kv_list": [["k", {"nested": [1, 2]}]],
+            "kv_delete": [true, false],
+            "tx_error": "undo",
+            "tx_rolled_back": null,
+            "tx_result": "done",
+            "tx_kept": 2,
+            "tx_sync": 0,
+        })
+    );
 }
 
 #[tokio::test]

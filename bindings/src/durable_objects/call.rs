@@ -65,6 +65,30 @@ pub enum DurableObjectCall {
         #[serde(default)]
         options: ListOptions,
     },
+    /// `storage.sql.exec(query, ...bindings)` (SQLite-backed classes).
+    Sql {
+        /// The object.
+        id: String,
+        /// One or more statements; the bindings go to the last.
+        query: String,
+        /// Values for its parameters: JSON values, BLOBs as `{"$blob": [bytes]}`.
+        #[serde(default)]
+        bindings: Vec<Value>,
+    },
+    /// `storage.sql.databaseSize`.
+    #[serde(rename_all = "camelCase")]
+    DatabaseSize {
+        /// The object.
+        id: String,
+    },
+    /// Begins, commits or rolls back the object's transaction
+    /// (`storage.transaction`, `transactionSync`).
+    Transaction {
+        /// The object.
+        id: String,
+        /// `begin`, `commit` or `rollback`.
+        op: TransactionOp,
+    },
     /// `storage.deleteAll()`.
     #[serde(rename_all = "camelCase")]
     DeleteAll {
@@ -95,4 +119,16 @@ pub struct ListOptions {
     /// At most this many.
     #[serde(default)]
     pub limit: Option<f64>,
+}
+
+/// A step of a storage transaction.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum TransactionOp {
+    /// `BEGIN`.
+    Begin,
+    /// `COMMIT`.
+    Commit,
+    /// `ROLLBACK`.
+    Rollback,
 }

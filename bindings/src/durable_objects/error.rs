@@ -30,6 +30,19 @@ pub enum DurableObjectError {
     ValueTooLarge,
     #[error("string or blob too big: SQLITE_TOOBIG")]
     EntryTooLarge,
+    #[error(
+        "SQL is not enabled for this Durable Object class. To enable it, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly,set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production."
+    )]
+    SqlNotEnabled,
+    #[error(
+        "To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing."
+    )]
+    TransactionStatement,
+    #[error("Wrong number of parameter bindings for SQL query.")]
+    WrongParameterCount,
+    /// SQLite's error, `<message>[ at offset N]: <CODE>`.
+    #[error("{0}")]
+    Sql(String),
     /// The object's storage failed (the detail is logged too).
     #[error("Durable Object storage operation failed: {0}")]
     Storage(String),
@@ -52,7 +65,13 @@ impl CfError for DurableObjectError {
             Self::KeyTooLarge | Self::ValueTooLarge | Self::TooManyKeys | Self::TooManyPairs => {
                 JsClass::RangeError
             }
-            Self::EntryTooLarge | Self::Storage(_) | Self::Unreachable(_) => JsClass::Error,
+            Self::EntryTooLarge
+            | Self::Storage(_)
+            | Self::Unreachable(_)
+            | Self::SqlNotEnabled
+            | Self::TransactionStatement
+            | Self::WrongParameterCount
+            | Self::Sql(_) => JsClass::Error,
         }
     }
 }

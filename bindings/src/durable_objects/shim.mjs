@@ -169,20 +169,69 @@ function values(entries, body) {
   return out;
 }
 
+// workerd's words for the SQLite-only APIs on a key-value-backed class.
+const NO_SQL =
+  "SQL is not enabled for this Durable Object class. To enable it, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly,set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.";
+const NO_SYNC_KV =
+  "The storage.kv (synchronous KV) API is only available for SQLite-backed Durable Objects, but this object's namespace is not declared to use SQLite. You can use the older, asyncronous interface via methods of `storage` itself (e.g. `storage.get()`). Alternatively, to enable SQLite, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly, set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.";
+
+/** V8's serialization, as workerd stores values; for pyflare's Python glue. */
+const CODEC = Object.freeze({
+  serialize: (value) => new Uint8Array(serialize(value)),
+  deserialize: (bytes) => deserialize(Buffer.from(bytes)),
+});
+
 class DurableObjectStorage {
   #ns;
   #id;
   #gate;
+  #tools;
+  #sqlite;
+  #python = null;
 
-  constructor(ns, id, gate) {
+  constructor(ns, id, gate, tools) {
     this.#ns = ns;
     this.#id = id;
     this.#gate = gate;
+    this.#tools = tools;
+    this.#sqlite = ns.__options.sqlite === true;
   }
 
   /** One storage call; no other event reaches the object until it is answered. */
   #call(method, args, body) {
     return this.#gate.run(this.#ns.__call(method, { id: this.#id, ...args }, body));
+  }
+
+  /**
+   * The synchronous APIs are Python objects (pyflare's `_pyflare.storage`),
+   * so the worker's Python waits on them with JSPI.
+   */
+  #sync() {
+    if (this.#python === null) {
+      const module = this.#tools.pyimport("_pyflare.storage");
+      const call = (method, args, body) => this.#call(method, args, body);
+      this.#python = {
+        sql: module.SqlStorage(call),
+        kv: module.SyncKvStorage(call, CODEC),
+        transactionSync: module.TransactionSync(call),
+      };
+    }
+    return this.#python;
+  }
+
+  get sql() {
+    if (!this.#sqlite) throw new Error(NO_SQL);
+    return this.#sync().sql;
+  }
+
+  get kv() {
+    if (!this.#sqlite) throw new Error(NO_SYNC_KV);
+    return this.#sync().kv;
+  }
+
+  get transactionSync() {
+    if (!this.#sqlite) throw new Error(NO_SQL);
+    return this.#sync().transactionSync;
   }
 
   async get(keys, options) {
@@ -240,6 +289,36 @@ class DurableObjectStorage {
     await this.#call("deleteAll", {});
   }
 
+  /**
+   * Runs `closure(txn)` with the object's storage in one SQLite
+   * transaction: all of its writes, or none if it throws or calls
+   * `txn.rollback()`. No other event reaches the object meanwhile.
+   */
+  async transaction(closure) {
+    return this.#gate.run(async () => {
+      const call = (method, args, body) => this.#ns.__call(method, { id: this.#id, ...args }, body);
+      await call("transaction", { op: "begin" });
+      let rolledBack = false;
+      const txn = {
+        get: (...args) => this.get(...args),
+        put: (...args) => this.put(...args),
+        delete: (...args) => this.delete(...args),
+        list: (...args) => this.list(...args),
+        rollback: () => {
+          rolledBack = true;
+        },
+      };
+      try {
+        const result = await closure(txn);
+        await call("transaction", { op: rolledBack ? "rollback" : "commit" });
+        return result;
+      } catch (error) {
+        await call("transaction", { op: "rollback" });
+        throw error;
+      }
+    });
+  }
+
   async sync() {
     // Every write is durable once its call is answered.
   }
@@ -249,10 +328,10 @@ class DurableObjectState {
   #gate;
   #background = [];
 
-  constructor(ns, id, gate) {
+  constructor(ns, id, gate, tools) {
     this.#gate = gate;
     this.id = id;
-    this.storage = new DurableObjectStorage(ns, id.toString(), gate);
+    this.storage = new DurableObjectStorage(ns, id.toString(), gate, tools);
   }
 
   waitUntil(promise) {
@@ -283,7 +362,7 @@ export function event(handler, payload, namespace) {
   const instance = {
     className,
     key: payload.id,
-    state: (gate) => new DurableObjectState(namespace, id, gate),
+    state: (gate, tools) => new DurableObjectState(namespace, id, gate, tools),
   };
   // `error` is `{name, message}` (the host's describeForCaller).
   const finish = (value, error) => {

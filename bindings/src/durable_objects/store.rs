@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::call::ListOptions;
+use super::call::{ListOptions, TransactionOp};
+use crate::d1::statements::Statement;
+use crate::d1::store::{Outcome, Param, database_size, run_statements};
 
 /// A storage failure, for the terminal; the worker sees a generic message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,15 +172,17 @@ impl ObjectStore {
     /// Writes every entry, all or none.
     pub async fn put(&self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         self.with(true, async |conn| {
-            let mut tx = conn.begin().await?;
-            for (key, value) in entries {
-                sqlx::query("INSERT OR REPLACE INTO _cf_KV (key, value) VALUES (?, ?)")
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await
+            atomically(conn, async |conn| {
+                for (key, value) in entries {
+                    sqlx::query("INSERT OR REPLACE INTO _cf_KV (key, value) VALUES (?, ?)")
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
         })
         .await?;
         Ok(())
@@ -188,17 +192,18 @@ impl ObjectStore {
     pub async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
         let deleted = self
             .with(false, async |conn| {
-                let mut tx = conn.begin().await?;
-                let mut count = 0;
-                for key in keys {
-                    count += sqlx::query("DELETE FROM _cf_KV WHERE key = ?")
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                tx.commit().await?;
-                Ok(count)
+                atomically(conn, async |conn| {
+                    let mut count = 0;
+                    for key in keys {
+                        count += sqlx::query("DELETE FROM _cf_KV WHERE key = ?")
+                            .bind(key)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                    }
+                    Ok(count)
+                })
+                .await
             })
             .await?;
         Ok(deleted.unwrap_or(0))
@@ -261,15 +266,60 @@ impl ObjectStore {
             )
             .fetch_all(&mut *conn)
             .await?;
-            let mut tx = conn.begin().await?;
-            for table in tables {
-                let quoted = table.replace('"', "\"\"");
-                sqlx::query(&format!("DROP TABLE \"{quoted}\""))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("DELETE FROM _cf_KV").execute(&mut *tx).await?;
-            tx.commit().await
+            atomically(conn, async |conn| {
+                for table in &tables {
+                    let quoted = table.replace('"', "\"\"");
+                    sqlx::query(&format!("DROP TABLE IF EXISTS \"{quoted}\""))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                sqlx::query("DELETE FROM _cf_KV").execute(&mut *conn).await?;
+                Ok(())
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Runs SQL statements (split by the caller); `params` go to the last.
+    pub async fn sql(
+        &self,
+        statements: &[Statement],
+        params: &[Param],
+    ) -> Result<Outcome, crate::d1::error::D1Error> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            *guard = self
+                .connect(true)
+                .await
+                .map_err(|e| crate::d1::error::D1Error::Sqlite(e.0))?;
+        }
+        let conn = guard.as_mut().expect("opened above");
+        run_statements(conn, statements, params).await
+    }
+
+    /// The file's size in bytes.
+    pub async fn database_size(&self) -> Result<u64, StoreError> {
+        let mut guard = self.conn.lock().await;
+        if guard.is_none() {
+            *guard = self.connect(true).await?;
+        }
+        let conn = guard.as_mut().expect("opened above");
+        database_size(conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    /// Begins, commits or rolls back the object's transaction.
+    pub async fn transaction(&self, op: TransactionOp) -> Result<(), StoreError> {
+        let sql = match op {
+            TransactionOp::Begin => "BEGIN IMMEDIATE",
+            TransactionOp::Commit => "COMMIT",
+            TransactionOp::Rollback => "ROLLBACK",
+        };
+        self.with(true, async |conn| {
+            sqlx::query(sql).execute(&mut *conn).await.map(|_| ())
         })
         .await?;
         Ok(())
@@ -285,5 +335,31 @@ impl ObjectStore {
             conn.close().await.map_err(sqlite)?;
         }
         Ok(())
+    }
+}
+
+/// Runs `work` all or nothing, inside the object's open transaction or not
+/// (a savepoint nests in either).
+async fn atomically<T>(
+    conn: &mut SqliteConnection,
+    work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    sqlx::query("SAVEPOINT pyflare_op")
+        .execute(&mut *conn)
+        .await?;
+    match work(conn).await {
+        Ok(value) => {
+            sqlx::query("RELEASE pyflare_op")
+                .execute(&mut *conn)
+                .await?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = sqlx::query("ROLLBACK TO pyflare_op")
+                .execute(&mut *conn)
+                .await;
+            let _ = sqlx::query("RELEASE pyflare_op").execute(&mut *conn).await;
+            Err(error)
+        }
     }
 }
