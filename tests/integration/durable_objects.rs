@@ -208,3 +208,90 @@ async fn do_storage_survives_kill_9_and_a_restart() {
     );
     assert_eq!(get_text(&w, "/increment?name=a").await.1, "6");
 }
+
+/// Milliseconds since the Unix epoch by pyflare's clock (moved by the test).
+async fn pyflare_now_ms(w: &TestWorker, advance_secs: u64) -> i64 {
+    let res = TestWorker::client()
+        .post(w.url(&format!(
+            "/cdn-cgi/pyflare/clock/advance?seconds={advance_secs}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    res.json::<Value>().await.unwrap()["now_ms"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Waits (polling) until the object's alarm has run `runs` times, and, with
+/// `rescheduled`, until the retry is set.
+async fn alarm_runs(w: &TestWorker, name: &str, runs: usize, rescheduled: bool) -> Value {
+    for _ in 0..100 {
+        let state = get_json(w, &format!("/alarm?name={name}")).await;
+        if state["runs"].as_array().map_or(0, Vec::len) >= runs
+            && (!rescheduled || state["alarm"].is_number())
+        {
+            return state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the alarm of {name} never ran {runs} times:\n{}",
+        w.output()
+    );
+}
+
+#[tokio::test]
+async fn do_alarms_fire_on_the_clock_and_retry_with_backoff() {
+    let w = TestWorker::start("durable_objects").await;
+    let now = pyflare_now_ms(&w, 0).await;
+    let at = now + 60_000;
+    // Fails twice, then succeeds.
+    assert_eq!(
+        get_json(&w, &format!("/alarm?name=al&at={at}&fail=2")).await,
+        at
+    );
+    assert_eq!(
+        get_json(&w, "/alarm?name=al").await,
+        json!({"alarm": at, "runs": []})
+    );
+    let now = pyflare_now_ms(&w, 61).await;
+    let state = alarm_runs(&w, "al", 1, true).await;
+    // During the run the alarm was unset; the retry is due 2 s later.
+    assert_eq!(
+        state["runs"],
+        json!([{"retryCount": 0, "isRetry": false, "during": null}])
+    );
+    let retry_at = state["alarm"].as_i64().unwrap();
+    assert!((now + 2_000..now + 3_000).contains(&retry_at), "{state}");
+    assert!(w.output().contains("alarm failed on purpose"));
+    pyflare_now_ms(&w, 3).await;
+    let state = alarm_runs(&w, "al", 2, true).await;
+    let next = state["alarm"].as_i64().unwrap();
+    assert!(next - retry_at >= 4_000, "{state}");
+    pyflare_now_ms(&w, 5).await;
+    let state = alarm_runs(&w, "al", 3, false).await;
+    assert_eq!(
+        state,
+        json!({"alarm": null, "runs": [
+            {"retryCount": 0, "isRetry": false, "during": null},
+            {"retryCount": 1, "isRetry": true, "during": null},
+            {"retryCount": 2, "isRetry": true, "during": null},
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn do_an_alarm_due_while_pyflare_was_stopped_fires_at_start() {
+    let w = TestWorker::start_with("durable_objects", &["--no-reload"]).await;
+    // Due 1 s from now by the wall clock: past once pyflare is back.
+    let at = pyflare_now_ms(&w, 0).await + 1_000;
+    assert_eq!(get_json(&w, &format!("/alarm?name=late&at={at}")).await, at);
+    let state = w.kill_keep_state().await;
+    let w = TestWorker::start_in("durable_objects", state, &["--no-reload"]).await;
+    let state = alarm_runs(&w, "late", 1, false).await;
+    assert_eq!(
+        state,
+        json!({"alarm": null, "runs": [{"retryCount": 0, "isRetry": false, "during": null}]})
+    );
+}

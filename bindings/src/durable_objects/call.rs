@@ -89,6 +89,27 @@ pub enum DurableObjectCall {
         /// `begin`, `commit` or `rollback`.
         op: TransactionOp,
     },
+    /// `storage.getAlarm()`.
+    #[serde(rename_all = "camelCase")]
+    GetAlarm {
+        /// The object.
+        id: String,
+    },
+    /// `storage.setAlarm(time)`: Unix milliseconds.
+    #[serde(rename_all = "camelCase")]
+    SetAlarm {
+        /// The object.
+        id: String,
+        /// When; null when the worker's value is no finite number.
+        #[serde(default)]
+        time: Option<f64>,
+    },
+    /// `storage.deleteAlarm()`.
+    #[serde(rename_all = "camelCase")]
+    DeleteAlarm {
+        /// The object.
+        id: String,
+    },
     /// `storage.deleteAll()`.
     #[serde(rename_all = "camelCase")]
     DeleteAll {

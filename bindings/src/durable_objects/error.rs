@@ -38,6 +38,8 @@ pub enum DurableObjectError {
         "To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing."
     )]
     TransactionStatement,
+    #[error("setAlarm() cannot be called with an alarm time that is not a finite number")]
+    BadAlarmTime,
     #[error("Wrong number of parameter bindings for SQL query.")]
     WrongParameterCount,
     /// SQLite's error, `<message>[ at offset N]: <CODE>`.
@@ -61,6 +63,7 @@ impl CfError for DurableObjectError {
             | Self::UndefinedValue
             | Self::ListLimit
             | Self::StartAndStartAfter
+            | Self::BadAlarmTime
             | Self::BadRequest(_) => JsClass::TypeError,
             Self::KeyTooLarge | Self::ValueTooLarge | Self::TooManyKeys | Self::TooManyPairs => {
                 JsClass::RangeError

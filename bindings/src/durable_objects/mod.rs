@@ -25,6 +25,7 @@
 //! - Not emulated: `newUniqueId({jurisdiction})` and `jurisdiction()` are
 //!   accepted and change nothing; `locationHint` is ignored.
 
+pub mod alarms;
 pub mod call;
 pub mod config;
 pub mod error;
@@ -78,6 +79,9 @@ impl BindingKind for DurableObjects {
             "sql",
             "databaseSize",
             "transaction",
+            "getAlarm",
+            "setAlarm",
+            "deleteAlarm",
         ]
     }
 
@@ -415,6 +419,34 @@ impl DurableObjectNamespace {
                 object.transaction(op).await.map_err(storage)?;
                 Ok(Reply::json(Value::Null))
             }
+            DurableObjectCall::GetAlarm { id } => {
+                check_id(&id)?;
+                let alarms = self.store.alarms();
+                alarms.load(&self.store).await;
+                Ok(Reply::json(json!({ "time": alarms.get(&id) })))
+            }
+            DurableObjectCall::SetAlarm { id, time } => {
+                check_id(&id)?;
+                let Some(time) = time.filter(|t| t.is_finite()) else {
+                    return Err(DurableObjectError::BadAlarmTime);
+                };
+                let at = time as i64;
+                let alarms = self.store.alarms();
+                alarms.load(&self.store).await;
+                let object = self.store.object(&id).await;
+                object.set_alarm(Some(at)).await.map_err(storage)?;
+                alarms.set(&id, at);
+                Ok(Reply::json(Value::Null))
+            }
+            DurableObjectCall::DeleteAlarm { id } => {
+                check_id(&id)?;
+                let alarms = self.store.alarms();
+                alarms.load(&self.store).await;
+                let object = self.store.object(&id).await;
+                object.set_alarm(None).await.map_err(storage)?;
+                alarms.delete(&id);
+                Ok(Reply::json(Value::Null))
+            }
             DurableObjectCall::DeleteAll { id } => {
                 check_id(&id)?;
                 let object = self.store.object(&id).await;
@@ -543,7 +575,11 @@ impl Binding for DurableObjectNamespace {
 
     fn tasks(&self, cx: &TaskContext) -> Vec<crate::tasks::Task> {
         *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.events.clone());
-        Vec::new()
+        vec![alarms::task(
+            self.name.clone(),
+            self.store.clone(),
+            cx.clone(),
+        )]
     }
 
     async fn close(&self) -> Result<(), String> {

@@ -289,6 +289,23 @@ class DurableObjectStorage {
     await this.#call("deleteAll", {});
   }
 
+  async getAlarm(options) {
+    void options;
+    const { value } = await this.#call("getAlarm", {});
+    return value.time;
+  }
+
+  async setAlarm(scheduledTime, options) {
+    void options;
+    const time = scheduledTime instanceof Date ? scheduledTime.getTime() : Number(scheduledTime);
+    await this.#call("setAlarm", { time: Number.isFinite(time) ? time : null });
+  }
+
+  async deleteAlarm(options) {
+    void options;
+    await this.#call("deleteAlarm", {});
+  }
+
   /**
    * Runs `closure(txn)` with the object's storage in one SQLite
    * transaction: all of its writes, or none if it throws or calls
@@ -371,6 +388,10 @@ export function event(handler, payload, namespace) {
     }
     return handler === "fetch" ? value : { value: b64(serialize(value)) };
   };
+  if (handler === "alarm") {
+    const info = { retryCount: payload.retryCount, isRetry: payload.isRetry, scheduledTime: payload.scheduledTime };
+    return { instance, method: "alarm", mode: "raw", args: [info], finish: () => null };
+  }
   if (handler === "fetch") {
     const r = payload.request;
     const request = new Request(r.url, {

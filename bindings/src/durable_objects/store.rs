@@ -30,6 +30,7 @@ fn sqlite(e: sqlx::Error) -> StoreError {
 pub struct ClassStore {
     dir: PathBuf,
     open: tokio::sync::Mutex<HashMap<String, Arc<ObjectStore>>>,
+    alarms: Arc<super::alarms::Alarms>,
 }
 
 impl ClassStore {
@@ -44,9 +45,15 @@ impl ClassStore {
         let store = Arc::new(ClassStore {
             dir: dir.to_path_buf(),
             open: tokio::sync::Mutex::new(HashMap::new()),
+            alarms: Arc::default(),
         });
         open.push(store.clone());
         store
+    }
+
+    /// The alarms of the class's objects.
+    pub fn alarms(&self) -> Arc<super::alarms::Alarms> {
+        self.alarms.clone()
     }
 
     /// The folder of the class's files.
@@ -106,8 +113,11 @@ pub struct ObjectStore {
     conn: tokio::sync::Mutex<Option<SqliteConnection>>,
 }
 
-const SCHEMA: &str =
-    "CREATE TABLE IF NOT EXISTS _cf_KV (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID";
+const SCHEMA: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS _cf_KV (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID",
+    // workerd keeps an object's alarm here (key 1: its time in Unix ms).
+    "CREATE TABLE IF NOT EXISTS _cf_METADATA (key INTEGER PRIMARY KEY, value BLOB)",
+];
 
 impl ObjectStore {
     async fn connect(&self, create: bool) -> Result<Option<SqliteConnection>, StoreError> {
@@ -127,10 +137,12 @@ impl ObjectStore {
         let mut conn = SqliteConnection::connect_with(&options)
             .await
             .map_err(sqlite)?;
-        sqlx::query(SCHEMA)
-            .execute(&mut conn)
-            .await
-            .map_err(sqlite)?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .map_err(sqlite)?;
+        }
         Ok(Some(conn))
     }
 
@@ -277,6 +289,37 @@ impl ObjectStore {
                 Ok(())
             })
             .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The object's alarm (Unix ms), if set.
+    pub async fn alarm(&self) -> Result<Option<i64>, StoreError> {
+        let found = self
+            .with(false, async |conn| {
+                sqlx::query_scalar::<_, i64>("SELECT value FROM _cf_METADATA WHERE key = 1")
+                    .fetch_optional(&mut *conn)
+                    .await
+            })
+            .await?;
+        Ok(found.flatten())
+    }
+
+    /// Sets (or, with `None`, deletes) the object's alarm.
+    pub async fn set_alarm(&self, at: Option<i64>) -> Result<(), StoreError> {
+        self.with(at.is_some(), async |conn| match at {
+            Some(at) => {
+                sqlx::query("INSERT OR REPLACE INTO _cf_METADATA (key, value) VALUES (1, ?)")
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            }
+            None => sqlx::query("DELETE FROM _cf_METADATA WHERE key = 1")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ()),
         })
         .await?;
         Ok(())
