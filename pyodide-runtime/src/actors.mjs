@@ -3,7 +3,8 @@
 // delivered to each, as workerd's actors do
 // (https://blog.cloudflare.com/durable-objects-easy-fast-correct-choose-three/).
 //
-// A binding's shim asks for an instance in the answer of its `event()`:
+// A binding's shim asks for an instance in the answer of its `event()`
+// (or, with `drop: true`, that the instance be forgotten):
 // `{instance: {className, key, state(gate, tools)}, method, mode, args,
 // finish}`. The first event for a (class, key) builds the instance with
 // `Class(state, env)`, where `state` is what the shim's `state(gate, tools)`
@@ -118,7 +119,7 @@ export class Actors {
     let actor = this.#live.get(id);
     if (!actor) {
       const gate = new Gate();
-      actor = { gate, ready: null };
+      actor = { gate, ready: null, busy: 0 };
       this.#live.set(id, actor);
       const state = target.state(gate, this.#tools);
       actor.ready = gate.run(() =>
@@ -129,6 +130,15 @@ export class Actors {
         if (this.#live.get(id) === actor) this.#live.delete(id);
       });
     }
+    actor.busy += 1;
+    try {
+      return await this.#run(actor, className, key, described, method, mode, args);
+    } finally {
+      actor.busy -= 1;
+    }
+  }
+
+  async #run(actor, className, key, described, method, mode, args) {
     await actor.ready;
     if (!described.methods.includes(method)) {
       // workerd's words (a JS Durable Object under Miniflare).
@@ -144,9 +154,18 @@ export class Actors {
     return running;
   }
 
-  /** Forgets the instance of `className` with `key` (evicted, reset). */
+  /**
+   * Forgets the instance of `className` with `key` (evicted after
+   * idleness), unless an event is running on it; whether it did. The next
+   * event builds a new instance, which finds its state in storage.
+   */
   drop(className, key) {
-    this.#live.delete(`${className}\0${key}`);
+    const id = `${className}\0${key}`;
+    const actor = this.#live.get(id);
+    if (!actor) return true;
+    if (actor.busy > 0 || actor.gate.closed) return false;
+    this.#live.delete(id);
     this.#worker.entrypoints.drop_instance(className, key);
+    return true;
   }
 }

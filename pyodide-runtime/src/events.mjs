@@ -293,9 +293,9 @@ export class Events {
    * and `finish(value, error)` reports, as JSON, what came of them, given
    * what the handler returned (after the shim's optional async
    * `settle(value)`, which may read a Response's body, say) or raised. With
-   * `instance` (see actors.mjs)
-   * the handler is `method` of that instance of one of the worker's
-   * classes, not of the default export.
+   * `instance` (see actors.mjs) the handler is `method` of that instance
+   * of one of the worker's classes, not of the default export; with
+   * `instance` and `drop: true`, the instance is forgotten (evicted).
    */
   #binding(message) {
     const target = this.#worker.env[message.binding];
@@ -315,9 +315,13 @@ export class Events {
     const report = (value, error) =>
       made.finish?.(value, error === undefined ? undefined : describeForCaller(error)) ?? null;
     const settle = (value) => (made.settle ? made.settle(value) : value);
-    const run = made.instance
-      ? async () => settle(await this.#worker.actors.call(made.instance, made.method, made.mode ?? "rpc", args))
-      : async (ctx) => settle(await this.#worker.callDefault(message.handler, args, ctx));
+    const actors = this.#worker.actors;
+    let run = async (ctx) => settle(await this.#worker.callDefault(message.handler, args, ctx));
+    if (made.instance && made.drop) {
+      run = async () => settle(actors.drop(made.instance.className, made.instance.key));
+    } else if (made.instance) {
+      run = async () => settle(await actors.call(made.instance, made.method, made.mode ?? "rpc", args));
+    }
     this.#runHandler(message.id, message.handler, run, report);
   }
 
