@@ -295,3 +295,101 @@ async fn do_an_alarm_due_while_pyflare_was_stopped_fires_at_start() {
         json!({"alarm": null, "runs": [{"retryCount": 0, "isRetry": false, "during": null}]})
     );
 }
+
+#[tokio::test]
+async fn do_block_concurrency_while_eviction_inspect_routes_and_the_do_command() {
+    let w = TestWorker::start_with("durable_objects", &["--no-reload"]).await;
+    // Every call waited for the constructor's blockConcurrencyWhile.
+    assert_eq!(
+        get_json(&w, "/warm?n=5").await,
+        json!([true, true, true, true, true])
+    );
+
+    // An object idle for 70 s is evicted: its in-memory state goes, its
+    // storage stays.
+    assert_eq!(get_text(&w, "/increment?name=ev").await.1, "1");
+    assert_eq!(get_json(&w, "/calls?name=ev").await, 1);
+    let ids = get_json(&w, "/ids").await;
+    let listing = get_json(&w, "/cdn-cgi/pyflare/do/Counter").await;
+    let ev = |listing: &Value| {
+        listing["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] != ids["a"])
+            .cloned()
+            .unwrap_or_else(|| panic!("{listing}"))
+    };
+    assert_eq!(ev(&listing)["live"], true, "{listing}");
+    pyflare_now_ms(&w, 71).await;
+    let mut evicted = false;
+    for _ in 0..100 {
+        // The listing reads storage only: it does not wake the object.
+        if ev(&get_json(&w, "/cdn-cgi/pyflare/do/Counter").await)["live"] == false {
+            evicted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(evicted, "{}", w.output());
+    // Wait for the host to have dropped the instance (the eviction event).
+    let mut calls = Value::Null;
+    for _ in 0..100 {
+        calls = get_json(&w, "/calls?name=ev").await;
+        if calls == 0 {
+            break;
+        }
+        pyflare_now_ms(&w, 71).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls, 0);
+    assert_eq!(get_json(&w, "/read?name=ev").await, 1);
+
+    // The loopback-only routes: classes, objects, one object's storage.
+    get_text(&w, "/post?room=lobby&author=al&text=hi").await;
+    get_text(&w, "/ledger?who=a&amount=2").await;
+    let classes = get_json(&w, "/cdn-cgi/pyflare/do").await;
+    assert_eq!(classes["Counter"]["sqlite"], false, "{classes}");
+    assert_eq!(classes["ChatRoom"], json!({"sqlite": true, "objects": 1}));
+    let room = get_json(&w, "/cdn-cgi/pyflare/do/ChatRoom").await["objects"][0]["id"].clone();
+    assert_eq!(
+        get_json(
+            &w,
+            &format!("/cdn-cgi/pyflare/do/ChatRoom/{}", room.as_str().unwrap())
+        )
+        .await,
+        json!({"class": "ChatRoom", "id": room, "entries": {"messages": [{"author": "al", "text": "hi"}]}, "alarm": null, "tables": {}})
+    );
+    let ledger = get_json(&w, "/cdn-cgi/pyflare/do/Ledger").await["objects"][0]["id"].clone();
+    let ledger = get_json(
+        &w,
+        &format!("/cdn-cgi/pyflare/do/Ledger/{}", ledger.as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(ledger["tables"], json!({"entries": 1}), "{ledger}");
+    let res = w
+        .get(&format!("/cdn-cgi/pyflare/do/Counter/{}", "0".repeat(64)))
+        .await;
+    assert_eq!(res.status(), 404);
+
+    // `pyflare do get --name` finds the object the worker's idFromName names.
+    let mut w = w;
+    w.terminate().await;
+    let state = w.kill_keep_state().await;
+    let dir = crate::util::fixture("durable_objects");
+    let out = std::process::Command::new(crate::util::pyflare_bin())
+        .args(["do", "get", "--name", "ev", "--binding", "COUNTER", "--dir"])
+        .arg(&dir)
+        .arg("--persist-to")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let object: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(object["entries"], json!({"count": 1}), "{object}");
+    assert!(is_id(&object["id"]));
+}

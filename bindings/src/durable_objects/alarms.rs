@@ -27,6 +27,12 @@ pub const FIRST_RETRY_MS: i64 = 2_000;
 /// move the clock forward without telling the task).
 const POLL_MS: i64 = 100;
 
+/// How long an object may sit idle before its instance is evicted (its
+/// in-memory state dropped; storage stays): Cloudflare evicts after 70 to
+/// 140 s without events
+/// (<https://developers.cloudflare.com/durable-objects/reference/in-memory-state/>).
+pub const EVICT_AFTER_MS: i64 = 70_000;
+
 /// One object's alarm as the timer knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Alarm {
@@ -45,9 +51,41 @@ pub struct Alarms {
     loaded: tokio::sync::OnceCell<()>,
     map: std::sync::Mutex<HashMap<String, Alarm>>,
     wake: tokio::sync::Notify,
+    /// When each object with a live instance last had an event.
+    active: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl Alarms {
+    /// Notes an event of object `id` at `now` (its instance is live).
+    pub fn touch(&self, id: &str, now: i64) {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), now);
+    }
+
+    /// Whether object `id` has a live instance, as far as pyflare knows.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    /// Takes the objects idle since before `now - EVICT_AFTER_MS`.
+    fn take_idle(&self, now: i64) -> Vec<String> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let idle: Vec<String> = active
+            .iter()
+            .filter(|(_, last)| now - **last >= EVICT_AFTER_MS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            active.remove(id);
+        }
+        idle
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Alarm>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -151,6 +189,29 @@ pub fn task(binding: String, store: Arc<ClassStore>, mut cx: TaskContext) -> Tas
         alarms.load(&store).await;
         loop {
             let now = cx.clock.now_ms();
+            for id in alarms.take_idle(now) {
+                let (binding, events, alarms, clock) = (
+                    binding.clone(),
+                    cx.events.clone(),
+                    alarms.clone(),
+                    cx.clock.clone(),
+                );
+                tokio::spawn(async move {
+                    let event = Delivery::Binding {
+                        binding,
+                        handler: "evict".into(),
+                        payload: json!({ "id": id }),
+                    };
+                    let evicted = matches!(
+                        events.deliver(event).await,
+                        Delivered::Ok { result } if result["evicted"] == true
+                    );
+                    if !evicted {
+                        // Busy after all: try again after another idle spell.
+                        alarms.touch(&id, clock.now_ms());
+                    }
+                });
+            }
             for (id, at, retries) in alarms.take_due(now) {
                 let (binding, store, events, clock) = (
                     binding.clone(),
@@ -169,7 +230,9 @@ pub fn task(binding: String, store: Arc<ClassStore>, mut cx: TaskContext) -> Tas
                             "scheduledTime": at,
                         }),
                     };
+                    store.alarms().touch(&id, clock.now_ms());
                     let delivered = events.deliver(event).await;
+                    store.alarms().touch(&id, clock.now_ms());
                     if matches!(delivered, Delivered::Undelivered(_)) {
                         // pyflare is stopping: the file still has the alarm.
                         return;

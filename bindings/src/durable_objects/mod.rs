@@ -27,10 +27,12 @@
 
 pub mod alarms;
 pub mod call;
+mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
 pub mod store;
+pub mod v8;
 
 #[cfg(test)]
 mod tests;
@@ -42,7 +44,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::binding::{
+    Binding, BindingConfigError, BindingKind, BodyStream, Inspect, InspectError, OpenContext, Reply,
+};
 use crate::d1::error::D1Error;
 use crate::d1::statements::{Split, Statement, split};
 use crate::d1::store::Param;
@@ -89,36 +93,56 @@ impl BindingKind for DurableObjects {
         include_str!("shim.mjs")
     }
 
+    fn route(&self) -> &'static str {
+        "do"
+    }
+
     fn open(
         &self,
         config: &Value,
         cx: &OpenContext,
     ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
-        let entries = config::parse_bindings(config)?;
-        let migrations = config::parse_migrations(cx.config.get("migrations"))?;
-        let classes = config::classes(&migrations);
-        let root = cx.persist_root.join("do");
-        let mut out: Vec<Arc<dyn Binding>> = Vec::new();
-        for entry in entries {
-            let class = entry.class_name.clone();
-            let info = classes.get(&class).cloned().unwrap_or_else(|| ClassInfo {
-                origin: class.clone(),
-                sqlite: false,
-                former_names: Vec::new(),
-            });
-            let dir = root.join(&class);
-            move_renamed(&root, &info, &dir)?;
-            out.push(Arc::new(DurableObjectNamespace {
-                name: entry.name.clone(),
-                key: namespace_key(entry.script_name.as_deref(), &info.origin),
-                class,
-                info,
-                store: ClassStore::shared(&dir),
-                events: Mutex::new(None),
-            }));
-        }
-        Ok(out)
+        Ok(open_namespaces(config, cx)?
+            .into_iter()
+            .map(|ns| Arc::new(ns) as Arc<dyn Binding>)
+            .collect())
     }
+
+    fn cli(&self) -> Option<&'static dyn crate::cli::BindingCli> {
+        Some(&cli::DoCli)
+    }
+}
+
+/// Opens the namespaces `durable_objects.bindings` declares.
+fn open_namespaces(
+    config: &Value,
+    cx: &OpenContext,
+) -> Result<Vec<DurableObjectNamespace>, BindingConfigError> {
+    let entries = config::parse_bindings(config)?;
+    let migrations = config::parse_migrations(cx.config.get("migrations"))?;
+    let classes = config::classes(&migrations);
+    let root = cx.persist_root.join("do");
+    let mut out = Vec::new();
+    for entry in entries {
+        let class = entry.class_name.clone();
+        let info = classes.get(&class).cloned().unwrap_or_else(|| ClassInfo {
+            origin: class.clone(),
+            sqlite: false,
+            former_names: Vec::new(),
+        });
+        let dir = root.join(&class);
+        move_renamed(&root, &info, &dir)?;
+        out.push(DurableObjectNamespace {
+            name: entry.name.clone(),
+            key: namespace_key(entry.script_name.as_deref(), &info.origin),
+            class,
+            info,
+            store: ClassStore::shared(&dir),
+            clock: cx.clock.clone(),
+            events: Mutex::new(None),
+        });
+    }
+    Ok(out)
 }
 
 /// Moves the folder of a class's former name to its new one, once.
@@ -160,6 +184,7 @@ pub struct DurableObjectNamespace {
     key: String,
     info: ClassInfo,
     store: Arc<ClassStore>,
+    clock: Arc<dyn crate::clock::Clock>,
     /// Where calls to objects go: the worker's isolate, through the event
     /// sink pyflare hands the binding's tasks.
     events: Mutex<Option<Arc<dyn EventSink>>>,
@@ -196,6 +221,27 @@ impl DurableObjectNamespace {
         &self.class
     }
 
+    /// The id `idFromName(name)` gives in the worker (the shim derives it
+    /// the same way): 24 bytes of SHA-256 over the namespace key and the
+    /// name, then 8 bytes of a MAC that ties the id to the namespace.
+    pub fn id_from_name(&self, name: &str) -> String {
+        let head = Sha256::new()
+            .chain_update(self.key.as_bytes())
+            .chain_update(b"\0name\0")
+            .chain_update(name.as_bytes())
+            .finalize();
+        let head = &head[..24];
+        let mac = Sha256::new()
+            .chain_update(self.key.as_bytes())
+            .chain_update(b"\0mac\0")
+            .chain_update(head)
+            .finalize();
+        head.iter()
+            .chain(&mac[..8])
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Whether the class is SQLite-backed.
     pub fn sqlite(&self) -> bool {
         self.info.sqlite
@@ -216,8 +262,16 @@ impl DurableObjectNamespace {
         }
     }
 
-    /// Delivers a call to the object in the worker and returns what it answered.
-    async fn deliver(&self, handler: &str, payload: Value) -> Result<Value, WireError> {
+    /// Delivers a call to object `id` in the worker and returns what it answered.
+    async fn deliver(&self, id: &str, handler: &str, payload: Value) -> Result<Value, WireError> {
+        let alarms = self.store.alarms();
+        alarms.touch(id, self.clock.now_ms());
+        let answer = self.deliver_now(handler, payload).await;
+        alarms.touch(id, self.clock.now_ms());
+        answer
+    }
+
+    async fn deliver_now(&self, handler: &str, payload: Value) -> Result<Value, WireError> {
         let sink = self
             .events
             .lock()
@@ -270,13 +324,13 @@ impl DurableObjectNamespace {
             } => {
                 check_id(&id).map_err(|e| e.to_wire())?;
                 let payload = json!({ "id": id, "name": name, "call": call, "args": args });
-                let result = self.deliver(&call, payload).await?;
+                let result = self.deliver(&id, &call, payload).await?;
                 Ok(Reply::json(result))
             }
             DurableObjectCall::Fetch { id, name, request } => {
                 check_id(&id).map_err(|e| e.to_wire())?;
                 let payload = json!({ "id": id, "name": name, "request": request });
-                let result = self.deliver("fetch", payload).await?;
+                let result = self.deliver(&id, "fetch", payload).await?;
                 Ok(Reply::json(result))
             }
             other => self.storage(other, body).await.map_err(|e| e.to_wire()),
@@ -539,6 +593,63 @@ fn sql_error(error: D1Error) -> DurableObjectError {
     }
 }
 
+impl DurableObjectNamespace {
+    /// The class's objects that have storage: id, alarm, whether live.
+    pub async fn describe_objects(&self) -> Value {
+        let alarms = self.store.alarms();
+        alarms.load(&self.store).await;
+        let objects: Vec<Value> = self
+            .store
+            .ids()
+            .into_iter()
+            .map(|id| {
+                json!({
+                    "alarm": alarms.get(&id),
+                    "live": alarms.is_active(&id),
+                    "id": id,
+                })
+            })
+            .collect();
+        json!({ "class": self.class, "sqlite": self.info.sqlite, "objects": objects })
+    }
+
+    /// One object's storage: its key-value entries as JSON, its alarm and
+    /// its SQL tables with their row counts.
+    pub async fn describe_object(&self, id: &str) -> Result<Value, InspectError> {
+        check_id(id).map_err(|e| InspectError::BadRequest(e.to_string()))?;
+        if !self.store.path(id).is_file() {
+            return Err(InspectError::NotFound(format!(
+                "{} has no object {id} with storage",
+                self.class
+            )));
+        }
+        let object = self.store.object(id).await;
+        let failed = |e: store::StoreError| InspectError::Failed(e.0);
+        let entries = object
+            .list(&ListOptions::default(), None)
+            .await
+            .map_err(failed)?;
+        let mut kv = serde_json::Map::new();
+        for (key, value) in entries {
+            kv.insert(key, v8::to_json(&value));
+        }
+        let tables: serde_json::Map<String, Value> = object
+            .tables()
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .map(|(name, rows)| (name, json!(rows)))
+            .collect();
+        Ok(json!({
+            "class": self.class,
+            "id": id,
+            "entries": kv,
+            "alarm": object.alarm().await.map_err(failed)?,
+            "tables": tables,
+        }))
+    }
+}
+
 fn list_limit(options: &ListOptions) -> Result<Option<usize>, DurableObjectError> {
     if options.start.is_some() && options.start_after.is_some() {
         return Err(DurableObjectError::StartAndStartAfter);
@@ -580,6 +691,23 @@ impl Binding for DurableObjectNamespace {
             self.store.clone(),
             cx.clone(),
         )]
+    }
+
+    async fn inspect(&self, request: &Inspect) -> Option<Result<Value, InspectError>> {
+        if request.method != "GET" {
+            return Some(Err(InspectError::BadRequest(
+                "Durable Object routes are read-only: use GET".into(),
+            )));
+        }
+        match request.path.as_slice() {
+            [] => Some(Ok(json!({ &self.class: {
+                "sqlite": self.info.sqlite,
+                "objects": self.store.ids().len(),
+            }}))),
+            [class] if *class == self.class => Some(Ok(self.describe_objects().await)),
+            [class, id] if *class == self.class => Some(self.describe_object(id).await),
+            _ => None,
+        }
     }
 
     async fn close(&self) -> Result<(), String> {

@@ -388,6 +388,9 @@ export function event(handler, payload, namespace) {
     }
     return handler === "fetch" ? value : { value: b64(serialize(value)) };
   };
+  if (handler === "evict") {
+    return { instance, drop: true, finish: (evicted) => ({ evicted: evicted === true }) };
+  }
   if (handler === "alarm") {
     const info = { retryCount: payload.retryCount, isRetry: payload.isRetry, scheduledTime: payload.scheduledTime };
     return { instance, method: "alarm", mode: "raw", args: [info], finish: () => null };

@@ -294,6 +294,29 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// The object's own SQL tables (not workerd's `_cf_` ones) and their row counts.
+    pub async fn tables(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let found = self
+            .with(false, async |conn| {
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name",
+                )
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let quoted = name.replace('"', "\"\"");
+                    let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{quoted}\""))
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    out.push((name, count));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(found.unwrap_or_default())
+    }
+
     /// The object's alarm (Unix ms), if set.
     pub async fn alarm(&self) -> Result<Option<i64>, StoreError> {
         let found = self
