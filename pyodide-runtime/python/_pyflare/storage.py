@@ -45,7 +45,24 @@ def _js_dict(pairs):
     return JsDict(pairs)
 
 
-class SqlStorageCursor:
+class _JsIterator:
+    """A JavaScript iterator's surface over `__next__`: Python iteration,
+    `next()` answering `{done, value}`, and `toArray()`."""
+
+    def __iter__(self):
+        return self
+
+    def next(self):
+        try:
+            return {"done": False, "value": self.__next__()}
+        except StopIteration:
+            return {"done": True}
+
+    def toArray(self):
+        return list(self)
+
+
+class SqlStorageCursor(_JsIterator):
     """What `sql.exec()` returns: the last statement's rows, read once."""
 
     def __init__(self, result):
@@ -64,20 +81,8 @@ class SqlStorageCursor:
         self._at += 1
         return row
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
         return _js_dict(zip(self.columnNames, self._take()))
-
-    def next(self):
-        try:
-            return {"done": False, "value": self.__next__()}
-        except StopIteration:
-            return {"done": True}
-
-    def toArray(self):
-        return list(self)
 
     def one(self):
         rest = self._rows[self._at :]
@@ -91,25 +96,15 @@ class SqlStorageCursor:
         return _RawCursor(self)
 
 
-class _RawCursor:
+class _RawCursor(_JsIterator):
+    """`cursor.raw()`: the same rows as lists, sharing the cursor's place."""
+
     def __init__(self, cursor):
         self._cursor = cursor
         self.columnNames = cursor.columnNames
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
         return list(self._cursor._take())
-
-    def next(self):
-        try:
-            return {"done": False, "value": self.__next__()}
-        except StopIteration:
-            return {"done": True}
-
-    def toArray(self):
-        return list(self)
 
 
 class SqlStorage:
