@@ -75,6 +75,15 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
         )
     );
 
+    // A method that never finishes is found hung, as the isolate goes
+    // idle, instead of holding its caller forever.
+    let (status, text) = get_text(&w, "/hang").await;
+    assert_eq!(status, 500);
+    assert!(
+        text.contains("had hung and would never generate a response"),
+        "{text}"
+    );
+
     // stub.fetch reaches the object's fetch handler.
     assert_eq!(get_text(&w, "/increment?name=f").await.1, "1");
     assert_eq!(

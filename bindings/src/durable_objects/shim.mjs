@@ -103,9 +103,13 @@ class DurableObjectNamespace {
     this.#options = options;
   }
 
-  /** For stubs and state objects only: a call into pyflare. */
+  /**
+   * For stubs and state objects only: a call into pyflare. A call to an
+   * object comes back to this isolate as an event, and says so.
+   */
   __call(method, args, body) {
-    return this.#call(method, args, body);
+    const loopsBack = method === "rpc" || method === "fetch";
+    return this.#call(method, args, body, loopsBack ? { loopsBack } : undefined);
   }
 
   get __options() {
