@@ -88,7 +88,8 @@ export class Actors {
   /**
    * What a shim's `state(gate, tools)` may use besides the gate: pyflare's
    * own Python glue (`_pyflare.*` modules, e.g. `_pyflare.storage` for
-   * synchronous storage APIs), nothing else of the interpreter.
+   * synchronous storage APIs), nothing else of the interpreter; and
+   * `tools.methods`, the public methods of the instance's class.
    */
   #tools = Object.freeze({
     pyimport: (name) => {
@@ -121,7 +122,7 @@ export class Actors {
       const gate = new Gate();
       actor = { gate, ready: null, busy: 0 };
       this.#live.set(id, actor);
-      const state = target.state(gate, this.#tools);
+      const state = target.state(gate, { ...this.#tools, methods: described.methods });
       actor.ready = gate.run(() =>
         this.#worker.entrypoints.construct.callPromising(className, key, state, this.#worker.env),
       );

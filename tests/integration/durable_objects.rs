@@ -117,6 +117,10 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
             "too_many": "RangeError: Maximum number of keys is 128.",
             "big_key": "RangeError: Keys cannot be larger than 2048 bytes.",
             "big_value": "RangeError: Values cannot be larger than 131072 bytes.",
+            "no_key": "TypeError: Failed to execute 'get' on 'DurableObjectStorage': parameter 1 is not of type 'string or Array'.",
+            "alarm_nan": "TypeError: The value cannot be converted because it is not a valid Date.",
+            "alarm_text": "TypeError: Failed to execute 'setAlarm' on 'DurableObjectStorage': parameter 1 is not of type 'date'.",
+            "alarm_without_handler": "TypeError: Your Durable Object class must have an alarm() handler in order to call setAlarm()",
             "sql": "Error: SQL is not enabled for this Durable Object class. To enable it, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly,set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.",
             "kv": "Error: The storage.kv (synchronous KV) API is only available for SQLite-backed Durable Objects, but this object's namespace is not declared to use SQLite. You can use the older, asyncronous interface via methods of `storage` itself (e.g. `storage.get()`). Alternatively, to enable SQLite, change `new_classes` to `new_sqlite_classes` within the 'migrations' field in your wrangler.jsonc or wrangler.toml file. If using workerd directly, set `enableSql = true` in your workerd config for the class. Note that this change cannot be made after the class is already deployed to production.",
         })

@@ -38,7 +38,7 @@ pub enum DurableObjectError {
         "To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing."
     )]
     TransactionStatement,
-    #[error("setAlarm() cannot be called with an alarm time that is not a finite number")]
+    #[error("The value cannot be converted because it is not a valid Date.")]
     BadAlarmTime,
     #[error("Wrong number of parameter bindings for SQL query.")]
     WrongParameterCount,

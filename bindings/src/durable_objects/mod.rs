@@ -484,7 +484,8 @@ impl DurableObjectNamespace {
                 let Some(time) = time.filter(|t| t.is_finite()) else {
                     return Err(DurableObjectError::BadAlarmTime);
                 };
-                let at = time as i64;
+                // A time already past fires at once: workerd stores now.
+                let at = (time as i64).max(self.clock.now_ms());
                 let alarms = self.store.alarms();
                 alarms.load(&self.store).await;
                 let object = self.store.object(&id).await;

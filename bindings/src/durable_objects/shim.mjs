@@ -240,6 +240,11 @@ class DurableObjectStorage {
 
   async get(keys, options) {
     void options;
+    if (keys === undefined || keys === null) {
+      throw new TypeError(
+        "Failed to execute 'get' on 'DurableObjectStorage': parameter 1 is not of type 'string or Array'.",
+      );
+    }
     const many = Array.isArray(keys);
     const list = many ? keys.map(String) : [String(keys)];
     const { value, body } = await this.#call("get", { keys: list });
@@ -301,7 +306,14 @@ class DurableObjectStorage {
 
   async setAlarm(scheduledTime, options) {
     void options;
-    const time = scheduledTime instanceof Date ? scheduledTime.getTime() : Number(scheduledTime);
+    // workerd's checks and words (a JavaScript Durable Object under Miniflare).
+    if (!this.#tools.methods?.includes("alarm")) {
+      throw new TypeError("Your Durable Object class must have an alarm() handler in order to call setAlarm()");
+    }
+    if (!(scheduledTime instanceof Date) && typeof scheduledTime !== "number") {
+      throw new TypeError("Failed to execute 'setAlarm' on 'DurableObjectStorage': parameter 1 is not of type 'date'.");
+    }
+    const time = scheduledTime instanceof Date ? scheduledTime.getTime() : scheduledTime;
     await this.#call("setAlarm", { time: Number.isFinite(time) ? time : null });
   }
 
