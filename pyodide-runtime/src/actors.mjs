@@ -88,8 +88,9 @@ export class Actors {
   /**
    * What a shim's `state(gate, tools)` may use besides the gate: pyflare's
    * own Python glue (`_pyflare.*` modules, e.g. `_pyflare.storage` for
-   * synchronous storage APIs), nothing else of the interpreter; and
-   * `tools.methods`, the public methods of the instance's class.
+   * synchronous storage APIs), nothing else of the interpreter; and, per
+   * instance, `tools.methods` (the public methods of its class) and
+   * `tools.reset()` (forget it at once, as `ctx.abort()` does).
    */
   #tools = Object.freeze({
     pyimport: (name) => {
@@ -122,7 +123,11 @@ export class Actors {
       const gate = new Gate();
       actor = { gate, ready: null, busy: 0 };
       this.#live.set(id, actor);
-      const state = target.state(gate, { ...this.#tools, methods: described.methods });
+      const reset = () => {
+        if (this.#live.get(id) === actor) this.#live.delete(id);
+        this.#worker.entrypoints.drop_instance(className, key);
+      };
+      const state = target.state(gate, { ...this.#tools, methods: described.methods, reset });
       actor.ready = gate.run(() =>
         this.#worker.entrypoints.construct.callPromising(className, key, state, this.#worker.env),
       );

@@ -84,6 +84,26 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
         "{text}"
     );
 
+    // ctx.abort() resets the object: the call fails with the SDK's
+    // DurableObjectAbort, the next call gets a new instance, storage stays.
+    assert_eq!(
+        get_json(&w, "/abort").await,
+        json!({"before": 1, "outcome": "workers.entrypoints.DurableObjectAbort: reset please", "after": 0, "count": 1})
+    );
+
+    // Values keep their Python types through storage.
+    assert_eq!(
+        get_json(&w, "/types").await,
+        json!({
+            "big": ["int", 1_099_511_627_776_i64],
+            "float": ["float", 0.5],
+            "none": ["NoneType", null],
+            "raw": ["memoryview", "00ff"],
+            "text": ["str", "héllo"],
+            "when": ["datetime", 1_767_323_045],
+        })
+    );
+
     // stub.fetch reaches the object's fetch handler.
     assert_eq!(get_text(&w, "/increment?name=f").await.1, "1");
     assert_eq!(

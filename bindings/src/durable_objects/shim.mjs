@@ -359,10 +359,12 @@ class DurableObjectStorage {
 
 class DurableObjectState {
   #gate;
+  #tools;
   #background = [];
 
   constructor(ns, id, gate, tools) {
     this.#gate = gate;
+    this.#tools = tools;
     this.id = id;
     this.storage = new DurableObjectStorage(ns, id.toString(), gate, tools);
   }
@@ -374,6 +376,16 @@ class DurableObjectState {
 
   async blockConcurrencyWhile(callback) {
     return this.#gate.run(async () => await callback());
+  }
+
+  /**
+   * Resets the object: the next event gets a new instance, which finds its
+   * state in storage. Cloudflare's SDK calls this from a microtask and
+   * raises DurableObjectAbort in the running method itself.
+   */
+  abort(reason) {
+    void reason;
+    this.#tools.reset();
   }
 }
 
