@@ -1,5 +1,6 @@
 //! Durable Objects (<https://developers.cloudflare.com/durable-objects/>):
-//! namespaces, ids, stubs (`fetch` and RPC) and each object's storage.
+//! namespaces, ids, stubs (`fetch` and RPC), each object's storage (the
+//! key-value API, SQL for SQLite-backed classes), alarms, eviction.
 //!
 //! `durable_objects.bindings` entries become `env.<name>` objects of class
 //! `DurableObjectNamespace` (`shim.mjs`), which Cloudflare's Python SDK
@@ -8,14 +9,25 @@
 //! this binding, which delivers it back to the isolate as a binding event
 //! naming the object (class and id); the host keeps one instance per id,
 //! built as workerd builds it (`Class(ctx, env)`), and orders the events of
-//! each with an input gate (pyodide-runtime/src/actors.mjs).
+//! each with an input gate (pyodide-runtime/src/actors.mjs): events
+//! interleave only at awaits, never while a storage call or
+//! `blockConcurrencyWhile` is pending. Arguments, results and stored values
+//! are V8-serialized, as workerd stores them.
+//!
+//! Ids: `idFromName` hashes the name with a key derived from the class's
+//! first name (renames keep ids); every id ends with a MAC of that key, so
+//! `idFromString` refuses ids of other namespaces with workerd's error.
 //!
 //! Storage: one SQLite file per object, `<state>/do/<ClassName>/<id>.sqlite3`
-//! (`store.rs`), created at the object's first write. `migrations` say which
-//! classes are SQLite-backed (`new_sqlite_classes`) and which are
+//! (`store.rs`), created at the object's first write; key-value entries in
+//! workerd's `_cf_KV` table, the alarm in `_cf_METADATA`. `migrations` say
+//! which classes are SQLite-backed (`new_sqlite_classes`) and which are
 //! key-value-backed (`new_classes`, and classes no migration names, as
-//! workerd's default); a renamed class's folder moves to its new name, and
-//! its ids stay the same (they derive from the class's first name).
+//! workerd's default); a renamed class's folder moves to its new name.
+//! Alarms fire on pyflare's clock (`alarms.rs`); an object idle for 70 s is
+//! evicted (its instance forgotten, its storage kept). The loopback-only
+//! `/cdn-cgi/pyflare/do/[<Class>[/<id>]]` and `pyflare do list|get` read
+//! the objects and their storage.
 //!
 //! Differences from Cloudflare:
 //! - Not emulated: `script_name` naming another worker; pyflare runs one
@@ -23,7 +35,26 @@
 //! - Not emulated: `deleted_classes` deletes no data; the folder is left as
 //!   it is.
 //! - Not emulated: `newUniqueId({jurisdiction})` and `jurisdiction()` are
-//!   accepted and change nothing; `locationHint` is ignored.
+//!   accepted and change nothing (workerd refuses them locally); `locationHint`
+//!   is ignored.
+//! - Not emulated: output gates; a write is durable before its call returns,
+//!   so nothing needs holding back. `allowConcurrency`, `allowUnconfirmed`
+//!   and `noCache` are accepted and ignored.
+//! - Not emulated: `stub.fetch` bodies move whole (no streaming), and RPC
+//!   arguments and results are what V8's serializer takes (no `Request`,
+//!   `Response`, stubs or functions over RPC).
+//! - Not emulated: WebSockets (`acceptWebSocket`, hibernation), point-in-time
+//!   recovery, `ctx.exports`.
+//! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from
+//!   compatibility date 2026-02-24).
+//! - Key-value-backed classes get the limits Cloudflare documents (keys
+//!   2,048 bytes, values 131,072 bytes, 128 keys per call); Miniflare
+//!   enforces none of them. SQLite-backed classes get the 2 MB key+value
+//!   limit as SQLite's `SQLITE_TOOBIG`.
+//! - `sql.exec` cursors know `rowsRead` (rows returned) and `rowsWritten`
+//!   (rows changed) when `exec` returns; workerd counts rows scanned as it
+//!   steps. Pragmas other than `user_version` are not checked against
+//!   workerd's allow-list.
 
 pub mod alarms;
 pub mod call;
