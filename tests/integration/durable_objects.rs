@@ -209,6 +209,11 @@ async fn do_200_concurrent_increments_on_one_object_end_at_exactly_200() {
     assert_eq!(out["distinct"], 200, "{out}");
     assert_eq!(out["calls"], 200, "{out}");
     assert_eq!(out["built"], 1, "{out}");
+    // Events interleave at awaits that are not storage calls.
+    assert_eq!(
+        get_json(&w, "/interleave").await,
+        json!(["a start", "b start", "a end", "b end"])
+    );
     // Two requests at once, on the same object.
     let (a, b) = tokio::join!(
         get_json(&w, "/many?n=50&name=busy"),
