@@ -29,6 +29,8 @@ mod durable_objects;
 mod cron;
 // Live reload and memory snapshots.
 mod reload;
+// `pyflare sync`: packages for Pyodide's Python.
+mod sync;
 // The worker's sandbox: no way to Node, the host's files or pyflare's routes.
 mod sandbox;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.
