@@ -15,12 +15,35 @@
 // synchronous start runs, so no other event starts in between.
 
 /**
- * How many turns of the event loop a released gate stays closed. Python
- * code resumes after an await one `setImmediate` later (Pyodide's WebLoop
- * schedules every step that way in Node), so the gate opens only after the
- * code that awaited has run to its next await.
+ * Immediates queued and not yet run, counted so a gate can tell whether
+ * Python has steps ready to run: Pyodide's WebLoop queues every step of a
+ * Python task with the global `setImmediate` in Node. The gates' own
+ * turns use the uncounted original.
  */
-const RELEASE_TURNS = 3;
+const pending = new Set();
+const nativeSetImmediate = globalThis.setImmediate;
+const nativeClearImmediate = globalThis.clearImmediate;
+globalThis.setImmediate = function setImmediate(callback, ...args) {
+  const immediate = nativeSetImmediate((...values) => {
+    pending.delete(immediate);
+    callback(...values);
+  }, ...args);
+  pending.add(immediate);
+  return immediate;
+};
+globalThis.clearImmediate = function clearImmediate(immediate) {
+  pending.delete(immediate);
+  nativeClearImmediate(immediate);
+};
+
+/**
+ * A released gate stays closed at least this many turns of the event loop,
+ * and then until no Python step is ready to run (nothing else queued with
+ * `setImmediate`), so the code that awaited has run to its next await; at
+ * most MAX_TURNS turns, so a busy isolate cannot hold a gate shut.
+ */
+const MIN_TURNS = 1;
+const MAX_TURNS = 64;
 
 export class Gate {
   #locks = 0;
@@ -49,9 +72,11 @@ export class Gate {
 
   /** Opens what `lock()` closed, once the code that waited has resumed. */
   release() {
-    const later = (turns) => {
-      if (turns > 0) {
-        setImmediate(later, turns - 1);
+    let turns = 0;
+    const later = () => {
+      turns += 1;
+      if (turns < MAX_TURNS && (turns < MIN_TURNS || pending.size > 0)) {
+        nativeSetImmediate(later);
         return;
       }
       this.#locks -= 1;
@@ -61,7 +86,7 @@ export class Gate {
         for (const wake of waiters) wake();
       }
     };
-    later(RELEASE_TURNS);
+    nativeSetImmediate(later);
   }
 
   /** Runs `work` (a promise or a function returning one) with the gate closed. */
