@@ -7,6 +7,7 @@
 #
 #   bash bench/do.sh                  # needs wrk and curl
 #   DURATION=30 CONNECTIONS=32 bash bench/do.sh
+#   PYFLARE_BIN=target/debug/pyflare bash bench/do.sh   # a build at hand, not release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,12 @@ CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-8790}"
 
 command -v wrk >/dev/null || { echo "bench: wrk is required (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet -p pyflare
-BIN="$PWD/target/release/pyflare"
+if [ -n "${PYFLARE_BIN:-}" ]; then
+  BIN="$PYFLARE_BIN"
+else
+  cargo build --release --quiet -p pyflare
+  BIN="$PWD/target/release/pyflare"
+fi
 
 WORK=$(mktemp -d)
 cleanup() { kill "${PYFLARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }

@@ -209,6 +209,12 @@ async fn do_200_concurrent_increments_on_one_object_end_at_exactly_200() {
     assert_eq!(out["distinct"], 200, "{out}");
     assert_eq!(out["calls"], 200, "{out}");
     assert_eq!(out["built"], 1, "{out}");
+    // Reads awaited together (asyncio.gather) still hold the gate until
+    // the write that follows them.
+    assert_eq!(
+        get_json(&w, "/pairs?n=100").await,
+        json!({"x": 100, "y": 100})
+    );
     // Events interleave at awaits that are not storage calls.
     assert_eq!(
         get_json(&w, "/interleave").await,
