@@ -133,3 +133,54 @@ pub fn classes(migrations: &[Migration]) -> BTreeMap<String, ClassInfo> {
     }
     live
 }
+
+/// Applies the newer `exports` map (instead of `migrations`):
+/// `{"Class": {"type": "durable-object", "state": "created", "storage": "sqlite"}}`
+/// (<https://developers.cloudflare.com/workers/wrangler/configuration/>).
+pub fn classes_from_exports(
+    exports: Option<&Value>,
+    live: &mut BTreeMap<String, ClassInfo>,
+) -> Result<(), BindingConfigError> {
+    let Some(map) = exports.and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (class, entry) in map {
+        if entry.get("type").and_then(Value::as_str) != Some("durable-object") {
+            continue;
+        }
+        let field = |name: &str| entry.get(name).and_then(Value::as_str);
+        match field("state").unwrap_or("created") {
+            "created" | "expecting-transfer" => {
+                let sqlite = match field("storage") {
+                    Some("sqlite") => true,
+                    Some("legacy-kv") => false,
+                    other => {
+                        return Err(BindingConfigError::Invalid {
+                            path: format!("exports.{class}.storage"),
+                            message: format!(
+                                "expected \"sqlite\" or \"legacy-kv\", found {}",
+                                other.map_or("nothing".to_owned(), |s| format!("\"{s}\""))
+                            ),
+                        });
+                    }
+                };
+                live.entry(class.clone()).or_insert(ClassInfo {
+                    origin: class.clone(),
+                    sqlite,
+                    former_names: Vec::new(),
+                });
+            }
+            "renamed" => {
+                if let (Some(to), Some(mut info)) = (field("renamed_to"), live.remove(class)) {
+                    info.former_names.push(class.clone());
+                    live.insert(to.to_owned(), info);
+                }
+            }
+            "deleted" => {
+                live.remove(class);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -21,6 +21,7 @@
 //! Storage: one SQLite file per object, `<state>/do/<ClassName>/<id>.sqlite3`
 //! (`store.rs`), created at the object's first write; key-value entries in
 //! workerd's `_cf_KV` table, the alarm in `_cf_METADATA`. `migrations` say
+//! (or the newer `exports` map, `storage: "sqlite" | "legacy-kv"`) say
 //! which classes are SQLite-backed (`new_sqlite_classes`) and which are
 //! key-value-backed (`new_classes`, and classes no migration names, as
 //! workerd's default); a renamed class's folder moves to its new name.
@@ -151,7 +152,8 @@ fn open_namespaces(
 ) -> Result<Vec<DurableObjectNamespace>, BindingConfigError> {
     let entries = config::parse_bindings(config)?;
     let migrations = config::parse_migrations(cx.config.get("migrations"))?;
-    let classes = config::classes(&migrations);
+    let mut classes = config::classes(&migrations);
+    config::classes_from_exports(cx.config.get("exports"), &mut classes)?;
     let root = cx.persist_root.join("do");
     let mut out = Vec::new();
     for entry in entries {

@@ -28,6 +28,32 @@ fn migrations_say_which_classes_are_sqlite_backed_and_follow_renames() {
 }
 
 #[test]
+fn the_exports_map_declares_classes_too() {
+    let mut live = classes(&[]);
+    super::config::classes_from_exports(
+        Some(&json!({
+            "Chat": {"type": "durable-object", "state": "created", "storage": "sqlite"},
+            "Old": {"type": "durable-object", "state": "created", "storage": "legacy-kv"},
+            "Default": {"type": "worker"},
+        })),
+        &mut live,
+    )
+    .unwrap();
+    assert!(live["Chat"].sqlite);
+    assert!(!live["Old"].sqlite);
+    assert!(!live.contains_key("Default"));
+    let error = super::config::classes_from_exports(
+        Some(&json!({"X": {"type": "durable-object", "state": "created"}})),
+        &mut live,
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`exports.X.storage`: expected \"sqlite\" or \"legacy-kv\", found nothing"
+    );
+}
+
+#[test]
 fn bindings_are_parsed_with_their_paths() {
     let entries =
         parse_bindings(&json!({"bindings": [{"name": "C", "class_name": "Counter"}]})).unwrap();
