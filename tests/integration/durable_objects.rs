@@ -62,6 +62,17 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
         get_json(&w, "/echo").await,
         json!([1, 2.5, "s", null, true, [1, {"k": "v"}], {"d": null}])
     );
+    // A Request or Response crosses RPC as the SDK converts it.
+    assert_eq!(
+        get_json(&w, "/rpc_http").await,
+        json!({
+            "status": 202,
+            "header": "here",
+            "text": "made",
+            "type": "Response",
+            "taken": {"method": "PUT", "url": "https://x.test/p?q=1", "body": "payload"},
+        })
+    );
     let (status, text) = get_text(&w, "/fail").await;
     assert_eq!(status, 500);
     assert!(text.starts_with("Error: Traceback"), "{text}");

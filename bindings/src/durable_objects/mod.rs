@@ -41,9 +41,10 @@
 //! - Not emulated: output gates; a write is durable before its call returns,
 //!   so nothing needs holding back. `allowConcurrency`, `allowUnconfirmed`
 //!   and `noCache` are accepted and ignored.
-//! - Not emulated: `stub.fetch` bodies move whole (no streaming), and RPC
-//!   arguments and results are what V8's serializer takes (no `Request`,
-//!   `Response`, stubs or functions over RPC).
+//! - Not emulated: `stub.fetch` bodies move whole (no streaming); RPC
+//!   arguments and results are what V8's serializer takes, plus a `Request`
+//!   or `Response` as an argument or the result itself (body read whole),
+//!   not nested in other values; no stubs or functions over RPC.
 //! - Not emulated: WebSockets (`acceptWebSocket`, hibernation), point-in-time
 //!   recovery, `ctx.exports`.
 //! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from

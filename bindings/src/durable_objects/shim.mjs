@@ -76,6 +76,34 @@ class DurableObject {
   }
 }
 
+/** Marks a Request or Response sent over RPC (V8's serializer takes neither). */
+const RPC_MARK = "__pyflare_rpc__";
+
+/**
+ * A Request or Response among RPC arguments or as a result, as a plain
+ * object V8 can serialize (its body read whole); other values as they are.
+ */
+async function encodeTop(value) {
+  if (value instanceof Request || value instanceof Response) {
+    const body = value.body === null ? null : new Uint8Array(await value.arrayBuffer());
+    const head =
+      value instanceof Request
+        ? { kind: "Request", method: value.method, url: value.url }
+        : { kind: "Response", status: value.status, statusText: value.statusText };
+    return { [RPC_MARK]: head, headers: [...value.headers], body };
+  }
+  return value;
+}
+
+function decodeTop(value) {
+  const head = value?.[RPC_MARK];
+  if (!head) return value;
+  if (head.kind === "Request") {
+    return new Request(head.url, { method: head.method, headers: value.headers, body: value.body });
+  }
+  return new Response(value.body, { status: head.status, statusText: head.statusText, headers: value.headers });
+}
+
 /** Every other property of a stub is an RPC method of the object. */
 const STUB_HANDLER = {
   get(target, prop, receiver) {
@@ -83,13 +111,14 @@ const STUB_HANDLER = {
       return Reflect.get(target, prop, receiver);
     }
     return async (...args) => {
+      const encoded = await Promise.all(args.map(encodeTop));
       const { value } = await target.__ns.__call("rpc", {
         id: target.id.toString(),
         name: target.name,
         call: prop,
-        args: b64(serialize(args)),
+        args: b64(serialize(encoded)),
       });
-      return deserialize(unb64(value.value));
+      return decodeTop(deserialize(unb64(value.value)));
     };
   },
 };
@@ -439,5 +468,6 @@ export function event(handler, payload, namespace) {
     };
     return { instance, method: "fetch", mode: "relaxed", args: [request], settle, finish };
   }
-  return { instance, method: payload.call, mode: "rpc", args: deserialize(unb64(payload.args)), finish };
+  const args = deserialize(unb64(payload.args)).map(decodeTop);
+  return { instance, method: payload.call, mode: "rpc", args, settle: encodeTop, finish };
 }
