@@ -432,7 +432,11 @@ export function create(name, call, options) {
  */
 export function event(handler, payload, namespace) {
   const { className } = namespace.__options;
-  const id = new DurableObjectId(payload.id, payload.name ?? undefined);
+  // Cloudflare passes `ctx.id.name` only for names up to 1,024 bytes
+  // (https://developers.cloudflare.com/durable-objects/api/id/).
+  const name = payload.name ?? undefined;
+  const kept = name !== undefined && Buffer.byteLength(name) <= 1024 ? name : undefined;
+  const id = new DurableObjectId(payload.id, kept);
   const instance = {
     className,
     key: payload.id,
