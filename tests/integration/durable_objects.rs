@@ -46,6 +46,7 @@ async fn do_ids_stubs_rpc_fetch_and_storage() {
     assert_eq!(ids["equals"], true);
     assert_eq!(ids["from_string_name"], Value::Null);
     assert_eq!(ids["stub_name"], "a");
+    assert_eq!(ids["long_name"], Value::Null);
     assert_eq!(ids["identity"], json!({"id": ids["a"], "name": "a"}));
     assert_eq!(ids["identity_by_string"]["name"], Value::Null);
     assert_eq!(
