@@ -105,6 +105,26 @@ impl Reader<'_> {
         }
     }
 
+    /// Reads values `per` at a time (1 or 2) until the `end` tag and its
+    /// count: the members of an object, Map or Set.
+    fn until(&mut self, end: u8, per: usize, depth: usize) -> Option<Vec<[Value; 2]>> {
+        let mut out = Vec::new();
+        loop {
+            if self.bytes.get(self.at) == Some(&end) {
+                self.at += 1;
+                self.varint()?;
+                return Some(out);
+            }
+            let first = self.value(depth + 1)?;
+            let second = if per == 2 {
+                self.value(depth + 1)?
+            } else {
+                Value::Null
+            };
+            out.push([first, second]);
+        }
+    }
+
     fn value(&mut self, depth: usize) -> Option<Value> {
         if depth > MAX_DEPTH {
             return None;
@@ -124,15 +144,8 @@ impl Reader<'_> {
             b'"' | b'c' | b'S' => Value::String(self.string(tag)?),
             b'o' => {
                 let mut map = Map::new();
-                loop {
-                    if self.bytes.get(self.at) == Some(&b'{') {
-                        self.at += 1;
-                        self.varint()?;
-                        break;
-                    }
-                    let key = Self::key(self.value(depth + 1)?);
-                    let value = self.value(depth + 1)?;
-                    map.insert(key, value);
+                for [key, value] in self.until(b'{', 2, depth)? {
+                    map.insert(Self::key(key), value);
                 }
                 Value::Object(map)
             }
@@ -152,29 +165,19 @@ impl Reader<'_> {
                 Value::Array(items)
             }
             b';' => {
-                let mut pairs = Vec::new();
-                loop {
-                    if self.bytes.get(self.at) == Some(&b':') {
-                        self.at += 1;
-                        self.varint()?;
-                        break;
-                    }
-                    let key = self.value(depth + 1)?;
-                    let value = self.value(depth + 1)?;
-                    pairs.push(json!([key, value]));
-                }
+                let pairs: Vec<Value> = self
+                    .until(b':', 2, depth)?
+                    .into_iter()
+                    .map(|[key, value]| json!([key, value]))
+                    .collect();
                 json!({ "$map": pairs })
             }
             b'\'' => {
-                let mut items = Vec::new();
-                loop {
-                    if self.bytes.get(self.at) == Some(&b',') {
-                        self.at += 1;
-                        self.varint()?;
-                        break;
-                    }
-                    items.push(self.value(depth + 1)?);
-                }
+                let items: Vec<Value> = self
+                    .until(b',', 1, depth)?
+                    .into_iter()
+                    .map(|[item, _]| item)
+                    .collect();
                 json!({ "$set": items })
             }
             b'B' => {
@@ -194,7 +197,7 @@ mod tests {
     #[test]
     fn values_node_serialized_read_as_json() {
         // Bytes from Node 26's v8.serialize.
-        let cases: [(&[u8], Value); 6] = [
+        let cases: [(&[u8], Value); 9] = [
             (&[0xff, 0x0f, 0x49, 0x54], json!(42)),
             (&[0xff, 0x0f, 0x22, 0x02, 0x68, 0x69], json!("hi")),
             (&[0xff, 0x0f, 0x30], Value::Null),
@@ -206,6 +209,15 @@ mod tests {
                 &[0xff, 0x0f, 0x41, 0x02, 0x54, 0x46, 0x24, 0x00, 0x02],
                 json!([true, false]),
             ),
+            (
+                &[0xff, 0x0f, 0x3b, 0x22, 0x01, 0x6b, 0x49, 0x02, 0x3a, 0x02],
+                json!({"$map": [["k", 1]]}),
+            ),
+            (
+                &[0xff, 0x0f, 0x44, 0, 0, 0, 0, 0, 0, 0x14, 0x40],
+                json!({"$date": 5}),
+            ),
+            (&[0xff, 0x0f, 0x27, 0x49, 0x02, 0x2c, 0x01], json!({"$set": [1]})),
             (&[0x01, 0x02], json!({"$v8": "0102"})),
         ];
         for (bytes, expected) in cases {
