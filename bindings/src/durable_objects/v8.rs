@@ -217,7 +217,10 @@ mod tests {
                 &[0xff, 0x0f, 0x44, 0, 0, 0, 0, 0, 0, 0x14, 0x40],
                 json!({"$date": 5}),
             ),
-            (&[0xff, 0x0f, 0x27, 0x49, 0x02, 0x2c, 0x01], json!({"$set": [1]})),
+            (
+                &[0xff, 0x0f, 0x27, 0x49, 0x02, 0x2c, 0x01],
+                json!({"$set": [1]}),
+            ),
             (&[0x01, 0x02], json!({"$v8": "0102"})),
         ];
         for (bytes, expected) in cases {
