@@ -42,6 +42,7 @@ bindings! {
     kv::KvNamespaces,
     d1::D1Databases,
     queues::Queues,
+    durable_objects::DurableObjects,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

@@ -30,8 +30,10 @@ export async function buildEnv(init, channel) {
       shim = await import(`data:text/javascript;base64,${source}`);
       shims.set(binding.kind, shim);
     }
-    const object = shim.create(binding.name, (method, args, body, options) =>
-      channel.call(binding.name, method, args, body, options),
+    const object = shim.create(
+      binding.name,
+      (method, args, body, options) => channel.call(binding.name, method, args, body, options),
+      binding.options ?? null,
     );
     if (object === undefined) {
       hiddenShims.set(binding.name, shim);

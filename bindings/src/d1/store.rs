@@ -312,7 +312,7 @@ fn damaged(path: &Path, detail: &str) -> D1Error {
     }
 }
 
-async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
+pub(crate) async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
     let row =
         sqlx::query("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             .fetch_one(&mut *conn)
@@ -321,7 +321,7 @@ async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
     Ok(row.try_get::<i64, _>(0).unwrap_or(0).max(0) as u64)
 }
 
-async fn run_statements(
+pub(crate) async fn run_statements(
     conn: &mut SqliteConnection,
     statements: &[Statement],
     params: &[Param],
