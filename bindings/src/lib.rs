@@ -41,6 +41,7 @@ macro_rules! bindings {
 bindings! {
     kv::KvNamespaces,
     d1::D1Databases,
+    r2::R2Buckets,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

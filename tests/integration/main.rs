@@ -29,5 +29,7 @@ mod cron;
 mod reload;
 // The worker's sandbox: no way to Node, the host's files or pyflare's routes.
 mod sandbox;
+// R2 through Cloudflare's SDK.
+mod r2;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.
 mod storage_faults;

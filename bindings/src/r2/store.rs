@@ -1,0 +1,609 @@
+//! R2 storage: object bytes in an [`ObjectStore`] (object_store's
+//! `LocalFileSystem` under `<state>/r2/<bucket>/blobs/`), metadata in a
+//! SQLite file beside it (`<state>/r2/<bucket>/metadata.sqlite3`).
+//!
+//! A blob is named by a random id (the object's version, or a part's id),
+//! never by its key, so no key can reach a path outside the bucket's
+//! folder. A put streams into a new blob, which `LocalFileSystem` (with
+//! fsync) writes under a staging name, syncs and renames; only then does
+//! the metadata row commit (SQLite in WAL mode with `synchronous=FULL`),
+//! so a put the worker saw succeed survives a crash and a half-written
+//! blob is never an object. Blobs without a row are deleted at open.
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as BlobPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::binding::{BodyError, BodyStream};
+
+/// A storage failure (the worker sees R2's internal error; this is logged).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("metadata: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The blob store failed.
+    #[error("blob: {0}")]
+    Blob(#[from] object_store::Error),
+    /// The folder could not be prepared.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One object's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRow {
+    /// The key.
+    pub key: String,
+    /// Random, new with each upload.
+    pub version: String,
+    /// Bytes.
+    pub size: u64,
+    /// Hex MD5, or for a multipart object the MD5 of its parts' MD5s and `-N`.
+    pub etag: String,
+    /// Milliseconds since the epoch.
+    pub uploaded: i64,
+    /// JSON of [`super::call::HttpMetadata`].
+    pub http_metadata: String,
+    /// JSON object of strings.
+    pub custom_metadata: String,
+    /// JSON object of hex checksums.
+    pub checksums: String,
+    /// `Standard` or `InfrequentAccess`.
+    pub storage_class: String,
+    /// The blob holding its bytes.
+    pub blob: String,
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone)]
+pub struct UploadRow {
+    /// The key it will become.
+    pub key: String,
+    /// JSON HTTP metadata.
+    pub http_metadata: String,
+    /// JSON custom metadata.
+    pub custom_metadata: String,
+    /// Storage class.
+    pub storage_class: String,
+    /// 0 in progress, 1 completed, 2 aborted.
+    pub state: i64,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone)]
+pub struct PartRow {
+    /// Its number.
+    pub part_number: i64,
+    /// Bytes.
+    pub size: u64,
+    /// Hex MD5.
+    pub md5: String,
+    /// The etag given to the worker.
+    pub etag: String,
+    /// Its blob.
+    pub blob: String,
+}
+
+/// A blob just written.
+#[derive(Debug)]
+pub struct Written {
+    /// Its name.
+    pub blob: String,
+    /// Its length.
+    pub size: u64,
+}
+
+/// Why a blob could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Longer than the limit.
+    #[error("too large")]
+    TooLarge,
+    /// The worker's body broke off.
+    #[error(transparent)]
+    Broken(#[from] BodyError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    key BLOB PRIMARY KEY,
+    version TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    uploaded INTEGER NOT NULL,
+    http_metadata TEXT NOT NULL,
+    custom_metadata TEXT NOT NULL,
+    checksums TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    blob TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    http_metadata TEXT NOT NULL,
+    custom_metadata TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
+";
+
+/// Writes into a blob are gathered to this size before each write.
+const WRITE_CHUNK: usize = 1024 * 1024;
+/// Reads come in pieces of this size.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One bucket's metadata and blobs.
+#[derive(Debug, Clone)]
+pub struct R2Store {
+    pool: SqlitePool,
+    blobs: Arc<dyn ObjectStore>,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the system's random source");
+    hex::encode(buf)
+}
+
+/// A new object version: 32 random hex characters, as R2's.
+pub fn new_version() -> String {
+    random_hex(16)
+}
+
+/// A new multipart upload id.
+pub fn new_upload_id() -> String {
+    random_hex(32)
+}
+
+fn object_from(row: &SqliteRow) -> ObjectRow {
+    let key: Vec<u8> = row.get("key");
+    ObjectRow {
+        key: String::from_utf8_lossy(&key).into_owned(),
+        version: row.get("version"),
+        size: row.get::<i64, _>("size") as u64,
+        etag: row.get("etag"),
+        uploaded: row.get("uploaded"),
+        http_metadata: row.get("http_metadata"),
+        custom_metadata: row.get("custom_metadata"),
+        checksums: row.get("checksums"),
+        storage_class: row.get("storage_class"),
+        blob: row.get("blob"),
+    }
+}
+
+impl R2Store {
+    /// Opens (or creates) the bucket in folder `dir` on the local disk.
+    pub async fn open_local(dir: &Path) -> Result<Self, StoreError> {
+        let blobs_dir = dir.join("blobs");
+        std::fs::create_dir_all(&blobs_dir)?;
+        let blobs = LocalFileSystem::new_with_prefix(&blobs_dir)?.with_fsync(true);
+        Self::open(dir, Arc::new(blobs)).await
+    }
+
+    /// Opens the bucket whose metadata lives in folder `dir` and whose
+    /// bytes live in `blobs`.
+    pub async fn open(dir: &Path, blobs: Arc<dyn ObjectStore>) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("metadata.sqlite3"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A put the worker saw succeed is on disk.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: one writer, and every read sees the last commit.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let store = Self { pool, blobs };
+        store.remove_orphans().await?;
+        Ok(store)
+    }
+
+    /// The store of folder `dir` shared by every user in this process
+    /// (bindings of a reloaded worker, the CLI), so one pool serializes
+    /// its writes.
+    pub async fn open_local_shared(dir: &Path) -> Result<Self, StoreError> {
+        static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, R2Store>> =
+            std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if let Some(store) = OPEN.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(store.clone());
+        }
+        let store = Self::open_local(dir).await?;
+        Ok(OPEN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert(store)
+            .clone())
+    }
+
+    /// Deletes blobs no row names: those of a put or part that a crash cut
+    /// off (staging files included).
+    async fn remove_orphans(&self) -> Result<(), StoreError> {
+        let mut known: HashSet<String> = HashSet::new();
+        for row in sqlx::query("SELECT blob FROM objects UNION ALL SELECT blob FROM parts")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            known.insert(row.get("blob"));
+        }
+        let listed: Vec<_> = self.blobs.list(None).try_collect().await?;
+        for meta in listed {
+            if !known.contains(meta.location.as_ref()) {
+                self.delete_blob(meta.location.as_ref()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams `body` into a new blob, at most `limit` bytes, feeding
+    /// every chunk to `digest`. The blob exists only once complete.
+    pub async fn write_blob(
+        &self,
+        body: Option<BodyStream>,
+        limit: u64,
+        mut digest: impl FnMut(&[u8]),
+    ) -> Result<Written, WriteError> {
+        let blob = random_hex(16);
+        let path = BlobPath::from(blob.as_str());
+        let mut upload = self
+            .blobs
+            .put_multipart(&path)
+            .await
+            .map_err(StoreError::from)?;
+        let mut size: u64 = 0;
+        let mut pending = BytesMut::new();
+        let result: Result<(), WriteError> = async {
+            if let Some(mut body) = body {
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(WriteError::TooLarge);
+                    }
+                    digest(&chunk);
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= WRITE_CHUNK {
+                        let part = PutPayload::from(pending.split().freeze());
+                        upload.put_part(part).await.map_err(StoreError::from)?;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                let part = PutPayload::from(pending.split().freeze());
+                upload.put_part(part).await.map_err(StoreError::from)?;
+            }
+            upload.complete().await.map_err(StoreError::from)?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(Written { blob, size }),
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The bytes `offset..offset + length` of `blob`, as a stream.
+    pub async fn read_blob(
+        &self,
+        blob: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<BodyStream, StoreError> {
+        if length == 0 {
+            return Ok(BodyStream::whole(Bytes::new()));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset + length)),
+            ..Default::default()
+        };
+        let result = self.blobs.get_opts(&BlobPath::from(blob), options).await?;
+        let stream = result.into_stream().flat_map(|chunk| {
+            // Pieces of at most READ_CHUNK, so one large read does not
+            // arrive as one frame.
+            let pieces: Vec<Result<Bytes, BodyError>> = match chunk {
+                Err(e) => vec![Err(BodyError(e.to_string()))],
+                Ok(bytes) => (0..bytes.len())
+                    .step_by(READ_CHUNK)
+                    .map(|at| Ok(bytes.slice(at..(at + READ_CHUNK).min(bytes.len()))))
+                    .collect(),
+            };
+            futures::stream::iter(pieces)
+        });
+        Ok(BodyStream::from_stream(stream))
+    }
+
+    /// Deletes `blob`; a missing one is not an error, a failure is left
+    /// for the next open's orphan sweep.
+    pub async fn delete_blob(&self, blob: &str) {
+        if let Err(e) = self.blobs.delete(&BlobPath::from(blob)).await
+            && !matches!(e, object_store::Error::NotFound { .. })
+        {
+            eprintln!("[pyflare] warning: R2: could not delete blob {blob}: {e}");
+        }
+    }
+
+    /// The row of `key`.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectRow>, StoreError> {
+        Ok(sqlx::query("SELECT * FROM objects WHERE key = ?")
+            .bind(key.as_bytes())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(object_from))
+    }
+
+    /// Stores `row` if `allowed` says yes of the current row (checked in
+    /// the same transaction). Returns `Ok(None)` when refused, else the
+    /// replaced blob, if any.
+    pub async fn commit_put(
+        &self,
+        row: &ObjectRow,
+        allowed: impl FnOnce(Option<&ObjectRow>) -> bool,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old = sqlx::query("SELECT * FROM objects WHERE key = ?")
+            .bind(row.key.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(object_from);
+        if !allowed(old.as_ref()) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, http_metadata, \
+             custom_metadata, checksums, storage_class, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row.key.as_bytes())
+        .bind(&row.version)
+        .bind(row.size as i64)
+        .bind(&row.etag)
+        .bind(row.uploaded)
+        .bind(&row.http_metadata)
+        .bind(&row.custom_metadata)
+        .bind(&row.checksums)
+        .bind(&row.storage_class)
+        .bind(&row.blob)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(old.map(|o| o.blob)))
+    }
+
+    /// Deletes the rows of `keys`; returns their blobs.
+    pub async fn delete(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut blobs = Vec::new();
+        for key in keys {
+            if let Some(row) = sqlx::query("DELETE FROM objects WHERE key = ? RETURNING blob")
+                .bind(key.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                blobs.push(row.get("blob"));
+            }
+        }
+        tx.commit().await?;
+        Ok(blobs)
+    }
+
+    /// Rows with keys starting with `prefix`, after `start_after`, in key
+    /// byte order, as a stream read page by page.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        page: usize,
+    ) -> Result<Vec<ObjectRow>, StoreError> {
+        // Keys are BLOBs: SQLite compares them bytewise, R2's order.
+        let rows = sqlx::query(
+            "SELECT * FROM objects WHERE substr(key, 1, ?) = ? AND (? IS NULL OR key > ?) \
+             ORDER BY key LIMIT ?",
+        )
+        .bind(prefix.len() as i64)
+        .bind(prefix.as_bytes())
+        .bind(start_after.map(str::as_bytes))
+        .bind(start_after.map(str::as_bytes))
+        .bind(page as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(object_from).collect())
+    }
+
+    /// Records a new multipart upload.
+    pub async fn create_upload(
+        &self,
+        upload_id: &str,
+        upload: &UploadRow,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO uploads (upload_id, key, http_metadata, custom_metadata, storage_class, \
+             created) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(upload_id)
+        .bind(upload.key.as_bytes())
+        .bind(&upload.http_metadata)
+        .bind(&upload.custom_metadata)
+        .bind(&upload.storage_class)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The upload `upload_id` of `key`.
+    pub async fn upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = ? AND key = ?")
+            .bind(upload_id)
+            .bind(key.as_bytes())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| {
+            let key: Vec<u8> = row.get("key");
+            UploadRow {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                http_metadata: row.get("http_metadata"),
+                custom_metadata: row.get("custom_metadata"),
+                storage_class: row.get("storage_class"),
+                state: row.get("state"),
+            }
+        }))
+    }
+
+    /// Records `part` of an upload in progress; returns the blob of the
+    /// part it replaces. `Ok(None)` when the upload is not in progress.
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part: &PartRow,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state: Option<i64> =
+            sqlx::query_scalar("SELECT state FROM uploads WHERE upload_id = ? AND key = ?")
+                .bind(upload_id)
+                .bind(key.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if state != Some(0) {
+            return Ok(None);
+        }
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?")
+                .bind(upload_id)
+                .bind(part.part_number)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO parts (upload_id, part_number, size, md5, etag, blob) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(upload_id)
+        .bind(part.part_number)
+        .bind(part.size as i64)
+        .bind(&part.md5)
+        .bind(&part.etag)
+        .bind(&part.blob)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(old))
+    }
+
+    /// The parts of an upload, by number.
+    pub async fn parts(&self, upload_id: &str) -> Result<Vec<PartRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number")
+            .bind(upload_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PartRow {
+                part_number: row.get("part_number"),
+                size: row.get::<i64, _>("size") as u64,
+                md5: row.get("md5"),
+                etag: row.get("etag"),
+                blob: row.get("blob"),
+            })
+            .collect())
+    }
+
+    /// Ends an upload (1 completed, 2 aborted), dropping its parts' rows;
+    /// returns their blobs. With `object`, stores it in the same
+    /// transaction and also returns the blob it replaces.
+    pub async fn finish_upload(
+        &self,
+        upload_id: &str,
+        state: i64,
+        object: Option<&ObjectRow>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut blobs: Vec<String> =
+            sqlx::query_scalar("DELETE FROM parts WHERE upload_id = ? RETURNING blob")
+                .bind(upload_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE uploads SET state = ? WHERE upload_id = ?")
+            .bind(state)
+            .bind(upload_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(row) = object {
+            if let Some(old) =
+                sqlx::query_scalar::<_, String>("SELECT blob FROM objects WHERE key = ?")
+                    .bind(row.key.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?
+            {
+                blobs.push(old);
+            }
+            sqlx::query(
+                "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, \
+                 http_metadata, custom_metadata, checksums, storage_class, blob) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.key.as_bytes())
+            .bind(&row.version)
+            .bind(row.size as i64)
+            .bind(&row.etag)
+            .bind(row.uploaded)
+            .bind(&row.http_metadata)
+            .bind(&row.custom_metadata)
+            .bind(&row.checksums)
+            .bind(&row.storage_class)
+            .bind(&row.blob)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(blobs)
+    }
+
+    /// Writes the write-ahead log into the database file (clean stop).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

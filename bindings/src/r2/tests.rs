@@ -1,0 +1,1 @@
+//! Unit tests of the R2 store and its answers.

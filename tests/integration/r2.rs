@@ -1,0 +1,280 @@
+//! R2 through `pyflare dev`: the `r2` fixture calls every bucket method
+//! through Cloudflare's SDK and answers JSON; errors come back as
+//! `{"error", "message"}` exactly as Python sees them.
+
+use crate::util::TestWorker;
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    TestWorker::client()
+}
+
+fn enc(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn post(w: &TestWorker, path: &str, body: impl Into<reqwest::Body>) -> Value {
+    let res = client().post(w.url(path)).body(body).send().await.unwrap();
+    res.json().await.unwrap()
+}
+
+async fn get(w: &TestWorker, path: &str) -> Value {
+    w.get(path).await.json().await.unwrap()
+}
+
+async fn put(w: &TestWorker, key: &str, value: &str, opts: Option<Value>) -> Value {
+    let mut path = format!("/put?key={}", enc(key));
+    if let Some(opts) = opts {
+        path.push_str(&format!("&opts={}", enc(&opts.to_string())));
+    }
+    post(w, &path, value.to_owned()).await
+}
+
+async fn get_with(w: &TestWorker, key: &str, opts: Value, read: &str) -> Value {
+    get(
+        w,
+        &format!(
+            "/get?key={}&opts={}&read={read}",
+            enc(key),
+            enc(&opts.to_string())
+        ),
+    )
+    .await
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
+
+fn error(message: &str) -> Value {
+    json!({"error": "JsException", "message": message})
+}
+
+#[tokio::test]
+async fn r2_put_get_head_delete_with_object_shapes() {
+    let w = TestWorker::start("r2").await;
+    let opts = json!({
+        "httpMetadata": {"contentType": "text/plain", "cacheControl": "max-age=60", "cacheExpiry": 1_900_000_000_000u64},
+        "customMetadata": {"owner": "ada"},
+    });
+    let stored = put(&w, "dir/héllo.txt", "hello world", Some(opts)).await;
+    let object = &stored["object"];
+    assert_eq!(object["class"], "R2Object", "{stored}");
+    assert_eq!(object["key"], "dir/héllo.txt");
+    assert_eq!(object["size"], 11);
+    let etag = md5_hex(b"hello world");
+    assert_eq!(object["etag"], etag);
+    assert_eq!(object["httpEtag"], format!("\"{etag}\""));
+    assert_eq!(object["version"].as_str().unwrap().len(), 32);
+    assert_eq!(object["checksums"], json!({"md5": etag}));
+    assert_eq!(object["storageClass"], "Standard");
+    assert_eq!(object["range"], Value::Null);
+    assert_eq!(
+        object["httpMetadata"],
+        json!({"contentType": "text/plain", "cacheControl": "max-age=60", "cacheExpiry": 1_900_000_000_000u64})
+    );
+    assert_eq!(object["customMetadata"], json!({"owner": "ada"}));
+
+    let head = get(&w, &format!("/head?key={}", enc("dir/héllo.txt"))).await;
+    assert_eq!(head["object"]["class"], "R2Object");
+    assert_eq!(head["object"]["version"], object["version"]);
+    assert_eq!(head["object"]["uploaded"], object["uploaded"]);
+    assert_eq!(head["object"]["range"], json!({"offset": 0, "length": 11}));
+
+    for (read, value) in [
+        ("text", json!("hello world")),
+        ("arrayBuffer", json!(hex::encode("hello world"))),
+        (
+            "blob",
+            json!({"size": 11, "type": "text/plain", "text": "hello world"}),
+        ),
+    ] {
+        let got = get_with(&w, "dir/héllo.txt", json!({}), read).await;
+        assert_eq!(got["object"]["class"], "R2ObjectBody", "{got}");
+        assert_eq!(got["value"], value, "{read}");
+    }
+    // Same bucket through another binding; another bucket is separate.
+    let same = get(&w, &format!("/get?b=SAME&key={}", enc("dir/héllo.txt"))).await;
+    assert_eq!(same["value"], "hello world");
+    let other = get(&w, &format!("/get?b=OTHER&key={}", enc("dir/héllo.txt"))).await;
+    assert_eq!(other, json!({"object": null}));
+
+    // The body as a stream a Response takes, with writeHttpMetadata.
+    let res = w
+        .get(&format!("/get?key={}&read=body", enc("dir/héllo.txt")))
+        .await;
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.headers()["cache-control"], "max-age=60");
+    assert_eq!(res.headers()["expires"], "Sun, 17 Mar 2030 17:46:40 GMT");
+    assert_eq!(res.headers()["etag"], format!("\"{etag}\""));
+    assert_eq!(res.text().await.unwrap(), "hello world");
+
+    put(&w, "j", "{\"a\": [1, 2]}", None).await;
+    assert_eq!(
+        get_with(&w, "j", json!({}), "json").await["value"],
+        json!({"a": [1, 2]})
+    );
+    // Keyword options, as Python users may write them.
+    let kw = get(&w, "/put-kwargs?key=kw").await;
+    assert_eq!(kw["object"]["customMetadata"], json!({"style": "kwargs"}));
+
+    assert_eq!(
+        get(&w, &format!("/delete?keys={}", enc("\"dir/héllo.txt\""))).await,
+        json!({"ok": true})
+    );
+    assert_eq!(
+        get(&w, &format!("/get?key={}", enc("dir/héllo.txt"))).await,
+        json!({"object": null})
+    );
+    assert_eq!(get(&w, "/head?key=missing").await, json!({"object": null}));
+    // Deleting missing keys is not an error; a list deletes them all.
+    assert_eq!(
+        get(
+            &w,
+            &format!("/delete?keys={}", enc("[\"j\", \"kw\", \"nope\"]"))
+        )
+        .await,
+        json!({"ok": true})
+    );
+    assert_eq!(get(&w, "/list").await["keys"], json!([]));
+}
+
+#[tokio::test]
+async fn r2_values_of_every_type_and_checksums() {
+    let w = TestWorker::start("r2").await;
+    for kind in ["bytes", "str", "stream", "blob", "arraybuffer"] {
+        let out = post(&w, &format!("/put?key={kind}&kind={kind}"), "value-of-it").await;
+        assert_eq!(out["object"]["size"], 11, "{kind}: {out}");
+        let got = get(&w, &format!("/get?key={kind}")).await;
+        assert_eq!(got["value"], "value-of-it", "{kind}");
+    }
+    // None stores an empty object.
+    let out = post(&w, "/put?key=none&kind=none", "").await;
+    assert_eq!(out["object"]["size"], 0);
+    assert_eq!(get(&w, "/get?key=none").await["value"], "");
+    let bad = post(&w, "/put?key=x&kind=int", "").await;
+    assert_eq!(bad["error"], "JsException", "{bad}");
+    assert!(
+        bad["message"].as_str().unwrap().starts_with("TypeError: "),
+        "{bad}"
+    );
+
+    // Checksums: the right one is kept, a wrong one fails with R2's text.
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(b"abc"));
+    let ok = put(&w, "c", "abc", Some(json!({"sha256": sha256}))).await;
+    assert_eq!(
+        ok["object"]["checksums"],
+        json!({"md5": md5_hex(b"abc"), "sha256": sha256})
+    );
+    let wrong = "0".repeat(32);
+    let bad = put(&w, "c2", "abc", Some(json!({"md5": wrong}))).await;
+    assert_eq!(
+        bad,
+        error(&format!(
+            "Error: put: The MD5 checksum you specified did not match what we received.\nYou provided a MD5 checksum with value: {wrong}\nActual MD5 was: {} (10037)",
+            md5_hex(b"abc")
+        ))
+    );
+    assert_eq!(get(&w, "/head?key=c2").await, json!({"object": null}));
+}
+
+async fn list(w: &TestWorker, opts: Value) -> Value {
+    get(w, &format!("/list?opts={}", enc(&opts.to_string()))).await
+}
+
+#[tokio::test]
+async fn r2_list_pages_prefixes_and_limits() {
+    let w = TestWorker::start("r2").await;
+    for key in ["a/1", "a/2", "a/b/3", "b", "c/x", "é", "z"] {
+        put(&w, key, key, Some(json!({"customMetadata": {"k": key}}))).await;
+    }
+    // Key byte order (é is 0xC3 0xA9, after z).
+    assert_eq!(
+        list(&w, json!({})).await["keys"],
+        json!(["a/1", "a/2", "a/b/3", "b", "c/x", "z", "é"])
+    );
+    let page = list(&w, json!({"limit": 2})).await;
+    assert_eq!(page["keys"], json!(["a/1", "a/2"]));
+    assert_eq!(page["truncated"], true);
+    let next = list(&w, json!({"limit": 2, "cursor": page["cursor"]})).await;
+    assert_eq!(next["keys"], json!(["a/b/3", "b"]));
+    let rest = list(&w, json!({"limit": 10, "cursor": next["cursor"]})).await;
+    assert_eq!(rest["keys"], json!(["c/x", "z", "é"]));
+    assert_eq!(rest["truncated"], false);
+    assert_eq!(rest["cursor"], Value::Null);
+    // Delimiter: S3-style prefixes up to and including the delimiter.
+    let top = list(&w, json!({"delimiter": "/"})).await;
+    assert_eq!(top["keys"], json!(["b", "z", "é"]));
+    assert_eq!(top["delimitedPrefixes"], json!(["a/", "c/"]));
+    let under_a = list(&w, json!({"delimiter": "/", "prefix": "a/"})).await;
+    assert_eq!(under_a["keys"], json!(["a/1", "a/2"]));
+    assert_eq!(under_a["delimitedPrefixes"], json!(["a/b/"]));
+    // A page that ends on a group skips the whole group.
+    let grouped = list(&w, json!({"delimiter": "/", "limit": 1})).await;
+    assert_eq!(grouped["delimitedPrefixes"], json!(["a/"]));
+    let after = list(
+        &w,
+        json!({"delimiter": "/", "limit": 1, "cursor": grouped["cursor"]}),
+    )
+    .await;
+    assert_eq!(after["keys"], json!(["b"]));
+    assert_eq!(
+        list(&w, json!({"startAfter": "b"})).await["keys"],
+        json!(["c/x", "z", "é"])
+    );
+    // Metadata only when included.
+    let plain = list(&w, json!({"prefix": "b"})).await;
+    assert_eq!(plain["objects"][0]["customMetadata"], json!({}));
+    let with = list(&w, json!({"prefix": "b", "include": ["customMetadata"]})).await;
+    assert_eq!(with["objects"][0]["customMetadata"], json!({"k": "b"}));
+    assert_eq!(with["objects"][0]["httpMetadata"], json!({}));
+    for limit in [0, 1001] {
+        assert_eq!(
+            list(&w, json!({ "limit": limit })).await,
+            error("Error: list: MaxKeys params must be positive integer <= 1000. (10022)")
+        );
+    }
+}
+
+#[tokio::test]
+async fn r2_errors_as_cloudflare_words_them() {
+    let w = TestWorker::start("r2").await;
+    let long = "k".repeat(1025);
+    assert_eq!(
+        put(&w, &long, "x", None).await,
+        error("Error: put: The specified object name is not valid. (10020)")
+    );
+    assert_eq!(
+        get(&w, &format!("/get?key={long}")).await,
+        error("Error: get: The specified object name is not valid. (10020)")
+    );
+    // 1,024 bytes is a valid key.
+    let longest = "é".repeat(512);
+    assert_eq!(put(&w, &longest, "x", None).await["object"]["size"], 1);
+    let big = json!({"customMetadata": {"k": "v".repeat(2048)}});
+    assert_eq!(
+        put(&w, "m", "x", Some(big)).await,
+        error(
+            "Error: put: Your metadata headers exceed the maximum allowed metadata size. (10012)"
+        )
+    );
+    let keys: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let res = client()
+        .post(w.url("/delete"))
+        .query(&[("keys", serde_json::to_string(&keys).unwrap())])
+        .send()
+        .await
+        .unwrap();
+    let res: Value = res.json().await.unwrap();
+    assert!(res["message"].as_str().unwrap().contains("1000"), "{res}");
+}
