@@ -278,3 +278,141 @@ async fn r2_errors_as_cloudflare_words_them() {
     let res: Value = res.json().await.unwrap();
     assert!(res["message"].as_str().unwrap().contains("1000"), "{res}");
 }
+
+#[tokio::test]
+async fn r2_conditionals_and_ranges() {
+    let w = TestWorker::start("r2").await;
+    let first = put(&w, "k", "0123456789", None).await["object"].clone();
+    let etag = first["etag"].as_str().unwrap().to_owned();
+    let uploaded = first["uploaded"].as_u64().unwrap();
+    let cond = |c: Value| json!({ "onlyIf": c });
+    let has_body = |v: &Value| v["hasBody"] == true;
+
+    // get: a failing condition answers the object without a body.
+    for (c, holds) in [
+        (json!({"etagMatches": etag}), true),
+        (json!({"etagMatches": format!("\"{etag}\"")}), true),
+        (json!({"etagMatches": "*"}), true),
+        (json!({"etagMatches": "nope"}), false),
+        (json!({"etagMatches": format!("W/\"{etag}\"")}), false),
+        (json!({"etagDoesNotMatch": etag}), false),
+        (json!({"etagDoesNotMatch": format!("W/\"{etag}\"")}), false),
+        (json!({"etagDoesNotMatch": "nope"}), true),
+        (json!({"etagDoesNotMatch": "*"}), false),
+        (json!({"uploadedBefore": uploaded + 1000}), true),
+        (json!({"uploadedBefore": uploaded}), false),
+        (json!({"uploadedAfter": uploaded - 1000}), true),
+        (json!({"uploadedAfter": uploaded}), false),
+        // A passing etagMatches waives uploadedBefore; a passing
+        // etagDoesNotMatch waives uploadedAfter.
+        (
+            json!({"etagMatches": etag, "uploadedBefore": uploaded - 1000}),
+            true,
+        ),
+        (
+            json!({"etagDoesNotMatch": "nope", "uploadedAfter": uploaded + 1000}),
+            true,
+        ),
+        (
+            json!({"etagMatches": "nope", "uploadedBefore": uploaded + 1000}),
+            false,
+        ),
+    ] {
+        let got = get_with(&w, "k", cond(c.clone()), "text").await;
+        assert_eq!(got["object"]["etag"], etag, "{c}: {got}");
+        assert_eq!(has_body(&got), holds, "{c}: {got}");
+        assert_eq!(
+            got["object"]["class"],
+            if holds { "R2ObjectBody" } else { "R2Object" }
+        );
+    }
+    // The same through conditional headers.
+    for (headers, holds) in [
+        (json!({"if-match": format!("\"{etag}\"")}), true),
+        (json!({"if-none-match": format!("\"{etag}\"")}), false),
+        (json!({"if-none-match": "\"other\", *"}), false),
+        (
+            json!({"if-unmodified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}),
+            false,
+        ),
+        (
+            json!({"if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT"}),
+            true,
+        ),
+    ] {
+        let got = get_with(&w, "k", cond(json!({ "$headers": headers })), "text").await;
+        assert_eq!(has_body(&got), holds, "{headers}: {got}");
+    }
+
+    // put: a failing condition answers None and changes nothing.
+    let refused = put(&w, "k", "new", Some(cond(json!({"etagMatches": "nope"})))).await;
+    assert_eq!(refused, json!({"object": null}));
+    assert_eq!(get(&w, "/get?key=k").await["value"], "0123456789");
+    let on_missing = put(&w, "fresh", "x", Some(cond(json!({"etagMatches": "*"})))).await;
+    assert_eq!(on_missing, json!({"object": null}));
+    let create_only = cond(json!({"etagDoesNotMatch": "*"}));
+    assert_eq!(
+        put(&w, "fresh", "x", Some(create_only.clone())).await["object"]["size"],
+        1
+    );
+    assert_eq!(
+        put(&w, "fresh", "y", Some(create_only)).await,
+        json!({"object": null})
+    );
+    let replaced = put(
+        &w,
+        "k",
+        "abcdefghij",
+        Some(cond(json!({"etagMatches": etag}))),
+    )
+    .await;
+    assert_ne!(replaced["object"]["etag"], etag);
+
+    // Ranges.
+    let range = |r: Value| json!({ "range": r });
+    for (r, text, offset, length) in [
+        (json!({"offset": 2, "length": 3}), "cde", 2, 3),
+        (json!({"offset": 7}), "hij", 7, 3),
+        (json!({"length": 2}), "ab", 0, 2),
+        (json!({"suffix": 4}), "ghij", 6, 4),
+        (json!({"suffix": 40}), "abcdefghij", 0, 10),
+        (json!({"offset": 8, "length": 100}), "ij", 8, 2),
+        (json!({"$headers": {"range": "bytes=1-3"}}), "bcd", 1, 3),
+        (json!({"$headers": {"range": "bytes=-2"}}), "ij", 8, 2),
+        (json!({"$headers": {"range": "bytes=5-"}}), "fghij", 5, 5),
+        // Several ranges: the whole object.
+        (
+            json!({"$headers": {"range": "bytes=0-1,3-4"}}),
+            "abcdefghij",
+            0,
+            10,
+        ),
+    ] {
+        let got = get_with(&w, "k", range(r.clone()), "text").await;
+        assert_eq!(got["value"], text, "{r}: {got}");
+        assert_eq!(
+            got["object"]["range"],
+            json!({"offset": offset, "length": length}),
+            "{r}"
+        );
+        assert_eq!(got["object"]["size"], 10);
+    }
+    for r in [
+        json!({"offset": 11}),
+        json!({"offset": 2, "length": 0}),
+        json!({"suffix": 0}),
+    ] {
+        assert_eq!(
+            get_with(&w, "k", range(r), "text").await,
+            error("Error: get: The requested range is not satisfiable (10039)")
+        );
+    }
+    // A range read as a stream through a Response.
+    let res = w
+        .get(&format!(
+            "/get?key=k&read=body&opts={}",
+            enc(&range(json!({"offset": 4, "length": 2})).to_string())
+        ))
+        .await;
+    assert_eq!(res.text().await.unwrap(), "ef");
+}
