@@ -416,3 +416,140 @@ async fn r2_conditionals_and_ranges() {
         .await;
     assert_eq!(res.text().await.unwrap(), "ef");
 }
+
+const MIB: usize = 1024 * 1024;
+
+async fn create_upload(w: &TestWorker, key: &str, opts: Option<Value>) -> String {
+    let mut path = format!("/mpu/create?key={key}");
+    if let Some(opts) = opts {
+        path.push_str(&format!("&opts={}", enc(&opts.to_string())));
+    }
+    let created = get(w, &path).await;
+    assert_eq!(created["key"], key, "{created}");
+    created["uploadId"].as_str().unwrap().to_owned()
+}
+
+async fn upload_part(
+    w: &TestWorker,
+    key: &str,
+    id: &str,
+    part: u32,
+    fill: &str,
+    size: usize,
+) -> Value {
+    get(
+        w,
+        &format!("/mpu/part?key={key}&uploadId={id}&part={part}&fill={fill}&size={size}"),
+    )
+    .await
+}
+
+async fn complete(w: &TestWorker, key: &str, id: &str, parts: &[&Value]) -> Value {
+    let parts: Vec<Value> = parts
+        .iter()
+        .map(|p| json!({"partNumber": p["partNumber"], "etag": p["etag"]}))
+        .collect();
+    let parts = enc(&Value::Array(parts).to_string());
+    get(
+        w,
+        &format!("/mpu/complete?key={key}&uploadId={id}&parts={parts}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn r2_multipart_uploads_complete_abort_and_rules() {
+    let w = TestWorker::start("r2").await;
+    let opts = json!({"httpMetadata": {"contentType": "video/mp4"}, "customMetadata": {"m": "1"}});
+    let id = create_upload(&w, "big", Some(opts)).await;
+    let p1 = upload_part(&w, "big", &id, 1, "a", 5 * MIB).await;
+    let p2 = upload_part(&w, "big", &id, 2, "b", 5 * MIB).await;
+    let p3 = upload_part(&w, "big", &id, 3, "c", 10).await;
+    assert_eq!(p1["partNumber"], 1, "{p1}");
+    // A part named with another part's etag is not found.
+    let mut wrong = p2.clone();
+    wrong["etag"] = p1["etag"].clone();
+    assert_eq!(
+        complete(&w, "big", &id, &[&p1, &wrong, &p3]).await,
+        error(
+            "Error: completeMultipartUpload: One or more of the specified parts could not be found. (10025)"
+        )
+    );
+    let done = complete(&w, "big", &id, &[&p1, &p2, &p3]).await["object"].clone();
+    let mut parts_md5 = Vec::new();
+    for (fill, size) in [(b'a', 5 * MIB), (b'b', 5 * MIB), (b'c', 10)] {
+        use md5::Digest;
+        parts_md5.extend_from_slice(&md5::Md5::digest(vec![fill; size]));
+    }
+    assert_eq!(done["etag"], format!("{}-3", md5_hex(&parts_md5)), "{done}");
+    assert_eq!(done["size"], 10 * MIB + 10);
+    assert_eq!(done["checksums"], json!({}));
+    assert_eq!(done["httpMetadata"], json!({"contentType": "video/mp4"}));
+    assert_eq!(done["customMetadata"], json!({"m": "1"}));
+    // A range across the parts' boundary.
+    let across = json!({"range": {"offset": 5 * MIB - 2, "length": 4}});
+    assert_eq!(get_with(&w, "big", across, "text").await["value"], "aabb");
+    let tail = json!({"range": {"suffix": 3}});
+    assert_eq!(get_with(&w, "big", tail, "text").await["value"], "ccc");
+    // A finished upload takes no more parts.
+    assert_eq!(
+        upload_part(&w, "big", &id, 4, "d", 1).await,
+        error("Error: uploadPart: The specified multipart upload does not exist. (10024)")
+    );
+
+    // A part before the last smaller than 5 MiB.
+    let id = create_upload(&w, "small", None).await;
+    let s1 = upload_part(&w, "small", &id, 1, "a", 100).await;
+    let s2 = upload_part(&w, "small", &id, 2, "b", 100).await;
+    assert_eq!(
+        complete(&w, "small", &id, &[&s1, &s2]).await,
+        error(
+            "Error: completeMultipartUpload: Your proposed upload is smaller than the minimum allowed object size. (10011)"
+        )
+    );
+    // Parts of unequal sizes, or a last part larger than the others.
+    let id = create_upload(&w, "uneven", None).await;
+    let u1 = upload_part(&w, "uneven", &id, 1, "a", 5 * MIB).await;
+    let u2 = upload_part(&w, "uneven", &id, 2, "b", 5 * MIB + 1).await;
+    assert_eq!(
+        complete(&w, "uneven", &id, &[&u1, &u2]).await,
+        error(
+            "Error: completeMultipartUpload: There was a problem with the multipart upload. (10048)"
+        )
+    );
+    // Abort: the upload is gone.
+    assert_eq!(
+        get(&w, &format!("/mpu/abort?key=uneven&uploadId={id}")).await,
+        json!({"ok": true})
+    );
+    assert_eq!(
+        complete(&w, "uneven", &id, &[&u1]).await,
+        error(
+            "Error: completeMultipartUpload: The specified multipart upload does not exist. (10024)"
+        )
+    );
+    assert_eq!(get(&w, "/head?key=uneven").await, json!({"object": null}));
+    // One part alone may be of any size.
+    let id = create_upload(&w, "one", None).await;
+    let only = upload_part(&w, "one", &id, 1, "z", 3).await;
+    assert_eq!(
+        complete(&w, "one", &id, &[&only]).await["object"]["size"],
+        3
+    );
+    assert_eq!(get(&w, "/get?key=one").await["value"], "zzz");
+}
+
+#[tokio::test]
+async fn r2_uploads_and_objects_survive_kill_9() {
+    let w = TestWorker::start("r2").await;
+    let id = create_upload(&w, "later", None).await;
+    let part = upload_part(&w, "later", &id, 1, "p", 7).await;
+    // A put answered is on disk, whatever happens next.
+    assert_eq!(put(&w, "kept", "durable", None).await["object"]["size"], 7);
+    let state = w.kill_keep_state().await;
+    let w = TestWorker::start_in("r2", state, &[]).await;
+    assert_eq!(get(&w, "/get?key=kept").await["value"], "durable");
+    let done = complete(&w, "later", &id, &[&part]).await;
+    assert_eq!(done["object"]["size"], 7, "{done}");
+    assert_eq!(get(&w, "/get?key=later").await["value"], "ppppppp");
+}
