@@ -553,3 +553,143 @@ async fn r2_uploads_and_objects_survive_kill_9() {
     assert_eq!(done["object"]["size"], 7, "{done}");
     assert_eq!(get(&w, "/get?key=later").await["value"], "ppppppp");
 }
+
+/// Every file under `root`, relative, sorted.
+fn files_under(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap();
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether `file` is one a bucket of the fixture may hold: its metadata
+/// or a blob named by a random id.
+fn bucket_file(file: &str) -> bool {
+    let Some(rest) = ["photos", "other-bucket"]
+        .iter()
+        .find_map(|bucket| file.strip_prefix(&format!("r2/{bucket}/")))
+    else {
+        return false;
+    };
+    rest.starts_with("metadata.sqlite3")
+        || rest
+            .strip_prefix("blobs/")
+            .is_some_and(|name| name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[tokio::test]
+async fn r2_no_key_reaches_outside_the_bucket_folder() {
+    let project = crate::util::copy_fixture("r2");
+    let before = files_under(project.path());
+    let state = tempfile::tempdir().unwrap();
+    let root = state.path().to_path_buf();
+    let w = TestWorker::spawn(project.path(), state, &[], &[]).await;
+    let long = format!("../{}", "x".repeat(1021));
+    let keys = [
+        "../../x",
+        "../../../../../../tmp/pyflare-r2-escape",
+        "/etc/passwd",
+        "..\\..\\windows",
+        "a\u{0}b",
+        ".",
+        "..",
+        "%2e%2e%2f",
+        "blobs/../metadata.sqlite3",
+        "日本/語",
+        long.as_str(),
+    ];
+    for key in keys {
+        let stored = put(&w, key, key, None).await;
+        assert_eq!(stored["object"]["key"], key, "{stored}");
+    }
+    for key in keys {
+        let got = get(&w, &format!("/get?key={}", enc(key))).await;
+        assert_eq!(got["value"], key);
+    }
+    let listed = list(&w, json!({})).await;
+    let mut sorted: Vec<&str> = keys.to_vec();
+    sorted.sort();
+    assert_eq!(listed["keys"], json!(sorted));
+    for file in files_under(&root) {
+        assert!(bucket_file(&file), "unexpected file {file}");
+    }
+    assert_eq!(files_under(project.path()), before);
+    assert!(!std::path::Path::new("/tmp/pyflare-r2-escape").exists());
+    let all = serde_json::to_string(&keys).unwrap();
+    assert_eq!(
+        get(&w, &format!("/delete?keys={}", enc(&all))).await,
+        json!({"ok": true})
+    );
+    let blobs: Vec<String> = files_under(&root)
+        .into_iter()
+        .filter(|f| f.contains("/blobs/"))
+        .collect();
+    assert!(blobs.is_empty(), "{blobs:?}");
+}
+
+#[tokio::test]
+async fn r2_a_half_written_object_is_never_visible() {
+    let state = tempfile::tempdir().unwrap();
+    let root = state.path().to_path_buf();
+    let w = TestWorker::start_in("r2", state, &[]).await;
+    let blobs = root.join("r2/photos/blobs");
+    let staged = || std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
+
+    // A body that stops half way: the put fails and leaves no file.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let request = client()
+        .post(w.url("/put?key=half&kind=stream"))
+        .body(reqwest::Body::wrap_stream(rx))
+        .send();
+    let sending = tokio::spawn(request);
+    for _ in 0..4 {
+        tx.unbounded_send(Ok(vec![b'h'; 1024 * 1024])).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while staged() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing was staged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Killed mid-put: the staged bytes are there, the object is not.
+    let state = w.kill_keep_state().await;
+    drop(tx);
+    let _ = sending.await;
+    assert!(staged() > 0);
+    let w = TestWorker::start_in("r2", state, &[]).await;
+    assert_eq!(get(&w, "/head?key=half").await, json!({"object": null}));
+    assert_eq!(list(&w, json!({})).await["keys"], json!([]));
+    // Orphans are swept at open.
+    assert_eq!(staged(), 0, "{:?}", files_under(&root));
+
+    // The client goes away mid-body: the put fails, nothing stays.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    tx.unbounded_send(Ok(vec![b'h'; 1024 * 1024])).unwrap();
+    tx.unbounded_send(Err(std::io::Error::other("client gone")))
+        .unwrap();
+    let _ = client()
+        .post(w.url("/put?key=half&kind=stream"))
+        .body(reqwest::Body::wrap_stream(rx))
+        .send()
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while staged() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            files_under(&root)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&w, "/head?key=half").await, json!({"object": null}));
+}

@@ -201,6 +201,14 @@ impl R2Store {
         let blobs_dir = dir.join("blobs");
         std::fs::create_dir_all(&blobs_dir)?;
         let blobs = LocalFileSystem::new_with_prefix(&blobs_dir)?.with_fsync(true);
+        // Staging files (`<blob>#<n>`) of writes a crash cut off: object_store
+        // does not list them, and nothing writes before the store is open.
+        for entry in std::fs::read_dir(&blobs_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().contains('#') {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         Self::open(dir, Arc::new(blobs)).await
     }
 
