@@ -68,7 +68,7 @@ async fn r2_put_get_head_delete_with_object_shapes() {
     });
     let stored = put(&w, "dir/héllo.txt", "hello world", Some(opts)).await;
     let object = &stored["object"];
-    assert_eq!(object["class"], "R2Object", "{stored}");
+    assert_eq!(object["class"], "HeadResult", "{stored}");
     assert_eq!(object["key"], "dir/héllo.txt");
     assert_eq!(object["size"], 11);
     let etag = md5_hex(b"hello world");
@@ -85,7 +85,7 @@ async fn r2_put_get_head_delete_with_object_shapes() {
     assert_eq!(object["customMetadata"], json!({"owner": "ada"}));
 
     let head = get(&w, &format!("/head?key={}", enc("dir/héllo.txt"))).await;
-    assert_eq!(head["object"]["class"], "R2Object");
+    assert_eq!(head["object"]["class"], "HeadResult");
     assert_eq!(head["object"]["version"], object["version"]);
     assert_eq!(head["object"]["uploaded"], object["uploaded"]);
     assert_eq!(head["object"]["range"], json!({"offset": 0, "length": 11}));
@@ -99,7 +99,7 @@ async fn r2_put_get_head_delete_with_object_shapes() {
         ),
     ] {
         let got = get_with(&w, "dir/héllo.txt", json!({}), read).await;
-        assert_eq!(got["object"]["class"], "R2ObjectBody", "{got}");
+        assert_eq!(got["object"]["class"], "GetResult", "{got}");
         assert_eq!(got["value"], value, "{read}");
     }
     // Same bucket through another binding; another bucket is separate.
@@ -268,6 +268,34 @@ async fn r2_errors_as_cloudflare_words_them() {
             "Error: put: Your metadata headers exceed the maximum allowed metadata size. (10012)"
         )
     );
+    assert_eq!(
+        put(&w, "c", "abc", Some(json!({"md5": "00"}))).await,
+        error("TypeError: MD5 is 32 hex characters, not 2")
+    );
+    let two = json!({"md5": md5_hex(b"abc"), "sha1": "a9993e364706816aba3e25717850c26c9cd0d89d"});
+    assert_eq!(
+        put(&w, "c", "abc", Some(two)).await,
+        error("TypeError: You cannot specify multiple hashing algorithms.")
+    );
+    assert_eq!(
+        post(&w, "/put?key=c&kind=int", "").await,
+        error(
+            "TypeError: Failed to execute 'put' on 'R2Bucket': parameter 2 is not of type 'ReadableStream or ArrayBuffer or ArrayBufferView or string or Blob'."
+        )
+    );
+    assert_eq!(
+        get_with(&w, "c", json!({"range": {"offset": -1}}), "text").await,
+        error(
+            "RangeError: Invalid range. Starting offset (-1) must be greater than or equal to 0."
+        )
+    );
+    let id = create_upload(&w, "mp", None).await;
+    assert_eq!(
+        upload_part(&w, "mp", &id, 0, "a", 1).await,
+        error(
+            "TypeError: Part number must be between 1 and 10000 (inclusive). Actual value was: 0"
+        )
+    );
     let keys: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
     let res = client()
         .post(w.url("/delete"))
@@ -323,7 +351,7 @@ async fn r2_conditionals_and_ranges() {
         assert_eq!(has_body(&got), holds, "{c}: {got}");
         assert_eq!(
             got["object"]["class"],
-            if holds { "R2ObjectBody" } else { "R2Object" }
+            if holds { "GetResult" } else { "HeadResult" }
         );
     }
     // The same through conditional headers.

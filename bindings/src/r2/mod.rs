@@ -114,6 +114,9 @@ const ALGORITHMS: [(&str, &str); 5] = [
     ("sha512", "SHA-512"),
 ];
 
+/// Hex length of each algorithm's digest, in [`ALGORITHMS`]' order.
+const HEX_LENGTHS: [usize; 5] = [32, 40, 64, 96, 128];
+
 /// The digests computed while a body streams in: MD5 always, and the one
 /// other algorithm the put asked to check.
 struct Digests {
@@ -210,14 +213,13 @@ fn object_json(row: &ObjectRow, range: Option<(u64, u64)>, include: (bool, bool)
     object
 }
 
-fn storage_class(given: Option<String>) -> Result<String, R2Error> {
-    match given.as_deref() {
-        None => Ok("Standard".into()),
-        Some(class @ ("Standard" | "InfrequentAccess")) => Ok(class.into()),
-        Some(other) => Err(R2Error::Type(format!(
-            "Invalid storage class \"{other}\"; expected \"Standard\" or \"InfrequentAccess\"."
-        ))),
-    }
+/// The storage class recorded: the one given, else the bucket default.
+/// Not emulated: storage classes themselves; any name is recorded, as
+/// Miniflare does.
+fn storage_class(given: Option<String>) -> String {
+    given
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "Standard".into())
 }
 
 impl R2Bucket {
@@ -357,7 +359,7 @@ impl R2Bucket {
     ) -> Result<Reply, R2Error> {
         validate_key(&key, Op::Put)?;
         validate_custom_metadata(&options.custom_metadata, Op::Put)?;
-        let storage_class = storage_class(options.storage_class.clone())?;
+        let storage_class = storage_class(options.storage_class.clone());
         let expected: Vec<(usize, String)> = [
             &options.md5,
             &options.sha1,
@@ -373,6 +375,16 @@ impl R2Bucket {
             return Err(R2Error::Type(
                 "You cannot specify multiple hashing algorithms.".into(),
             ));
+        }
+        for (i, hex) in &expected {
+            let wanted = HEX_LENGTHS[*i];
+            if hex.len() != wanted || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(R2Error::Type(format!(
+                    "{} is {wanted} hex characters, not {}",
+                    ALGORITHMS[*i].1,
+                    hex.len()
+                )));
+            }
         }
         let store = self.store().await.map_err(internal(Op::Put))?;
         // A condition that already fails need not read the body.
@@ -472,12 +484,11 @@ impl R2Bucket {
         }
         let prefix = options.prefix.unwrap_or_default();
         let mut start_after = options.start_after.filter(|s| !s.is_empty());
-        if let Some(cursor) = options.cursor.filter(|c| !c.is_empty()) {
-            let from_cursor = decode_cursor(&cursor)
-                .ok_or_else(|| R2Error::service(Op::List, Failure::InvalidMetadata))?;
-            if start_after.as_ref().is_none_or(|s| from_cursor > *s) {
-                start_after = Some(from_cursor);
-            }
+        // A cursor that does not decode is ignored, as Miniflare does.
+        if let Some(from_cursor) = options.cursor.as_deref().and_then(decode_cursor)
+            && start_after.as_ref().is_none_or(|s| from_cursor > *s)
+        {
+            start_after = Some(from_cursor);
         }
         let delimiter = options.delimiter.filter(|d| !d.is_empty());
         let store = self.store().await.map_err(internal(Op::List))?;
@@ -542,7 +553,7 @@ impl R2Bucket {
         let op = Op::CreateMultipartUpload;
         validate_key(&key, op)?;
         validate_custom_metadata(&custom_metadata, op)?;
-        let storage_class = self::storage_class(storage_class)?;
+        let storage_class = self::storage_class(storage_class);
         let store = self.store().await.map_err(internal(op))?;
         let upload_id = store::new_upload_id();
         let upload = UploadRow {
@@ -569,9 +580,9 @@ impl R2Bucket {
         let op = Op::UploadPart;
         validate_key(&key, op)?;
         if !(1..=i64::from(MAX_PARTS)).contains(&part_number) {
-            return Err(R2Error::Type(
-                "Part number must be between 1 and 10000 (inclusive).".into(),
-            ));
+            return Err(R2Error::Type(format!(
+                "Part number must be between 1 and 10000 (inclusive). Actual value was: {part_number}"
+            )));
         }
         let store = self.store().await.map_err(internal(op))?;
         match store.upload(&key, &upload_id).await.map_err(internal(op))? {
@@ -725,13 +736,16 @@ fn write_error(error: WriteError, op: Op) -> R2Error {
     }
 }
 
-/// A list cursor: the last key taken, in hex.
+/// A list cursor: the last key taken, in base64 (Miniflare's cursors).
 fn encode_cursor(key: &str) -> String {
-    hex::encode(key.as_bytes())
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 fn decode_cursor(cursor: &str) -> Option<String> {
-    String::from_utf8(hex::decode(cursor).ok()?).ok()
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[async_trait]

@@ -1,6 +1,8 @@
 // env.<NAME> for an R2 bucket: Cloudflare's R2Bucket surface
 // (https://developers.cloudflare.com/r2/api/workers/workers-api-reference/).
-// The class is named R2Bucket, the name Cloudflare's Python SDK looks for.
+// The class is named R2Bucket, the name Cloudflare's Python SDK looks for;
+// objects are HeadResult (R2Object) and GetResult (R2ObjectBody), the
+// constructor names workerd gives them.
 // This file turns options into JSON (Headers, Dates, ArrayBuffers) and
 // answers into R2Object / R2ObjectBody; checks and error messages live in
 // Rust (bindings/src/r2/).
@@ -101,20 +103,20 @@ function rangeArg(value) {
 }
 
 /** A put or part value -> a call body (null for none). */
-function bodyArg(value) {
+function bodyArg(value, method, owner) {
   if (value === undefined || value === null) return null;
   if (typeof value === "string" || value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return value;
   if (value instanceof ReadableStream) return value;
   if (value instanceof Blob) return value.stream();
   throw new TypeError(
-    "Incorrect type for the 'value' field on 'R2PutOptions': the provided value is not of type 'ReadableStream or ArrayBuffer or ArrayBufferView or string or Blob'.",
+    `Failed to execute '${method}' on '${owner}': parameter 2 is not of type 'ReadableStream or ArrayBuffer or ArrayBufferView or string or Blob'.`,
   );
 }
 
 class R2Checksums {
   constructor(hexes) {
     for (const name of CHECKSUMS) {
-      if (hexes?.[name] !== undefined) this[name] = fromHex(hexes[name]);
+      this[name] = hexes?.[name] === undefined ? undefined : fromHex(hexes[name]);
     }
     Object.defineProperty(this, "hexes", { value: { ...hexes }, enumerable: false });
   }
@@ -124,13 +126,21 @@ class R2Checksums {
   }
 }
 
+/** Range checks workerd makes before any request. */
+function checkRange(range) {
+  if (range === undefined || range === null || range instanceof Headers) return;
+  if (typeof range.offset === "number" && range.offset < 0) {
+    throw new RangeError(`Invalid range. Starting offset (${range.offset}) must be greater than or equal to 0.`);
+  }
+}
+
 function httpMetadataOut(json) {
   const out = { ...json };
   if (out.cacheExpiry !== undefined) out.cacheExpiry = new Date(out.cacheExpiry);
   return out;
 }
 
-class R2Object {
+class HeadResult {
   constructor(json) {
     this.key = json.key;
     this.version = json.version;
@@ -143,6 +153,7 @@ class R2Object {
     this.range = json.range;
     this.checksums = new R2Checksums(json.checksums);
     this.storageClass = json.storageClass;
+    this.ssecKeyMd5 = undefined;
   }
 
   writeHttpMetadata(headers) {
@@ -154,7 +165,7 @@ class R2Object {
   }
 }
 
-class R2ObjectBody extends R2Object {
+class GetResult extends HeadResult {
   #body;
 
   constructor(json, body) {
@@ -208,7 +219,7 @@ class R2MultipartUpload {
 
   async uploadPart(partNumber, value) {
     const args = { key: this.key, uploadId: this.uploadId, partNumber: Number(partNumber) };
-    const { value: part } = await this.#call("uploadPart", args, bodyArg(value));
+    const { value: part } = await this.#call("uploadPart", args, bodyArg(value, "uploadPart", "R2MultipartUpload"));
     return part;
   }
 
@@ -219,7 +230,7 @@ class R2MultipartUpload {
   async complete(parts) {
     const list = Array.from(parts ?? [], (p) => ({ partNumber: Number(p.partNumber), etag: String(p.etag) }));
     const { value } = await this.#call("completeMultipartUpload", { key: this.key, uploadId: this.uploadId, parts: list });
-    return new R2Object(value);
+    return new HeadResult(value);
   }
 }
 
@@ -232,15 +243,16 @@ class R2Bucket {
 
   async head(key) {
     const { value } = await this.#call("head", { key: String(key) });
-    return value === null ? null : new R2Object(value);
+    return value === null ? null : new HeadResult(value);
   }
 
   async get(key, options) {
+    checkRange(options?.range);
     const args = { key: String(key), onlyIf: conditionalArg(options?.onlyIf), range: rangeArg(options?.range) };
     const { value, body } = await this.#call("get", args, null, { stream: true });
     if (value === null) return null;
-    if (value.bodyless || body === null) return new R2Object(value.object);
-    return new R2ObjectBody(value.object, body);
+    if (value.bodyless || body === null) return new HeadResult(value.object);
+    return new GetResult(value.object, body);
   }
 
   async put(key, value, options) {
@@ -252,8 +264,8 @@ class R2Bucket {
       storageClass: options?.storageClass ?? undefined,
     };
     for (const name of CHECKSUMS) args[name] = toHex(options?.[name]);
-    const { value: object } = await this.#call("put", args, bodyArg(value));
-    return object === null ? null : new R2Object(object);
+    const { value: object } = await this.#call("put", args, bodyArg(value, "put", "R2Bucket"));
+    return object === null ? null : new HeadResult(object);
   }
 
   async delete(keys) {
@@ -270,13 +282,12 @@ class R2Bucket {
       startAfter: options?.startAfter ?? undefined,
       include: options?.include ? Array.from(options.include, String) : undefined,
     });
-    const out = {
-      objects: value.objects.map((o) => new R2Object(o)),
+    return {
+      objects: value.objects.map((o) => new HeadResult(o)),
       truncated: value.truncated,
+      cursor: value.cursor,
       delimitedPrefixes: value.delimitedPrefixes,
     };
-    if (value.cursor !== undefined) out.cursor = value.cursor;
-    return out;
   }
 
   async createMultipartUpload(key, options) {
