@@ -611,6 +611,7 @@ fn bucket_file(file: &str) -> bool {
         return false;
     };
     rest.starts_with("metadata.sqlite3")
+        || rest == "lock"
         || rest
             .strip_prefix("blobs/")
             .is_some_and(|name| name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -720,4 +721,125 @@ async fn r2_a_half_written_object_is_never_visible() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(get(&w, "/head?key=half").await, json!({"object": null}));
+}
+
+#[tokio::test]
+async fn r2_object_commands_share_the_buckets_pyflare_dev_uses() {
+    use crate::util::{fixture, pyflare};
+    let state = tempfile::tempdir().unwrap();
+    let root = state.path().to_str().unwrap().to_owned();
+    let w = TestWorker::start_in("r2", state, &[]).await;
+    let project = fixture("r2");
+    let project = project.to_str().unwrap();
+    let at = ["--dir", project, "--persist-to", root.as_str()];
+    let files = tempfile::tempdir().unwrap();
+    let input = files.path().join("in.bin");
+    let bytes: Vec<u8> = (0..3 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&input, &bytes).unwrap();
+
+    let (code, _, stderr) = pyflare(
+        &[
+            &["r2", "object", "put", "photos/dir/a.bin", "--file"],
+            &[input.to_str().unwrap(), "-c", "application/x-test"][..],
+            &at[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        "Creating object \"dir/a.bin\" in bucket \"photos\".\nUpload complete.\n"
+    );
+    // pyflare dev sees it at once.
+    let head = get(&w, "/head?key=dir/a.bin").await;
+    assert_eq!(head["object"]["size"], 3 * MIB, "{head}");
+    assert_eq!(head["object"]["etag"], md5_hex(&bytes));
+    assert_eq!(
+        head["object"]["httpMetadata"],
+        json!({"contentType": "application/x-test"})
+    );
+
+    let output = files.path().join("out.bin");
+    let (code, _, stderr) = pyflare(
+        &[
+            &["r2", "object", "get", "photos/dir/a.bin", "--file"],
+            &[output.to_str().unwrap()][..],
+            &at[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read(&output).unwrap(), bytes);
+
+    // Stdin in, stdout out; the binding name finds the bucket too.
+    let mut child = std::process::Command::new(crate::util::pyflare_bin())
+        .args([&["r2", "object", "put", "BUCKET/piped", "--pipe"], &at[..]].concat())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from stdin").unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(get(&w, "/get?key=piped").await["value"], "from stdin");
+    put(&w, "from-worker", "written by the worker", None).await;
+    let (code, stdout, stderr) = pyflare(
+        &[
+            &["r2", "object", "get", "photos/from-worker", "--pipe"],
+            &at[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (0, "written by the worker", "")
+    );
+
+    let (code, stdout, _) = pyflare(
+        &[
+            &["r2", "object", "list", "photos", "--prefix", "dir/"],
+            &at[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["key"], "dir/a.bin");
+    assert_eq!(
+        listed[0]["httpMetadata"]["contentType"],
+        "application/x-test"
+    );
+
+    let (code, _, stderr) =
+        pyflare(&[&["r2", "object", "delete", "photos/dir/a.bin"], &at[..]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        get(&w, "/head?key=dir/a.bin").await,
+        json!({"object": null})
+    );
+
+    let (code, _, stderr) = pyflare(
+        &[
+            &["r2", "object", "get", "photos/dir/a.bin", "--pipe"],
+            &at[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("The specified key does not exist: \"dir/a.bin\" in bucket \"photos\"."),
+        "{stderr}"
+    );
+    let (code, _, stderr) =
+        pyflare(&[&["r2", "object", "get", "photos", "--pipe"], &at[..]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("\"photos\" is not BUCKET/KEY"), "{stderr}");
+    let (code, _, stderr) =
+        pyflare(&[&["r2", "object", "get", "nope/k", "--pipe"], &at[..]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nope"), "{stderr}");
 }

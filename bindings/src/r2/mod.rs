@@ -20,6 +20,7 @@
 //!   proportion to the object's size.
 
 pub mod call;
+mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::cli::BindingCli;
 use crate::clock::Clock;
 use crate::config::parse_entries;
 use crate::error::{CfError, WireError};
@@ -88,6 +90,10 @@ impl BindingKind for R2Buckets {
             out.push(Arc::new(bucket));
         }
         Ok(out)
+    }
+
+    fn cli(&self) -> Option<&'static dyn BindingCli> {
+        Some(&cli::R2Cli)
     }
 }
 

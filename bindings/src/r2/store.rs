@@ -2,13 +2,14 @@
 //! `LocalFileSystem` under `<state>/r2/<bucket>/blobs/`), metadata in a
 //! SQLite file beside it (`<state>/r2/<bucket>/metadata.sqlite3`).
 //!
-//! A blob is named by a random id (the object's version, or a part's id),
+//! A blob is named by a random id (one per put or part),
 //! never by its key, so no key can reach a path outside the bucket's
 //! folder. A put streams into a new blob, which `LocalFileSystem` (with
 //! fsync) writes under a staging name, syncs and renames; only then does
 //! the metadata row commit (SQLite in WAL mode with `synchronous=FULL`),
 //! so a put the worker saw succeed survives a crash and a half-written
-//! blob is never an object. Blobs without a row are deleted at open.
+//! blob is never an object. Blobs without a row are deleted at open (by
+//! the process holding the folder's `lock` file).
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -161,6 +162,9 @@ const READ_CHUNK: usize = 256 * 1024;
 pub struct R2Store {
     pool: SqlitePool,
     blobs: Arc<dyn ObjectStore>,
+    /// The bucket folder's lock, when this process holds it (see
+    /// [`R2Store::open_local`]).
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -197,24 +201,49 @@ fn object_from(row: &SqliteRow) -> ObjectRow {
 
 impl R2Store {
     /// Opens (or creates) the bucket in folder `dir` on the local disk.
+    ///
+    /// Several processes may open one bucket (`pyflare dev` and a `pyflare
+    /// r2` command): SQLite serializes their writes. Only the first, which
+    /// holds the folder's lock file, sweeps orphan blobs, so no process
+    /// deletes a blob another is about to commit.
     pub async fn open_local(dir: &Path) -> Result<Self, StoreError> {
+        use fs2::FileExt;
         let blobs_dir = dir.join("blobs");
         std::fs::create_dir_all(&blobs_dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        let lock = lock.try_lock_exclusive().is_ok().then(|| Arc::new(lock));
         let blobs = LocalFileSystem::new_with_prefix(&blobs_dir)?.with_fsync(true);
-        // Staging files (`<blob>#<n>`) of writes a crash cut off: object_store
-        // does not list them, and nothing writes before the store is open.
-        for entry in std::fs::read_dir(&blobs_dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().contains('#') {
-                std::fs::remove_file(entry.path())?;
+        if lock.is_some() {
+            // Staging files (`<blob>#<n>`) of writes a crash cut off:
+            // object_store does not list them.
+            for entry in std::fs::read_dir(&blobs_dir)? {
+                let entry = entry?;
+                if entry.file_name().to_string_lossy().contains('#') {
+                    std::fs::remove_file(entry.path())?;
+                }
             }
         }
-        Self::open(dir, Arc::new(blobs)).await
+        let sweep = lock.is_some();
+        let mut store = Self::open_with(dir, Arc::new(blobs), sweep).await?;
+        store._lock = lock;
+        Ok(store)
     }
 
     /// Opens the bucket whose metadata lives in folder `dir` and whose
-    /// bytes live in `blobs`.
+    /// bytes live in `blobs`, sweeping blobs no row names.
     pub async fn open(dir: &Path, blobs: Arc<dyn ObjectStore>) -> Result<Self, StoreError> {
+        Self::open_with(dir, blobs, true).await
+    }
+
+    async fn open_with(
+        dir: &Path,
+        blobs: Arc<dyn ObjectStore>,
+        sweep: bool,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let options = SqliteConnectOptions::new()
             .filename(dir.join("metadata.sqlite3"))
@@ -232,8 +261,14 @@ impl R2Store {
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        let store = Self { pool, blobs };
-        store.remove_orphans().await?;
+        let store = Self {
+            pool,
+            blobs,
+            _lock: None,
+        };
+        if sweep {
+            store.remove_orphans().await?;
+        }
         Ok(store)
     }
 
