@@ -220,6 +220,11 @@ pub struct OpenContext {
     pub persist_root: PathBuf,
     /// The one clock of this pyflare.
     pub clock: Arc<dyn Clock>,
+    /// pyflare's settings for bindings: every `PYFLARE_*` and `AWS_*`
+    /// variable of pyflare's environment, overridden by those of the
+    /// worker's `.dev.vars` / `vars` (an R2 bucket on S3 reads its URL and
+    /// credentials here). Bindings never read the environment themselves.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for OpenContext {

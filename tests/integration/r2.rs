@@ -682,8 +682,9 @@ async fn r2_a_half_written_object_is_never_visible() {
         .body(reqwest::Body::wrap_stream(rx))
         .send();
     let sending = tokio::spawn(request);
-    for _ in 0..4 {
-        tx.unbounded_send(Ok(vec![b'h'; 1024 * 1024])).unwrap();
+    // More than one 8 MiB part, so the blob is being written.
+    for _ in 0..12 {
+        tx.unbounded_send(Ok(vec![b'h'; MIB])).unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while staged() == 0 {

@@ -224,7 +224,12 @@ impl BindingCli for R2Cli {
 fn open(name: &str, state: &StateArgs, cx: &dyn CliContext) -> Result<R2Bucket, CliError> {
     let project = cx.project(state)?;
     let entry: R2BucketConfig = project.find(R2Buckets.config_key(), name)?;
-    Ok(R2Bucket::new(entry, &project.persist_root, cx.clock()))
+    Ok(R2Bucket::new(
+        entry,
+        &project.persist_root,
+        cx.clock(),
+        &Default::default(),
+    ))
 }
 
 /// Leaves the bucket's metadata in one file.

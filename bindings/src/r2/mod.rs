@@ -32,6 +32,7 @@ mod tests;
 use async_trait::async_trait;
 use md5::Digest as _;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -84,8 +85,28 @@ impl BindingKind for R2Buckets {
         cx: &OpenContext,
     ) -> Result<Vec<Arc<dyn Binding>>, BindingConfigError> {
         let mut out: Vec<Arc<dyn Binding>> = Vec::new();
+        // Bindings of one bucket must agree on where its bytes are.
+        let mut homes: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
         for entry in parse_entries::<R2BucketConfig>(self.config_key(), config)? {
-            let bucket = R2Bucket::new(entry, &cx.persist_root, cx.clock.clone());
+            let bucket = R2Bucket::new(entry, &cx.persist_root, cx.clock.clone(), &cx.settings);
+            let home = bucket.s3.as_ref().map(|(url, _)| url.clone());
+            let name = bucket.config.bucket().to_owned();
+            match homes.get(&name) {
+                Some((other, other_home)) if *other_home != home => {
+                    return Err(BindingConfigError::Invalid {
+                        path: self.config_key().to_owned(),
+                        message: format!(
+                            "bindings {other} and {} share the bucket {name} but not its place: set {} and {} to the same URL",
+                            bucket.config.binding,
+                            s3_setting(other),
+                            s3_setting(&bucket.config.binding)
+                        ),
+                    });
+                }
+                _ => {
+                    homes.insert(name, (bucket.config.binding.clone(), home));
+                }
+            }
             bucket.open_now()?;
             out.push(Arc::new(bucket));
         }
@@ -108,7 +129,15 @@ pub struct R2Bucket {
     config: R2BucketConfig,
     dir: PathBuf,
     clock: Arc<dyn Clock>,
+    /// `PYFLARE_R2_<BINDING>_URL` and the `AWS_*` settings, for a bucket
+    /// whose bytes live in S3-compatible storage.
+    s3: Option<(String, BTreeMap<String, String>)>,
     store: OnceCell<R2Store>,
+}
+
+/// The setting naming the S3 URL of a binding's bucket.
+pub fn s3_setting(binding: &str) -> String {
+    format!("PYFLARE_R2_{binding}_URL")
 }
 
 /// The checksum algorithms, in R2's order: (option name, name in errors).
@@ -229,17 +258,31 @@ fn storage_class(given: Option<String>) -> String {
 }
 
 impl R2Bucket {
-    /// A binding for `config` with its folder under `persist_root`.
+    /// A binding for `config` with its folder under `persist_root`; its
+    /// bytes go to S3 when `settings` has its `PYFLARE_R2_<BINDING>_URL`.
     pub fn new(
         config: R2BucketConfig,
         persist_root: &std::path::Path,
         clock: Arc<dyn Clock>,
+        settings: &BTreeMap<String, String>,
     ) -> Self {
         let dir = bucket_dir(persist_root, &config);
+        let s3 = settings
+            .get(&s3_setting(&config.binding))
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                let aws = settings
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("AWS_"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (url.clone(), aws)
+            });
         Self {
             config,
             dir,
             clock,
+            s3,
             store: OnceCell::new(),
         }
     }
@@ -247,7 +290,12 @@ impl R2Bucket {
     /// The open store (opened on first use).
     pub async fn store(&self) -> Result<&R2Store, StoreError> {
         self.store
-            .get_or_try_init(|| R2Store::open_local_shared(&self.dir))
+            .get_or_try_init(|| {
+                R2Store::open_shared(
+                    &self.dir,
+                    self.s3.as_ref().map(|(url, aws)| (url.as_str(), aws)),
+                )
+            })
             .await
     }
 
@@ -266,7 +314,12 @@ impl R2Bucket {
                 what: format!("the R2 bucket {}", self.config.bucket()),
                 path: self.dir.clone(),
                 message: error.to_string(),
-                hint: Some(if crate::storage::read_only(&self.dir) {
+                hint: Some(if let StoreError::Config(_) = error {
+                    format!(
+                        "set {} (and AWS_* credentials) in the environment or .dev.vars as when the bucket was first used, or move the folder aside",
+                        s3_setting(&self.config.binding)
+                    )
+                } else if crate::storage::read_only(&self.dir) {
                     "make the folder writable, or pass --persist-to a writable folder".into()
                 } else {
                     "move the folder aside to start with an empty bucket".into()
@@ -765,8 +818,12 @@ impl Binding for R2Bucket {
     }
 
     fn describe(&self) -> String {
+        let place = match &self.s3 {
+            Some((url, _)) => url.as_str(),
+            None => "local",
+        };
         format!(
-            "R2 Bucket         {}  ({}, local)",
+            "R2 Bucket         {}  ({}, {place})",
             self.config.binding,
             self.config.bucket()
         )

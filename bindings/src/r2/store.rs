@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The folder could not be prepared.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The bucket's S3 settings are unusable.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// One object's row.
@@ -141,6 +144,10 @@ CREATE TABLE IF NOT EXISTS uploads (
     created INTEGER NOT NULL,
     state INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS bucket (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS parts (
     upload_id TEXT NOT NULL,
     part_number INTEGER NOT NULL,
@@ -152,8 +159,9 @@ CREATE TABLE IF NOT EXISTS parts (
 );
 ";
 
-/// Writes into a blob are gathered to this size before each write.
-const WRITE_CHUNK: usize = 1024 * 1024;
+/// Writes into a blob are gathered to this size before each write (one
+/// multipart part; S3 wants at least 5 MiB but the last).
+const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 /// Reads come in pieces of this size.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -228,7 +236,7 @@ impl R2Store {
             }
         }
         let sweep = lock.is_some();
-        let mut store = Self::open_with(dir, Arc::new(blobs), sweep).await?;
+        let mut store = Self::open_with(dir, Arc::new(blobs), "local", sweep).await?;
         store._lock = lock;
         Ok(store)
     }
@@ -236,12 +244,16 @@ impl R2Store {
     /// Opens the bucket whose metadata lives in folder `dir` and whose
     /// bytes live in `blobs`, sweeping blobs no row names.
     pub async fn open(dir: &Path, blobs: Arc<dyn ObjectStore>) -> Result<Self, StoreError> {
-        Self::open_with(dir, blobs, true).await
+        Self::open_with(dir, blobs, "memory", true).await
     }
 
+    /// Opens the metadata; `where_` names where the bytes are (`local` or
+    /// an `s3://` URL), recorded at the first open and checked at every
+    /// later one, so metadata never points into the wrong blob store.
     async fn open_with(
         dir: &Path,
         blobs: Arc<dyn ObjectStore>,
+        where_: &str,
         sweep: bool,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
@@ -261,6 +273,19 @@ impl R2Store {
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        sqlx::query("INSERT OR IGNORE INTO bucket (name, value) VALUES ('blobs', ?)")
+            .bind(where_)
+            .execute(&pool)
+            .await?;
+        let recorded: String =
+            sqlx::query_scalar("SELECT value FROM bucket WHERE name = 'blobs'")
+                .fetch_one(&pool)
+                .await?;
+        if recorded != where_ {
+            return Err(StoreError::Config(format!(
+                "this bucket's objects are in {recorded}, not {where_}"
+            )));
+        }
         let store = Self {
             pool,
             blobs,
@@ -272,17 +297,57 @@ impl R2Store {
         Ok(store)
     }
 
+    /// Opens the bucket whose metadata lives in folder `dir` and whose
+    /// bytes live in S3-compatible storage at `url` (`s3://bucket` or
+    /// `s3://bucket/prefix`), configured by the `AWS_*` entries of
+    /// `settings` (endpoint, credentials, region, `AWS_ALLOW_HTTP`).
+    ///
+    /// No sweep: blobs a crash left in the bucket stay there, as another
+    /// pyflare may be writing under the same prefix.
+    pub async fn open_s3(
+        dir: &Path,
+        url: &str,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, StoreError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::Config(format!("{url} is not an s3:// URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+        for (name, value) in settings {
+            if let Some(key) = name
+                .strip_prefix("AWS_")
+                .and_then(|_| name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>().ok())
+            {
+                builder = builder.with_config(key, value);
+            }
+        }
+        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let blobs: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => s3,
+            prefix => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
+        };
+        Self::open_with(dir, blobs, url, false).await
+    }
+
     /// The store of folder `dir` shared by every user in this process
     /// (bindings of a reloaded worker, the CLI), so one pool serializes
-    /// its writes.
-    pub async fn open_local_shared(dir: &Path) -> Result<Self, StoreError> {
+    /// its writes: on the local disk, or with its bytes at `s3_url`.
+    pub async fn open_shared(
+        dir: &Path,
+        s3: Option<(&str, &std::collections::BTreeMap<String, String>)>,
+    ) -> Result<Self, StoreError> {
         static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, R2Store>> =
             std::sync::Mutex::new(std::collections::BTreeMap::new());
         let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         if let Some(store) = OPEN.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(store.clone());
         }
-        let store = Self::open_local(dir).await?;
+        let store = match s3 {
+            None => Self::open_local(dir).await?,
+            Some((url, settings)) => Self::open_s3(dir, url, settings).await?,
+        };
         Ok(OPEN
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -311,7 +376,9 @@ impl R2Store {
     }
 
     /// Streams `body` into a new blob, at most `limit` bytes, feeding
-    /// every chunk to `digest`. The blob exists only once complete.
+    /// every chunk to `digest`. The blob exists only once complete: a body
+    /// shorter than [`WRITE_CHUNK`] is one put, a longer one a multipart
+    /// upload of [`WRITE_CHUNK`] parts (S3's parts are at least 5 MiB).
     pub async fn write_blob(
         &self,
         body: Option<BodyStream>,
@@ -320,41 +387,50 @@ impl R2Store {
     ) -> Result<Written, WriteError> {
         let blob = random_hex(16);
         let path = BlobPath::from(blob.as_str());
-        let mut upload = self
-            .blobs
-            .put_multipart(&path)
-            .await
-            .map_err(StoreError::from)?;
+        let mut body = body.unwrap_or_else(|| BodyStream::whole(Bytes::new()));
         let mut size: u64 = 0;
         let mut pending = BytesMut::new();
+        let mut upload: Option<Box<dyn object_store::MultipartUpload>> = None;
         let result: Result<(), WriteError> = async {
-            if let Some(mut body) = body {
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk?;
-                    size += chunk.len() as u64;
-                    if size > limit {
-                        return Err(WriteError::TooLarge);
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                if size > limit {
+                    return Err(WriteError::TooLarge);
+                }
+                digest(&chunk);
+                pending.extend_from_slice(&chunk);
+                while pending.len() >= WRITE_CHUNK {
+                    if upload.is_none() {
+                        upload = Some(self.blobs.put_multipart(&path).await.map_err(StoreError::from)?);
                     }
-                    digest(&chunk);
-                    pending.extend_from_slice(&chunk);
-                    if pending.len() >= WRITE_CHUNK {
-                        let part = PutPayload::from(pending.split().freeze());
+                    let part = PutPayload::from(pending.split_to(WRITE_CHUNK).freeze());
+                    if let Some(upload) = upload.as_mut() {
                         upload.put_part(part).await.map_err(StoreError::from)?;
                     }
                 }
             }
-            if !pending.is_empty() {
-                let part = PutPayload::from(pending.split().freeze());
-                upload.put_part(part).await.map_err(StoreError::from)?;
+            let rest = PutPayload::from(pending.split().freeze());
+            match upload.as_mut() {
+                None => {
+                    self.blobs.put(&path, rest).await.map_err(StoreError::from)?;
+                }
+                Some(upload) => {
+                    if rest.content_length() > 0 {
+                        upload.put_part(rest).await.map_err(StoreError::from)?;
+                    }
+                    upload.complete().await.map_err(StoreError::from)?;
+                }
             }
-            upload.complete().await.map_err(StoreError::from)?;
             Ok(())
         }
         .await;
         match result {
             Ok(()) => Ok(Written { blob, size }),
             Err(e) => {
-                let _ = upload.abort().await;
+                if let Some(mut upload) = upload {
+                    let _ = upload.abort().await;
+                }
                 Err(e)
             }
         }
