@@ -5,7 +5,7 @@
 use crate::util::TestWorker;
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     TestWorker::client()
 }
 
@@ -59,14 +59,12 @@ fn error(message: &str) -> Value {
     json!({"error": "JsException", "message": message})
 }
 
-#[tokio::test]
-async fn r2_put_get_head_delete_with_object_shapes() {
-    let w = TestWorker::start("r2").await;
+pub(crate) async fn put_get_head_delete_with_object_shapes(w: &TestWorker) {
     let opts = json!({
         "httpMetadata": {"contentType": "text/plain", "cacheControl": "max-age=60", "cacheExpiry": 1_900_000_000_000u64},
         "customMetadata": {"owner": "ada"},
     });
-    let stored = put(&w, "dir/héllo.txt", "hello world", Some(opts)).await;
+    let stored = put(w, "dir/héllo.txt", "hello world", Some(opts)).await;
     let object = &stored["object"];
     assert_eq!(object["class"], "HeadResult", "{stored}");
     assert_eq!(object["key"], "dir/héllo.txt");
@@ -84,7 +82,7 @@ async fn r2_put_get_head_delete_with_object_shapes() {
     );
     assert_eq!(object["customMetadata"], json!({"owner": "ada"}));
 
-    let head = get(&w, &format!("/head?key={}", enc("dir/héllo.txt"))).await;
+    let head = get(w, &format!("/head?key={}", enc("dir/héllo.txt"))).await;
     assert_eq!(head["object"]["class"], "HeadResult");
     assert_eq!(head["object"]["version"], object["version"]);
     assert_eq!(head["object"]["uploaded"], object["uploaded"]);
@@ -98,14 +96,14 @@ async fn r2_put_get_head_delete_with_object_shapes() {
             json!({"size": 11, "type": "text/plain", "text": "hello world"}),
         ),
     ] {
-        let got = get_with(&w, "dir/héllo.txt", json!({}), read).await;
+        let got = get_with(w, "dir/héllo.txt", json!({}), read).await;
         assert_eq!(got["object"]["class"], "GetResult", "{got}");
         assert_eq!(got["value"], value, "{read}");
     }
     // Same bucket through another binding; another bucket is separate.
-    let same = get(&w, &format!("/get?b=SAME&key={}", enc("dir/héllo.txt"))).await;
+    let same = get(w, &format!("/get?b=SAME&key={}", enc("dir/héllo.txt"))).await;
     assert_eq!(same["value"], "hello world");
-    let other = get(&w, &format!("/get?b=OTHER&key={}", enc("dir/héllo.txt"))).await;
+    let other = get(w, &format!("/get?b=OTHER&key={}", enc("dir/héllo.txt"))).await;
     assert_eq!(other, json!({"object": null}));
 
     // The body as a stream a Response takes, with writeHttpMetadata.
@@ -118,50 +116,48 @@ async fn r2_put_get_head_delete_with_object_shapes() {
     assert_eq!(res.headers()["etag"], format!("\"{etag}\""));
     assert_eq!(res.text().await.unwrap(), "hello world");
 
-    put(&w, "j", "{\"a\": [1, 2]}", None).await;
+    put(w, "j", "{\"a\": [1, 2]}", None).await;
     assert_eq!(
-        get_with(&w, "j", json!({}), "json").await["value"],
+        get_with(w, "j", json!({}), "json").await["value"],
         json!({"a": [1, 2]})
     );
     // Keyword options, as Python users may write them.
-    let kw = get(&w, "/put-kwargs?key=kw").await;
+    let kw = get(w, "/put-kwargs?key=kw").await;
     assert_eq!(kw["object"]["customMetadata"], json!({"style": "kwargs"}));
 
     assert_eq!(
-        get(&w, &format!("/delete?keys={}", enc("\"dir/héllo.txt\""))).await,
+        get(w, &format!("/delete?keys={}", enc("\"dir/héllo.txt\""))).await,
         json!({"ok": true})
     );
     assert_eq!(
-        get(&w, &format!("/get?key={}", enc("dir/héllo.txt"))).await,
+        get(w, &format!("/get?key={}", enc("dir/héllo.txt"))).await,
         json!({"object": null})
     );
-    assert_eq!(get(&w, "/head?key=missing").await, json!({"object": null}));
+    assert_eq!(get(w, "/head?key=missing").await, json!({"object": null}));
     // Deleting missing keys is not an error; a list deletes them all.
     assert_eq!(
         get(
-            &w,
+            w,
             &format!("/delete?keys={}", enc("[\"j\", \"kw\", \"nope\"]"))
         )
         .await,
         json!({"ok": true})
     );
-    assert_eq!(get(&w, "/list").await["keys"], json!([]));
+    assert_eq!(get(w, "/list").await["keys"], json!([]));
 }
 
-#[tokio::test]
-async fn r2_values_of_every_type_and_checksums() {
-    let w = TestWorker::start("r2").await;
+pub(crate) async fn values_of_every_type_and_checksums(w: &TestWorker) {
     for kind in ["bytes", "str", "stream", "blob", "arraybuffer"] {
-        let out = post(&w, &format!("/put?key={kind}&kind={kind}"), "value-of-it").await;
+        let out = post(w, &format!("/put?key={kind}&kind={kind}"), "value-of-it").await;
         assert_eq!(out["object"]["size"], 11, "{kind}: {out}");
-        let got = get(&w, &format!("/get?key={kind}")).await;
+        let got = get(w, &format!("/get?key={kind}")).await;
         assert_eq!(got["value"], "value-of-it", "{kind}");
     }
     // None stores an empty object.
-    let out = post(&w, "/put?key=none&kind=none", "").await;
+    let out = post(w, "/put?key=none&kind=none", "").await;
     assert_eq!(out["object"]["size"], 0);
-    assert_eq!(get(&w, "/get?key=none").await["value"], "");
-    let bad = post(&w, "/put?key=x&kind=int", "").await;
+    assert_eq!(get(w, "/get?key=none").await["value"], "");
+    let bad = post(w, "/put?key=x&kind=int", "").await;
     assert_eq!(bad["error"], "JsException", "{bad}");
     assert!(
         bad["message"].as_str().unwrap().starts_with("TypeError: "),
@@ -171,13 +167,13 @@ async fn r2_values_of_every_type_and_checksums() {
     // Checksums: the right one is kept, a wrong one fails with R2's text.
     use sha2::Digest;
     let sha256 = hex::encode(sha2::Sha256::digest(b"abc"));
-    let ok = put(&w, "c", "abc", Some(json!({"sha256": sha256}))).await;
+    let ok = put(w, "c", "abc", Some(json!({"sha256": sha256}))).await;
     assert_eq!(
         ok["object"]["checksums"],
         json!({"md5": md5_hex(b"abc"), "sha256": sha256})
     );
     let wrong = "0".repeat(32);
-    let bad = put(&w, "c2", "abc", Some(json!({"md5": wrong}))).await;
+    let bad = put(w, "c2", "abc", Some(json!({"md5": wrong}))).await;
     assert_eq!(
         bad,
         error(&format!(
@@ -185,113 +181,109 @@ async fn r2_values_of_every_type_and_checksums() {
             md5_hex(b"abc")
         ))
     );
-    assert_eq!(get(&w, "/head?key=c2").await, json!({"object": null}));
+    assert_eq!(get(w, "/head?key=c2").await, json!({"object": null}));
 }
 
 async fn list(w: &TestWorker, opts: Value) -> Value {
     get(w, &format!("/list?opts={}", enc(&opts.to_string()))).await
 }
 
-#[tokio::test]
-async fn r2_list_pages_prefixes_and_limits() {
-    let w = TestWorker::start("r2").await;
+pub(crate) async fn list_pages_prefixes_and_limits(w: &TestWorker) {
     for key in ["a/1", "a/2", "a/b/3", "b", "c/x", "é", "z"] {
-        put(&w, key, key, Some(json!({"customMetadata": {"k": key}}))).await;
+        put(w, key, key, Some(json!({"customMetadata": {"k": key}}))).await;
     }
     // Key byte order (é is 0xC3 0xA9, after z).
     assert_eq!(
-        list(&w, json!({})).await["keys"],
+        list(w, json!({})).await["keys"],
         json!(["a/1", "a/2", "a/b/3", "b", "c/x", "z", "é"])
     );
-    let page = list(&w, json!({"limit": 2})).await;
+    let page = list(w, json!({"limit": 2})).await;
     assert_eq!(page["keys"], json!(["a/1", "a/2"]));
     assert_eq!(page["truncated"], true);
-    let next = list(&w, json!({"limit": 2, "cursor": page["cursor"]})).await;
+    let next = list(w, json!({"limit": 2, "cursor": page["cursor"]})).await;
     assert_eq!(next["keys"], json!(["a/b/3", "b"]));
-    let rest = list(&w, json!({"limit": 10, "cursor": next["cursor"]})).await;
+    let rest = list(w, json!({"limit": 10, "cursor": next["cursor"]})).await;
     assert_eq!(rest["keys"], json!(["c/x", "z", "é"]));
     assert_eq!(rest["truncated"], false);
     assert_eq!(rest["cursor"], Value::Null);
     // Delimiter: S3-style prefixes up to and including the delimiter.
-    let top = list(&w, json!({"delimiter": "/"})).await;
+    let top = list(w, json!({"delimiter": "/"})).await;
     assert_eq!(top["keys"], json!(["b", "z", "é"]));
     assert_eq!(top["delimitedPrefixes"], json!(["a/", "c/"]));
-    let under_a = list(&w, json!({"delimiter": "/", "prefix": "a/"})).await;
+    let under_a = list(w, json!({"delimiter": "/", "prefix": "a/"})).await;
     assert_eq!(under_a["keys"], json!(["a/1", "a/2"]));
     assert_eq!(under_a["delimitedPrefixes"], json!(["a/b/"]));
     // A page that ends on a group skips the whole group.
-    let grouped = list(&w, json!({"delimiter": "/", "limit": 1})).await;
+    let grouped = list(w, json!({"delimiter": "/", "limit": 1})).await;
     assert_eq!(grouped["delimitedPrefixes"], json!(["a/"]));
     let after = list(
-        &w,
+        w,
         json!({"delimiter": "/", "limit": 1, "cursor": grouped["cursor"]}),
     )
     .await;
     assert_eq!(after["keys"], json!(["b"]));
     assert_eq!(
-        list(&w, json!({"startAfter": "b"})).await["keys"],
+        list(w, json!({"startAfter": "b"})).await["keys"],
         json!(["c/x", "z", "é"])
     );
     // Metadata only when included.
-    let plain = list(&w, json!({"prefix": "b"})).await;
+    let plain = list(w, json!({"prefix": "b"})).await;
     assert_eq!(plain["objects"][0]["customMetadata"], json!({}));
-    let with = list(&w, json!({"prefix": "b", "include": ["customMetadata"]})).await;
+    let with = list(w, json!({"prefix": "b", "include": ["customMetadata"]})).await;
     assert_eq!(with["objects"][0]["customMetadata"], json!({"k": "b"}));
     assert_eq!(with["objects"][0]["httpMetadata"], json!({}));
     for limit in [0, 1001] {
         assert_eq!(
-            list(&w, json!({ "limit": limit })).await,
+            list(w, json!({ "limit": limit })).await,
             error("Error: list: MaxKeys params must be positive integer <= 1000. (10022)")
         );
     }
 }
 
-#[tokio::test]
-async fn r2_errors_as_cloudflare_words_them() {
-    let w = TestWorker::start("r2").await;
+pub(crate) async fn errors_as_cloudflare_words_them(w: &TestWorker) {
     let long = "k".repeat(1025);
     assert_eq!(
-        put(&w, &long, "x", None).await,
+        put(w, &long, "x", None).await,
         error("Error: put: The specified object name is not valid. (10020)")
     );
     assert_eq!(
-        get(&w, &format!("/get?key={long}")).await,
+        get(w, &format!("/get?key={long}")).await,
         error("Error: get: The specified object name is not valid. (10020)")
     );
     // 1,024 bytes is a valid key.
     let longest = "é".repeat(512);
-    assert_eq!(put(&w, &longest, "x", None).await["object"]["size"], 1);
+    assert_eq!(put(w, &longest, "x", None).await["object"]["size"], 1);
     let big = json!({"customMetadata": {"k": "v".repeat(2048)}});
     assert_eq!(
-        put(&w, "m", "x", Some(big)).await,
+        put(w, "m", "x", Some(big)).await,
         error(
             "Error: put: Your metadata headers exceed the maximum allowed metadata size. (10012)"
         )
     );
     assert_eq!(
-        put(&w, "c", "abc", Some(json!({"md5": "00"}))).await,
+        put(w, "c", "abc", Some(json!({"md5": "00"}))).await,
         error("TypeError: MD5 is 32 hex characters, not 2")
     );
     let two = json!({"md5": md5_hex(b"abc"), "sha1": "a9993e364706816aba3e25717850c26c9cd0d89d"});
     assert_eq!(
-        put(&w, "c", "abc", Some(two)).await,
+        put(w, "c", "abc", Some(two)).await,
         error("TypeError: You cannot specify multiple hashing algorithms.")
     );
     assert_eq!(
-        post(&w, "/put?key=c&kind=int", "").await,
+        post(w, "/put?key=c&kind=int", "").await,
         error(
             "TypeError: Failed to execute 'put' on 'R2Bucket': parameter 2 is not of type 'ReadableStream or ArrayBuffer or ArrayBufferView or string or Blob'."
         )
     );
     assert_eq!(
-        get_with(&w, "c", json!({"range": {"offset": -1}}), "text").await,
+        get_with(w, "c", json!({"range": {"offset": -1}}), "text").await,
         error(
             "RangeError: Invalid range. Starting offset (-1) must be greater than or equal to 0."
         )
     );
-    let id = create_upload(&w, "mp", None).await;
+    let id = create_upload(w, "mp", None).await;
     assert_eq!(
-        upload_part(&w, "mp", &id, 0, "a", 1).await,
+        upload_part(w, "mp", &id, 0, "a", 1).await,
         error(
             "TypeError: Part number must be between 1 and 10000 (inclusive). Actual value was: 0"
         )
@@ -307,10 +299,8 @@ async fn r2_errors_as_cloudflare_words_them() {
     assert!(res["message"].as_str().unwrap().contains("1000"), "{res}");
 }
 
-#[tokio::test]
-async fn r2_conditionals_and_ranges() {
-    let w = TestWorker::start("r2").await;
-    let first = put(&w, "k", "0123456789", None).await["object"].clone();
+pub(crate) async fn conditionals_and_ranges(w: &TestWorker) {
+    let first = put(w, "k", "0123456789", None).await["object"].clone();
     let etag = first["etag"].as_str().unwrap().to_owned();
     let uploaded = first["uploaded"].as_u64().unwrap();
     let cond = |c: Value| json!({ "onlyIf": c });
@@ -346,7 +336,7 @@ async fn r2_conditionals_and_ranges() {
             false,
         ),
     ] {
-        let got = get_with(&w, "k", cond(c.clone()), "text").await;
+        let got = get_with(w, "k", cond(c.clone()), "text").await;
         assert_eq!(got["object"]["etag"], etag, "{c}: {got}");
         assert_eq!(has_body(&got), holds, "{c}: {got}");
         assert_eq!(
@@ -368,27 +358,27 @@ async fn r2_conditionals_and_ranges() {
             true,
         ),
     ] {
-        let got = get_with(&w, "k", cond(json!({ "$headers": headers })), "text").await;
+        let got = get_with(w, "k", cond(json!({ "$headers": headers })), "text").await;
         assert_eq!(has_body(&got), holds, "{headers}: {got}");
     }
 
     // put: a failing condition answers None and changes nothing.
-    let refused = put(&w, "k", "new", Some(cond(json!({"etagMatches": "nope"})))).await;
+    let refused = put(w, "k", "new", Some(cond(json!({"etagMatches": "nope"})))).await;
     assert_eq!(refused, json!({"object": null}));
-    assert_eq!(get(&w, "/get?key=k").await["value"], "0123456789");
-    let on_missing = put(&w, "fresh", "x", Some(cond(json!({"etagMatches": "*"})))).await;
+    assert_eq!(get(w, "/get?key=k").await["value"], "0123456789");
+    let on_missing = put(w, "fresh", "x", Some(cond(json!({"etagMatches": "*"})))).await;
     assert_eq!(on_missing, json!({"object": null}));
     let create_only = cond(json!({"etagDoesNotMatch": "*"}));
     assert_eq!(
-        put(&w, "fresh", "x", Some(create_only.clone())).await["object"]["size"],
+        put(w, "fresh", "x", Some(create_only.clone())).await["object"]["size"],
         1
     );
     assert_eq!(
-        put(&w, "fresh", "y", Some(create_only)).await,
+        put(w, "fresh", "y", Some(create_only)).await,
         json!({"object": null})
     );
     let replaced = put(
-        &w,
+        w,
         "k",
         "abcdefghij",
         Some(cond(json!({"etagMatches": etag}))),
@@ -416,7 +406,7 @@ async fn r2_conditionals_and_ranges() {
             10,
         ),
     ] {
-        let got = get_with(&w, "k", range(r.clone()), "text").await;
+        let got = get_with(w, "k", range(r.clone()), "text").await;
         assert_eq!(got["value"], text, "{r}: {got}");
         assert_eq!(
             got["object"]["range"],
@@ -431,7 +421,7 @@ async fn r2_conditionals_and_ranges() {
         json!({"suffix": 0}),
     ] {
         assert_eq!(
-            get_with(&w, "k", range(r), "text").await,
+            get_with(w, "k", range(r), "text").await,
             error("Error: get: The requested range is not satisfiable (10039)")
         );
     }
@@ -485,25 +475,23 @@ async fn complete(w: &TestWorker, key: &str, id: &str, parts: &[&Value]) -> Valu
     .await
 }
 
-#[tokio::test]
-async fn r2_multipart_uploads_complete_abort_and_rules() {
-    let w = TestWorker::start("r2").await;
+pub(crate) async fn multipart_uploads_complete_abort_and_rules(w: &TestWorker) {
     let opts = json!({"httpMetadata": {"contentType": "video/mp4"}, "customMetadata": {"m": "1"}});
-    let id = create_upload(&w, "big", Some(opts)).await;
-    let p1 = upload_part(&w, "big", &id, 1, "a", 5 * MIB).await;
-    let p2 = upload_part(&w, "big", &id, 2, "b", 5 * MIB).await;
-    let p3 = upload_part(&w, "big", &id, 3, "c", 10).await;
+    let id = create_upload(w, "big", Some(opts)).await;
+    let p1 = upload_part(w, "big", &id, 1, "a", 5 * MIB).await;
+    let p2 = upload_part(w, "big", &id, 2, "b", 5 * MIB).await;
+    let p3 = upload_part(w, "big", &id, 3, "c", 10).await;
     assert_eq!(p1["partNumber"], 1, "{p1}");
     // A part named with another part's etag is not found.
     let mut wrong = p2.clone();
     wrong["etag"] = p1["etag"].clone();
     assert_eq!(
-        complete(&w, "big", &id, &[&p1, &wrong, &p3]).await,
+        complete(w, "big", &id, &[&p1, &wrong, &p3]).await,
         error(
             "Error: completeMultipartUpload: One or more of the specified parts could not be found. (10025)"
         )
     );
-    let done = complete(&w, "big", &id, &[&p1, &p2, &p3]).await["object"].clone();
+    let done = complete(w, "big", &id, &[&p1, &p2, &p3]).await["object"].clone();
     let mut parts_md5 = Vec::new();
     for (fill, size) in [(b'a', 5 * MIB), (b'b', 5 * MIB), (b'c', 10)] {
         use md5::Digest;
@@ -516,55 +504,52 @@ async fn r2_multipart_uploads_complete_abort_and_rules() {
     assert_eq!(done["customMetadata"], json!({"m": "1"}));
     // A range across the parts' boundary.
     let across = json!({"range": {"offset": 5 * MIB - 2, "length": 4}});
-    assert_eq!(get_with(&w, "big", across, "text").await["value"], "aabb");
+    assert_eq!(get_with(w, "big", across, "text").await["value"], "aabb");
     let tail = json!({"range": {"suffix": 3}});
-    assert_eq!(get_with(&w, "big", tail, "text").await["value"], "ccc");
+    assert_eq!(get_with(w, "big", tail, "text").await["value"], "ccc");
     // A finished upload takes no more parts.
     assert_eq!(
-        upload_part(&w, "big", &id, 4, "d", 1).await,
+        upload_part(w, "big", &id, 4, "d", 1).await,
         error("Error: uploadPart: The specified multipart upload does not exist. (10024)")
     );
 
     // A part before the last smaller than 5 MiB.
-    let id = create_upload(&w, "small", None).await;
-    let s1 = upload_part(&w, "small", &id, 1, "a", 100).await;
-    let s2 = upload_part(&w, "small", &id, 2, "b", 100).await;
+    let id = create_upload(w, "small", None).await;
+    let s1 = upload_part(w, "small", &id, 1, "a", 100).await;
+    let s2 = upload_part(w, "small", &id, 2, "b", 100).await;
     assert_eq!(
-        complete(&w, "small", &id, &[&s1, &s2]).await,
+        complete(w, "small", &id, &[&s1, &s2]).await,
         error(
             "Error: completeMultipartUpload: Your proposed upload is smaller than the minimum allowed object size. (10011)"
         )
     );
     // Parts of unequal sizes, or a last part larger than the others.
-    let id = create_upload(&w, "uneven", None).await;
-    let u1 = upload_part(&w, "uneven", &id, 1, "a", 5 * MIB).await;
-    let u2 = upload_part(&w, "uneven", &id, 2, "b", 5 * MIB + 1).await;
+    let id = create_upload(w, "uneven", None).await;
+    let u1 = upload_part(w, "uneven", &id, 1, "a", 5 * MIB).await;
+    let u2 = upload_part(w, "uneven", &id, 2, "b", 5 * MIB + 1).await;
     assert_eq!(
-        complete(&w, "uneven", &id, &[&u1, &u2]).await,
+        complete(w, "uneven", &id, &[&u1, &u2]).await,
         error(
             "Error: completeMultipartUpload: There was a problem with the multipart upload. (10048)"
         )
     );
     // Abort: the upload is gone.
     assert_eq!(
-        get(&w, &format!("/mpu/abort?key=uneven&uploadId={id}")).await,
+        get(w, &format!("/mpu/abort?key=uneven&uploadId={id}")).await,
         json!({"ok": true})
     );
     assert_eq!(
-        complete(&w, "uneven", &id, &[&u1]).await,
+        complete(w, "uneven", &id, &[&u1]).await,
         error(
             "Error: completeMultipartUpload: The specified multipart upload does not exist. (10024)"
         )
     );
-    assert_eq!(get(&w, "/head?key=uneven").await, json!({"object": null}));
+    assert_eq!(get(w, "/head?key=uneven").await, json!({"object": null}));
     // One part alone may be of any size.
-    let id = create_upload(&w, "one", None).await;
-    let only = upload_part(&w, "one", &id, 1, "z", 3).await;
-    assert_eq!(
-        complete(&w, "one", &id, &[&only]).await["object"]["size"],
-        3
-    );
-    assert_eq!(get(&w, "/get?key=one").await["value"], "zzz");
+    let id = create_upload(w, "one", None).await;
+    let only = upload_part(w, "one", &id, 1, "z", 3).await;
+    assert_eq!(complete(w, "one", &id, &[&only]).await["object"]["size"], 3);
+    assert_eq!(get(w, "/get?key=one").await["value"], "zzz");
 }
 
 #[tokio::test]
@@ -843,4 +828,37 @@ async fn r2_object_commands_share_the_buckets_pyflare_dev_uses() {
         pyflare(&[&["r2", "object", "get", "nope/k", "--pipe"], &at[..]].concat());
     assert_eq!(code, 1);
     assert!(stderr.contains("nope"), "{stderr}");
+}
+
+// The scenarios above on the local disk, as `pyflare dev` stores buckets by
+// default.
+
+#[tokio::test]
+async fn r2_put_get_head_delete_with_object_shapes() {
+    put_get_head_delete_with_object_shapes(&TestWorker::start("r2").await).await;
+}
+
+#[tokio::test]
+async fn r2_values_of_every_type_and_checksums() {
+    values_of_every_type_and_checksums(&TestWorker::start("r2").await).await;
+}
+
+#[tokio::test]
+async fn r2_list_pages_prefixes_and_limits() {
+    list_pages_prefixes_and_limits(&TestWorker::start("r2").await).await;
+}
+
+#[tokio::test]
+async fn r2_errors_as_cloudflare_words_them() {
+    errors_as_cloudflare_words_them(&TestWorker::start("r2").await).await;
+}
+
+#[tokio::test]
+async fn r2_conditionals_and_ranges() {
+    conditionals_and_ranges(&TestWorker::start("r2").await).await;
+}
+
+#[tokio::test]
+async fn r2_multipart_uploads_complete_abort_and_rules() {
+    multipart_uploads_complete_abort_and_rules(&TestWorker::start("r2").await).await;
 }
