@@ -32,6 +32,12 @@ pub trait BindingKind: Sync {
     fn cli(&self) -> Option<&'static dyn crate::cli::BindingCli> {
         None
     }
+    /// The segment of its loopback-only routes, `/cdn-cgi/pyflare/<route>/...`
+    /// (answered by [`Binding::inspect`]); the wire name unless it says
+    /// otherwise.
+    fn route(&self) -> &'static str {
+        self.wire_name()
+    }
 }
 
 /// One live binding, e.g. `env.MY_KV`.
@@ -63,6 +69,54 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
         let _ = cx;
         Vec::new()
     }
+    /// Answers a loopback-only request to `/cdn-cgi/pyflare/<route>/...`
+    /// (see [`Inspect`]): what the binding holds (a queue's counts, an
+    /// object's storage) and what tools may ask of it (deliver a queue's
+    /// batches now). `None`: not this binding's to answer.
+    async fn inspect(&self, request: &Inspect) -> Option<Result<serde_json::Value, InspectError>> {
+        let _ = request;
+        None
+    }
+}
+
+/// A loopback-only request to the routes of one kind of binding,
+/// `/cdn-cgi/pyflare/<route>/<path...>`. pyflare asks every live binding of
+/// the kind, in the order of their names, and merges the JSON objects they
+/// answer into one (so `GET /cdn-cgi/pyflare/queues` lists every queue).
+#[derive(Debug, Clone, Default)]
+pub struct Inspect {
+    /// `GET` to read, `POST` to act.
+    pub method: String,
+    /// The path's segments after the route, percent-decoded.
+    pub path: Vec<String>,
+    /// The query string's pairs, decoded.
+    pub query: Vec<(String, String)>,
+    /// The request body (JSON, by convention).
+    pub body: Bytes,
+}
+
+impl Inspect {
+    /// The value of query parameter `name`, if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Why a binding refused an [`Inspect`] request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// Nothing by that name (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The binding's store failed (500).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The result of a binding call: JSON, plus bytes for bulk data.

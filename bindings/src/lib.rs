@@ -20,8 +20,8 @@ pub mod storage;
 pub mod tasks;
 
 pub use binding::{
-    Binding, BindingConfigError, BindingKind, BodyError, BodyStream, CollectError, OpenContext,
-    Reply,
+    Binding, BindingConfigError, BindingKind, BodyError, BodyStream, CollectError, Inspect,
+    InspectError, OpenContext, Reply,
 };
 pub use cli::{BindingCli, CliContext, CliError};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};

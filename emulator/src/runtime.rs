@@ -18,6 +18,11 @@ pub const PYODIDE_VERSION: &str = "314.0.7";
 pub const NODE_VERSION: &str = "26.10.0";
 /// Cloudflare's Python Workers SDK (PyPI `workers-runtime-sdk`).
 pub const SDK_VERSION: &str = "1.9.5";
+/// The pip `pyflare sync` resolves with. Older pips (23.x, as Python 3.11
+/// ships) check `Requires-Python` against the Python running pip even with
+/// `--python-version`, so a package needing Python 3.12 or later could not
+/// be installed for Pyodide's 3.14 from an older Python.
+pub const PIP_VERSION: &str = "26.3";
 
 /// Files of the isolate host, embedded at build time.
 const HOST_FILES: &[(&str, &str)] = &[
@@ -108,6 +113,22 @@ const HOST_FILES: &[(&str, &str)] = &[
     (
         "python/_pyflare/sync.py",
         include_str!("../../pyodide-runtime/python/_pyflare/sync.py"),
+    ),
+    (
+        "python/_pyflare/http_clients.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/http_clients.py"),
+    ),
+    (
+        "python/_cloudflare/__init__.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/__init__.py"),
+    ),
+    (
+        "python/_cloudflare/allow_entropy.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/allow_entropy.py"),
+    ),
+    (
+        "python/_cloudflare/import_patch_manager.py",
+        include_str!("../../pyodide-runtime/python/_cloudflare/import_patch_manager.py"),
     ),
 ];
 
@@ -254,10 +275,9 @@ fn npm_install(dir: &Path, package: &str) -> Result<()> {
     Ok(())
 }
 
-/// `python3 -m pip install --quiet --target <target>` (plus `extra`
-/// options) with the first Python on PATH; `why` says what pyflare needs it
-/// for, in the error when there is none.
-pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<Command> {
+/// `python3 -m pip <subcommand> --quiet` with the first Python on PATH;
+/// `why` says what pyflare needs it for, in the error when there is none.
+fn pip_command(subcommand: &str, why: &str) -> Result<Command> {
     let python = which("python3")
         .or_else(|| which("python"))
         .ok_or_else(|| {
@@ -271,24 +291,38 @@ pub fn pip_install_command(target: &Path, extra: &[&str], why: &str) -> Result<C
         .args([
             "-m",
             "pip",
-            "install",
+            subcommand,
             "--quiet",
             "--disable-pip-version-check",
-            "--root-user-action=ignore",
         ])
-        .args(extra)
-        .arg("--target")
-        .arg(target)
         .stdin(Stdio::null());
+    if subcommand == "install" {
+        command.arg("--root-user-action=ignore");
+    }
+    Ok(command)
+}
+
+/// `python3 -m pip <subcommand>` run by pyflare's pinned pip
+/// ([`PIP_VERSION`], installed into the cache once by the system's pip),
+/// whatever version the system's pip is.
+pub fn pinned_pip(subcommand: &str, why: &str) -> Result<Command> {
+    let cache = cache_dir()?;
+    let pip = ensure_installed(&cache, &format!("pip-{PIP_VERSION}"), |dir| {
+        progress(&format!("installing pip {PIP_VERSION} from PyPI (once)"));
+        pip_install(dir, &format!("pip=={PIP_VERSION}"))
+    })?;
+    let mut command = pip_command(subcommand, why)?;
+    command.env("PYTHONPATH", &pip).env("PYTHONNOUSERSITE", "1");
     Ok(command)
 }
 
 fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
-    let status = pip_install_command(
-        dir,
-        &["--no-deps"],
+    let status = pip_command(
+        "install",
         "pyflare needs it once to install Cloudflare's Python SDK",
     )?
+    .args(["--no-deps", "--target"])
+    .arg(dir)
     .arg(requirement)
     .status()
     .context("cannot run pip")?;
@@ -411,7 +445,7 @@ mod tests {
     fn every_host_source_file_is_embedded() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../pyodide-runtime");
         let mut on_disk = vec![];
-        for sub in ["src", "python/_pyflare"] {
+        for sub in ["src", "python/_pyflare", "python/_cloudflare"] {
             for entry in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
                 let path = entry.unwrap().path();
                 if matches!(

@@ -1,10 +1,13 @@
 //! Where a worker's memory snapshot lives: `<snapshot dir>/<key>.snap`,
 //! keyed by everything that went into it (Pyodide, the host's own code, the
-//! SDK, `python_modules/`, the worker's files, its compatibility date and
-//! flags). A changed input gives a new key, so a stale snapshot is never
+//! SDK, the contents of `python_modules/` and of the worker's files, its
+//! compatibility date and flags). File contents are read once and their
+//! digests remembered by path, size and modification time
+//! (`file-digests.tsv` beside the snapshots). A changed input gives a new key, so a stale snapshot is never
 //! restored; the host checks each file's checksum before using it.
 
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::host::protocol::WorkerInit;
@@ -79,16 +82,21 @@ const MAX_FILES: usize = 50_000;
 
 /// The dedicated snapshot for `init`: after the worker's own imports.
 pub fn path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
-    let mut hasher = baseline_hasher(init);
+    let mut digests = FileDigests::load(dir);
+    let mut hasher = baseline_hasher(init, &mut digests);
     hasher.update(init.main_module.as_bytes());
-    hash_tree(&mut hasher, Path::new(&init.module_root));
+    hash_tree(&mut hasher, Path::new(&init.module_root), &mut digests);
+    digests.save();
     finish(dir, hasher, "snap")
 }
 
 /// The baseline snapshot for `init`: Pyodide, the SDK, pyflare's glue and
 /// `python_modules/` imported, none of the worker's own code.
 pub fn baseline_path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
-    finish(dir, baseline_hasher(init), "base.snap")
+    let mut digests = FileDigests::load(dir);
+    let hasher = baseline_hasher(init, &mut digests);
+    digests.save();
+    finish(dir, hasher, "base.snap")
 }
 
 fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
@@ -97,16 +105,22 @@ fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
     dir.join(format!("{key}.{extension}"))
 }
 
-fn baseline_hasher(init: &WorkerInit) -> Sha256 {
+/// What the memory of a worker's interpreter depends on. The project's own
+/// folders count by their files' relative paths and contents, not by where
+/// they are or when they were written (the isolate sees them at fixed
+/// paths), so a fresh clone or a copy of a project finds the snapshot made
+/// from identical files.
+fn baseline_hasher(init: &WorkerInit, digests: &mut FileDigests) -> Sha256 {
     let mut hasher = Sha256::new();
     for part in [
-        "pyflare-snapshot-v1",
+        "pyflare-snapshot-v2",
         PYODIDE_VERSION,
         SDK_VERSION,
         &init.pyodide_dir,
         &init.sdk_dir,
+        // Named by the digest of every host file (JavaScript and Python):
+        // a new pyflare makes new snapshots, and retries any it refused.
         &init.host_python_dir,
-        &init.module_root,
         &init.compatibility_date,
     ] {
         hasher.update(part.as_bytes());
@@ -116,16 +130,16 @@ fn baseline_hasher(init: &WorkerInit) -> Sha256 {
         hasher.update(flag.as_bytes());
         hasher.update([0]);
     }
-    hash_tree(&mut hasher, Path::new(&init.host_python_dir));
+    hash_tree(&mut hasher, Path::new(&init.host_python_dir), digests);
     if let Some(dir) = &init.python_modules_dir {
-        hasher.update(dir.as_bytes());
-        hash_tree(&mut hasher, Path::new(dir));
+        hasher.update(b"python_modules\0");
+        hash_tree(&mut hasher, Path::new(dir), digests);
     }
     hasher
 }
 
-/// Adds every file's relative path, size and modification time.
-fn hash_tree(hasher: &mut Sha256, root: &Path) {
+/// Adds every file's relative path and the digest of its content.
+fn hash_tree(hasher: &mut Sha256, root: &Path, digests: &mut FileDigests) {
     let mut stack = vec![root.to_path_buf()];
     let mut files = Vec::new();
     while let Some(dir) = stack.pop() {
@@ -142,26 +156,126 @@ fn hash_tree(hasher: &mut Sha256, root: &Path) {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if files.len() < MAX_FILES {
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                let relative = entry
-                    .path()
-                    .strip_prefix(root)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                files.push((relative, meta.len(), modified));
+                files.push((entry.path(), meta));
             }
         }
     }
-    files.sort();
-    for (path, len, modified) in files {
-        hasher.update(path.to_string_lossy().as_bytes());
-        hasher.update(len.to_le_bytes());
-        hasher.update(modified.to_le_bytes());
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, meta) in files {
+        let relative = path.strip_prefix(root).unwrap_or(&path);
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(digests.of(&path, &meta));
     }
+}
+
+/// File name of the remembered file digests, in the snapshot folder.
+const DIGESTS_FILE: &str = "file-digests.tsv";
+/// Most digests remembered; past it, those not looked at by this start go.
+const MAX_DIGESTS: usize = 200_000;
+
+/// Digests of file contents, remembered by path, size and modification
+/// time so that a start reads only the files that changed since the last.
+struct FileDigests {
+    path: PathBuf,
+    known: HashMap<PathBuf, (u64, u128, String)>,
+    used: HashSet<PathBuf>,
+    changed: bool,
+}
+
+impl FileDigests {
+    fn load(dir: &Path) -> Self {
+        let path = dir.join(DIGESTS_FILE);
+        let known = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.splitn(4, '\t');
+                let digest = fields.next()?.to_owned();
+                let len = fields.next()?.parse().ok()?;
+                let modified = fields.next()?.parse().ok()?;
+                Some((PathBuf::from(fields.next()?), (len, modified, digest)))
+            })
+            .collect();
+        Self {
+            path,
+            known,
+            used: HashSet::new(),
+            changed: false,
+        }
+    }
+
+    fn of(&mut self, path: &Path, meta: &std::fs::Metadata) -> [u8; 32] {
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        self.used.insert(path.to_path_buf());
+        if let Some((len, when, digest)) = self.known.get(path)
+            && *len == meta.len()
+            && *when == modified
+            && let Some(bytes) = decode_hex(digest)
+        {
+            return bytes;
+        }
+        // An unreadable file counts by its size alone.
+        let bytes: [u8; 32] = match std::fs::read(path) {
+            Ok(content) => Sha256::digest(&content).into(),
+            Err(_) => Sha256::digest(meta.len().to_le_bytes()).into(),
+        };
+        // A file written in the last seconds may change again within its
+        // timestamp's granularity, its size kept: its digest is not
+        // remembered until it has settled.
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 2);
+        if settled {
+            let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            self.known
+                .insert(path.to_path_buf(), (meta.len(), modified, hex));
+            self.changed = true;
+        }
+        bytes
+    }
+
+    /// Writes the digests back (whole, through a temporary file); a failure
+    /// only costs the next start a re-read.
+    fn save(mut self) {
+        if !self.changed || self.path.parent().is_none_or(|dir| !dir.is_dir()) {
+            return;
+        }
+        if self.known.len() > MAX_DIGESTS {
+            let used = std::mem::take(&mut self.used);
+            self.known.retain(|path, _| used.contains(path));
+        }
+        let mut text = String::new();
+        for (path, (len, modified, digest)) in &self.known {
+            let Some(path) = path.to_str().filter(|p| !p.contains(['\t', '\n'])) else {
+                continue;
+            };
+            text.push_str(&format!("{digest}\t{len}\t{modified}\t{path}\n"));
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("tsv.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+fn decode_hex(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -209,5 +323,29 @@ mod tests {
         assert_ne!(first, path_for(cache, &init(dir.path())));
         // The baseline does not depend on the worker's own files.
         assert_eq!(base, baseline_path_for(cache, &init(dir.path())));
+    }
+
+    #[test]
+    fn snapshot_key_is_the_files_contents_not_where_or_when() {
+        let snapshots = tempfile::tempdir().unwrap();
+        let one = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(one.path().join("pkg")).unwrap();
+        std::fs::write(one.path().join("entry.py"), "import pkg\n").unwrap();
+        std::fs::write(one.path().join("pkg/__init__.py"), "x = 1\n").unwrap();
+        let key = path_for(snapshots.path(), &init(one.path()));
+        // A copy elsewhere, written later (a fresh clone): the same key.
+        let two = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(two.path().join("pkg")).unwrap();
+        std::fs::write(two.path().join("pkg/__init__.py"), "x = 1\n").unwrap();
+        std::fs::write(two.path().join("entry.py"), "import pkg\n").unwrap();
+        assert_eq!(key, path_for(snapshots.path(), &init(two.path())));
+        // Same size, other content: another key, though the digest of the
+        // old content is remembered.
+        std::fs::write(two.path().join("pkg/__init__.py"), "x = 2\n").unwrap();
+        assert_ne!(key, path_for(snapshots.path(), &init(two.path())));
+        // A file's name counts as well as its content.
+        std::fs::rename(two.path().join("pkg"), two.path().join("lib")).unwrap();
+        std::fs::write(two.path().join("lib/__init__.py"), "x = 1\n").unwrap();
+        assert_ne!(key, path_for(snapshots.path(), &init(two.path())));
     }
 }

@@ -47,7 +47,7 @@ impl EventSink for Dispatcher {
             }
         };
         match outcome {
-            ScheduledOutcome::Ok => Delivered::Ok { result },
+            ScheduledOutcome::Ok { .. } => Delivered::Ok { result },
             ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => {
                 Delivered::Undelivered("pyflare is stopping".into())
             }

@@ -78,6 +78,7 @@ export async function prepareWorker(init, channel, standby) {
   const restore = async (file, makeMore) => {
     const bytes = file.read();
     if (!bytes) return null;
+    const undoGrowth = growMemoryOnInstantiate(bytes.length);
     try {
       const py = await pyodideModule.loadPyodide({
         ...options,
@@ -89,7 +90,13 @@ export async function prepareWorker(init, channel, standby) {
     } catch (error) {
       // The file's checksum was right, so this worker cannot be restored
       // from a snapshot; remember that instead of rebuilding every time.
-      log("warn", `[pyflare] a cached snapshot could not be restored (${error.message}); not using one for this code`);
+      // A bug to report: the file was sound, yet Pyodide could not use it.
+      log(
+        "warn",
+        `[pyflare] the snapshot ${file.path} could not be restored (${error.message}); ` +
+          `this code starts without it until pyflare or its runtime changes (delete ${file.path}.nosnap to retry now; ` +
+          `please report this with RUST_LOG=pyflare=debug output)`,
+      );
       file.discard();
       file.refuse(`restore failed: ${error.message}`);
       return null;
@@ -99,6 +106,7 @@ export async function prepareWorker(init, channel, standby) {
       // instead of at the next full garbage collection, which an idle host
       // may not run for long.
       bytes.buffer.transfer(0);
+      undoGrowth();
     }
   };
 
@@ -162,6 +170,7 @@ export async function prepareWorker(init, channel, standby) {
         entrypoints.after_restore();
       }
       if (origin === "restored") {
+        entrypoints.before_first_request();
         return new Worker(py, entrypoints, entrypoints.describe(), env, background, origin);
       }
       const legacyAllowed = !flags.python_no_global_handlers;
@@ -173,7 +182,38 @@ export async function prepareWorker(init, channel, standby) {
           setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
         );
       }
+      entrypoints.before_first_request();
       return new Worker(py, entrypoints, info, env, background, standby ? "standby" : origin);
     },
+  };
+}
+
+/**
+ * Makes the next Pyodide instance's memory at least `bytes` long as soon as
+ * it is instantiated, before the snapshot is copied into it; returns the
+ * function that undoes the wrapping.
+ *
+ * Pyodide's wasm exports its own memory, so the `INITIAL_MEMORY` that its
+ * `loadPyodide` sets from the snapshot's length has no effect: a snapshot
+ * taken after imports that grew the memory past a fresh instance's (a
+ * package-heavy worker's, such as Django's) would not fit, and its restore
+ * fail with "offset is out of bounds".
+ */
+function growMemoryOnInstantiate(bytes) {
+  const { instantiate, instantiateStreaming } = WebAssembly;
+  const grow = (result) => {
+    const memory = (result.instance ?? result).exports?.memory;
+    if (memory instanceof WebAssembly.Memory) {
+      const missing = Math.ceil((bytes - memory.buffer.byteLength) / 65536);
+      if (missing > 0) memory.grow(missing);
+    }
+    return result;
+  };
+  WebAssembly.instantiate = async (...args) => grow(await instantiate.apply(WebAssembly, args));
+  WebAssembly.instantiateStreaming = async (...args) =>
+    grow(await instantiateStreaming.apply(WebAssembly, args));
+  return () => {
+    WebAssembly.instantiate = instantiate;
+    WebAssembly.instantiateStreaming = instantiateStreaming;
   };
 }

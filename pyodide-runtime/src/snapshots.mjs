@@ -38,6 +38,11 @@ export class SnapshotFile {
     this.#log = log;
   }
 
+  /** The snapshot file's path, if snapshots are on. */
+  get path() {
+    return this.#path;
+  }
+
   wanted() {
     return Boolean(this.#path) && !existsSync(`${this.#path}.nosnap`);
   }

@@ -224,9 +224,11 @@ fn cli_sync_installs_pyodide_wheels_and_names_a_package_without_one() {
     .unwrap();
     let (code, _, stderr) = pyflare(&["sync", project]);
     assert_eq!(code, 1);
+    // Neither Pyodide's package index nor a pure-Python build of its sdist
+    // has it either, and the error says so.
     assert!(
         stderr.starts_with(
-            "pyflare: error: `psycopg2` has no wheel that runs in Pyodide (pure Python or pyemscripten_2026_0_wasm32)\nhint: "
+            "pyflare: error: `psycopg2` has no wheel that runs in Pyodide (pure Python or pyemscripten_2026_0_wasm32) on PyPI: Pyodide 314.0.7's package index has no `psycopg2`; its C extension `psycopg2._psycopg` is not optional (its sdist does not build without it)\nhint: "
         ),
         "{stderr}"
     );

@@ -142,6 +142,15 @@ async fn cron_scheduled_endpoint_answers_as_wrangler() {
         .await;
     assert_eq!(
         res.json::<Value>().await.unwrap(),
+        json!({"outcome": "ok", "noRetry": false})
+    );
+    // noRetry() says so after a success too (Miniflare 4.20260730).
+    let res = w
+        .get("/cdn-cgi/handler/scheduled?cron=no-retry-ok&format=json")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
         json!({"outcome": "ok", "noRetry": true})
     );
     // A rejected waitUntil marks the run failed.
@@ -226,7 +235,7 @@ async fn cron_fired_as_a_reload_stops_its_host_runs_once_on_the_new_code() {
     let output = w.output();
     assert_eq!(
         (status.as_u16(), answer),
-        (200, json!({"outcome": "ok", "noRetry": true})),
+        (200, json!({"outcome": "ok", "noRetry": false})),
         "{output}"
     );
     assert_eq!(

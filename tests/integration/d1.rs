@@ -147,6 +147,107 @@ async fn d1_errors_are_cloudflares() {
         call(&w, "query", json!({"sql": "  "})).await,
         error("D1_ERROR: No SQL statements detected.")
     );
+    // Each as a JavaScript worker under Miniflare 4.20260730 words it.
+    for statement in [
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER CHECK (n >= 0), p INTEGER REFERENCES c(id))",
+        "CREATE TABLE s (a INTEGER) STRICT",
+        "INSERT INTO c (id, name, n) VALUES (1, 'a', 1)",
+    ] {
+        assert_eq!(
+            call(&w, "query", json!({"sql": statement})).await["success"],
+            true
+        );
+    }
+    for (sql, message) in [
+        (
+            "INSERT INTO c (id, name, n) VALUES (1, 'z', 1)",
+            "UNIQUE constraint failed: c.id: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_PRIMARYKEY)",
+        ),
+        (
+            "INSERT INTO c (id, name, n) VALUES (9, 'a', 1)",
+            "UNIQUE constraint failed: c.name: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)",
+        ),
+        (
+            "INSERT INTO c (id, name, n) VALUES (9, NULL, 1)",
+            "NOT NULL constraint failed: c.name: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_NOTNULL)",
+        ),
+        (
+            "INSERT INTO c (id, name, n) VALUES (9, 'q', -1)",
+            "CHECK constraint failed: n >= 0: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_CHECK)",
+        ),
+        (
+            "INSERT INTO c (id, name, n, p) VALUES (9, 'q', 1, 77)",
+            "FOREIGN KEY constraint failed: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_FOREIGNKEY)",
+        ),
+        (
+            "INSERT INTO s VALUES ('x')",
+            "cannot store TEXT value in INTEGER column s.a: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_DATATYPE)",
+        ),
+        ("SELECT * FROM c WHERE", "incomplete input: SQLITE_ERROR"),
+        (
+            "SELECT nope FROM c",
+            "no such column: nope at offset 7: SQLITE_ERROR",
+        ),
+        (
+            "SELECT c.nope FROM c",
+            "no such column: c.nope at offset 7: SQLITE_ERROR",
+        ),
+        (
+            "SELECT name FROM c, c AS d",
+            "ambiguous column name: name at offset 7: SQLITE_ERROR",
+        ),
+        (
+            "SELECT nofunc(1)",
+            "no such function: nofunc at offset 7: SQLITE_ERROR",
+        ),
+        (
+            "SELECT abs(1, 2)",
+            "wrong number of arguments to function abs() at offset 7: SQLITE_ERROR",
+        ),
+        (
+            "SELECT * FROM c WHERE count(*) > 1",
+            "misuse of aggregate function count() at offset 22: SQLITE_ERROR",
+        ),
+        (
+            "INSERT INTO c (zz) VALUES (1)",
+            "table c has no column named zz: SQLITE_ERROR",
+        ),
+        (
+            "CREATE TABLE c (a)",
+            "table c already exists at offset 13: SQLITE_ERROR",
+        ),
+        (
+            "CREATE TABLE w (a, a)",
+            "duplicate column name: a: SQLITE_ERROR",
+        ),
+        (
+            "SELECT * FROM c LIMIT 'x'",
+            "datatype mismatch: SQLITE_MISMATCH",
+        ),
+        ("SELECT json('{bad')", "malformed JSON: SQLITE_ERROR"),
+    ] {
+        assert_eq!(
+            call(&w, "query", json!({"sql": sql})).await,
+            error(&format!("D1_ERROR: {message}")),
+            "{sql}"
+        );
+    }
+    // A read after a write changes nothing (SQLite alone would repeat the
+    // write's count).
+    let meta = |answer: Value| {
+        (
+            answer["meta"]["changes"].clone(),
+            answer["meta"]["rows_written"].clone(),
+        )
+    };
+    assert_eq!(
+        meta(call(&w, "query", json!({"sql": "UPDATE c SET n = 2"})).await),
+        (json!(1), json!(1))
+    );
+    assert_eq!(
+        meta(call(&w, "query", json!({"sql": "SELECT * FROM c"})).await),
+        (json!(0), json!(0))
+    );
     assert_eq!(
         call(
             &w,
@@ -173,7 +274,7 @@ async fn d1_errors_are_cloudflares() {
     );
     assert_eq!(
         call(&w, "query", json!({"sql": "INSERT INTO quotes (author, text) VALUES ('x', ?)", "params": ["It is easier to ask forgiveness than it is to get permission."]})).await,
-        error("D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT")
+        error("D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)")
     );
     // An integer beyond 2^53 becomes a JS BigInt, which D1 refuses.
     let big = call(
@@ -237,7 +338,9 @@ async fn d1_batch_exec_dump_and_sessions() {
     .await;
     assert_eq!(
         failed,
-        error("D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT")
+        error(
+            "D1_ERROR: UNIQUE constraint failed: quotes.text: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)"
+        )
     );
     assert_eq!(
         call(&w, "query", json!({"mode": "first", "column": "n", "sql": "SELECT count(*) AS n FROM quotes WHERE author = 'B'"})).await,

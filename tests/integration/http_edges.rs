@@ -326,3 +326,18 @@ async fn http_edges_bodies_over_the_limit_get_cloudflares_413() {
     );
     assert_eq!(w.get("/").await.status(), 200);
 }
+
+#[tokio::test]
+async fn http_edges_unknown_pyflare_routes_are_404() {
+    let w = TestWorker::start("http").await;
+    // A binding kind without routes of its own, and no kind at all.
+    for path in [
+        "/cdn-cgi/pyflare/kv",
+        "/cdn-cgi/pyflare/kv/x",
+        "/cdn-cgi/pyflare/nope/x",
+    ] {
+        let res = w.get(path).await;
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    assert_eq!(w.get("/cdn-cgi/pyflare/health").await.status(), 200);
+}

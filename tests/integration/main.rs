@@ -27,6 +27,8 @@ mod binding_calls;
 mod cron;
 // Live reload and memory snapshots.
 mod reload;
+// `pyflare sync`: packages for Pyodide's Python.
+mod sync;
 // The worker's sandbox: no way to Node, the host's files or pyflare's routes.
 mod sandbox;
 // R2 through Cloudflare's SDK.

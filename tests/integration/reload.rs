@@ -94,6 +94,15 @@ async fn reload_shows_a_syntax_error_until_it_is_fixed() {
     assert!(text.contains("version.py\", line 1"), "{text}");
     assert!(text.contains("SyntaxError: '(' was never closed"), "{text}");
     assert!(w.output().contains("SyntaxError: '(' was never closed"));
+    // The health route says so (container health checks read it).
+    let health = w.get("/cdn-cgi/pyflare/health").await;
+    assert_eq!(health.status(), 503);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "failed");
+    assert!(
+        health["error"].as_str().unwrap().contains("SyntaxError"),
+        "{health}"
+    );
 
     // Fixing it recovers without restarting pyflare (the error page shows
     // until pyflare has seen the save).
@@ -110,6 +119,12 @@ async fn reload_shows_a_syntax_error_until_it_is_fixed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let health = w.get("/cdn-cgi/pyflare/health").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ready"})
+    );
 }
 
 #[tokio::test]
@@ -158,6 +173,18 @@ async fn snapshot_second_start_restores_and_a_damaged_one_is_rebuilt() {
     let w = start().await;
     assert!(w.output().contains(", from a snapshot"), "{}", w.output());
     assert_ne!(w.get("/random").await.text().await.unwrap(), drawn);
+    drop(w);
+    // A copy of the project elsewhere, its files written just now (a fresh
+    // clone): the snapshot made from identical files serves it.
+    let clone = copy_fixture("reload");
+    let w = TestWorker::spawn(
+        clone.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &envs,
+    )
+    .await;
+    assert!(w.output().contains(", from a snapshot"), "{}", w.output());
     drop(w);
 
     // Damage the snapshot: the start notices, serves, and rebuilds it.
@@ -249,4 +276,47 @@ async fn sync_runs_before_dev_when_pyproject_is_newer() {
     )
     .await;
     assert!(!w.output().contains("syncing"), "{}", w.output());
+}
+
+#[tokio::test]
+async fn snapshot_of_a_worker_whose_imports_grew_memory_restores() {
+    // Imports that leave Pyodide's memory larger than a fresh instance's
+    // (a package-heavy worker's, as Django's) make a larger snapshot, which
+    // must still fit when it is restored.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"big\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import hashlib\nfrom workers import Response, WorkerEntrypoint\n\nDATA = bytes(range(256)) * (128 * 1024)\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(f\"{len(DATA)} {hashlib.sha256(DATA).hexdigest()[:12]}\")\n",
+    )
+    .unwrap();
+    let snapshots = tempfile::tempdir().unwrap();
+    let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
+    let start = || {
+        TestWorker::spawn(
+            project.path(),
+            tempfile::tempdir().unwrap(),
+            &["--no-reload"],
+            &envs,
+        )
+    };
+    let w = start().await;
+    let want = w.get("/").await.text().await.unwrap();
+    assert!(want.starts_with("33554432 "), "{want}");
+    wait_for_file(&w, snapshots.path(), ".snap", ".base.snap").await;
+    drop(w);
+    let w = start().await;
+    assert!(w.output().contains(", from a snapshot"), "{}", w.output());
+    assert_eq!(w.get("/").await.text().await.unwrap(), want);
+    let refused: Vec<_> = std::fs::read_dir(snapshots.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".nosnap"))
+        .collect();
+    assert!(refused.is_empty(), "{}", w.output());
 }

@@ -10,7 +10,9 @@
 //! Differences from Cloudflare:
 //! - Not emulated: read replicas; sessions always read the primary and
 //!   bookmarks are local counters.
-//! - Not emulated: exact `rows_read` (pyflare reports rows returned).
+//! - Not emulated: D1's exact `rows_read` and `rows_written`, which count
+//!   every b-tree row SQLite visits and every index entry it writes (a
+//!   patched SQLite): pyflare reports rows returned and rows changed.
 //! - `exec` reports the failing line's own number and text (the reference
 //!   emulator reports the previous line's text).
 //! - Not emulated: query time, queries per invocation and database size limits.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod migrations;
+mod sqlite_text;
 pub mod statements;
 pub mod store;
 

@@ -240,6 +240,24 @@ pub fn reaches_other_files(sql: &str) -> bool {
     false
 }
 
+/// Whether the statement `sql` changes rows (`INSERT`, `UPDATE`, `DELETE`,
+/// `REPLACE`, also behind a `WITH` clause), so that SQLite's change count
+/// is its own: after any other statement SQLite still reports the last
+/// write's count, where D1 reports 0.
+pub fn changes_rows(sql: &str) -> bool {
+    let words = words(sql);
+    let is_write = |i: usize| match words[i].as_str() {
+        "INSERT" | "UPDATE" | "DELETE" => true,
+        "REPLACE" => words.get(i + 1).is_some_and(|w| w == "INTO"),
+        _ => false,
+    };
+    match words.first().map(String::as_str) {
+        Some("WITH") => (1..words.len()).any(is_write),
+        Some(_) => is_write(0),
+        None => false,
+    }
+}
+
 /// The upper-cased words of `sql` and its `;`s, skipping comments; a quoted
 /// string or identifier is its dequoted text behind a NUL, so it is never
 /// taken for a keyword.
@@ -384,6 +402,30 @@ mod tests {
             "EXPLAIN SELECT 1",
         ] {
             assert!(!reaches_other_files(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn changes_rows_knows_writes_from_reads() {
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "update t set a = 1",
+            "DELETE FROM t",
+            "REPLACE INTO t VALUES (1)",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+            "/* c */ insert into t values (1) returning *",
+        ] {
+            assert!(changes_rows(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM t",
+            "WITH x AS (SELECT replace(a, 'b', 'c') FROM t) SELECT * FROM x",
+            "SELECT 'INSERT'",
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET a = 1; END",
+            "PRAGMA table_info(t)",
+            "",
+        ] {
+            assert!(!changes_rows(sql), "{sql}");
         }
     }
 }

@@ -394,6 +394,9 @@ async fn run_one(
                 .collect();
         }
     }
+    if !super::statements::changes_rows(&statement.sql) {
+        out.changes = 0;
+    }
     out.rows_read = out.rows.len() as u64;
     let keyword = statement
         .sql
@@ -437,48 +440,13 @@ fn row_values(row: &SqliteRow) -> Vec<Value> {
         .collect()
 }
 
-/// SQLite's primary result code names, as D1 appends them.
-fn code_name(code: i64) -> &'static str {
-    match code & 0xff {
-        1 => "SQLITE_ERROR",
-        2 => "SQLITE_INTERNAL",
-        3 => "SQLITE_PERM",
-        4 => "SQLITE_ABORT",
-        5 => "SQLITE_BUSY",
-        6 => "SQLITE_LOCKED",
-        7 => "SQLITE_NOMEM",
-        8 => "SQLITE_READONLY",
-        9 => "SQLITE_INTERRUPT",
-        10 => "SQLITE_IOERR",
-        11 => "SQLITE_CORRUPT",
-        13 => "SQLITE_FULL",
-        14 => "SQLITE_CANTOPEN",
-        18 => "SQLITE_TOOBIG",
-        19 => "SQLITE_CONSTRAINT",
-        20 => "SQLITE_MISMATCH",
-        21 => "SQLITE_MISUSE",
-        23 => "SQLITE_AUTH",
-        25 => "SQLITE_RANGE",
-        26 => "SQLITE_NOTADB",
-        _ => "SQLITE_ERROR",
-    }
-}
-
-/// `<message>[ at offset N]: <CODE>` as D1 words SQLite's errors.
+/// SQLite's error as D1 words it (see `sqlite_text`).
 fn sql_error(error: sqlx::Error, sql: &str) -> D1Error {
     match &error {
         sqlx::Error::Database(db) => {
+            // sqlx reports SQLite's extended result code.
             let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(1);
-            let mut message = db.message().to_owned();
-            // SQLite reports where a syntax error is; D1 includes it.
-            if let Some(token) = message
-                .strip_prefix("near \"")
-                .and_then(|rest| rest.split('"').next())
-                && let Some(offset) = sql.find(token)
-            {
-                message.push_str(&format!(" at offset {offset}"));
-            }
-            D1Error::Sqlite(format!("{message}: {}", code_name(code)))
+            D1Error::Sqlite(super::sqlite_text::error_text(db.message(), code, sql))
         }
         _ => D1Error::Sqlite(error.to_string()),
     }

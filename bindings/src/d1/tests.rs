@@ -128,7 +128,7 @@ async fn d1_batch_is_all_or_nothing() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "D1_ERROR: UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT"
+        "D1_ERROR: UNIQUE constraint failed: t.x: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)"
     );
     let count = query(&db, "SELECT count(*) AS n FROM t", json!([]), "all")
         .await

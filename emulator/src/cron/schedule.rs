@@ -107,7 +107,7 @@ pub async fn run_once(
     };
     let outcome = supervisor.dispatch(event).await;
     let ms = started.elapsed().as_millis();
-    if outcome == ScheduledOutcome::Ok {
+    if outcome.is_ok() {
         logging::info(&format!("cron \"{cron}\" ok ({ms}ms)"));
     } else {
         logging::error(&format!(

@@ -81,7 +81,7 @@ async fn a_binding_event_runs_the_handler_with_what_the_shim_builds() {
     assert_eq!(
         outcome,
         BindingOutcome {
-            outcome: ScheduledOutcome::Ok,
+            outcome: ScheduledOutcome::Ok { no_retry: false },
             result: serde_json::json!({ "handler": "queue", "acked": ["a", "b"] })
         }
     );

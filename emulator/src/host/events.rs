@@ -126,7 +126,10 @@ pub struct ScheduledEvent {
 /// produce.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduledOutcome {
-    Ok,
+    Ok {
+        /// The handler called `controller.noRetry()` (and then succeeded).
+        no_retry: bool,
+    },
     /// The handler raised, hung, or a `waitUntil` promise rejected.
     Exception {
         message: String,
@@ -155,14 +158,15 @@ impl ScheduledOutcome {
                 result,
             } => {
                 let result = result.unwrap_or_default();
+                let no_retry = result
+                    .get("no_retry")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
                 let outcome = match status {
-                    EventStatus::Ok => Self::Ok,
+                    EventStatus::Ok => Self::Ok { no_retry },
                     EventStatus::Exception => Self::Exception {
                         message: message.unwrap_or_default(),
-                        no_retry: result
-                            .get("no_retry")
-                            .and_then(serde_json::Value::as_bool)
-                            .unwrap_or(false),
+                        no_retry,
                     },
                 };
                 (outcome, result)
@@ -187,19 +191,24 @@ impl ScheduledOutcome {
     /// failed load or a fatal error does on Cloudflare.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Self::Ok => "ok",
+            Self::Ok { .. } => "ok",
             Self::ExceededCpu => "exceededCpu",
             Self::ExceededMemory(_) => "exceededMemory",
             Self::Exception { .. } | Self::HostGone(_) | Self::Undelivered(_) => "exception",
         }
     }
 
-    /// Whether Cloudflare would not retry the event: after success, or when
-    /// the handler called `noRetry()`.
+    /// Whether the event ran to its end without an error.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok { .. })
+    }
+
+    /// Whether the handler called `controller.noRetry()`, as workerd and
+    /// Miniflare report it (`noRetry` of `/cdn-cgi/handler/scheduled?
+    /// format=json`), whether it then succeeded or failed.
     pub fn no_retry(&self) -> bool {
         match self {
-            Self::Ok => true,
-            Self::Exception { no_retry, .. } => *no_retry,
+            Self::Ok { no_retry } | Self::Exception { no_retry, .. } => *no_retry,
             _ => false,
         }
     }
@@ -207,7 +216,7 @@ impl ScheduledOutcome {
     /// What went wrong, for the log.
     pub fn detail(&self) -> String {
         match self {
-            Self::Ok => String::new(),
+            Self::Ok { .. } => String::new(),
             Self::Exception { message, .. } => message.clone(),
             Self::ExceededCpu => "Worker exceeded CPU time limit.".into(),
             Self::ExceededMemory(message) => message.clone(),
@@ -258,6 +267,11 @@ mod tests {
     #[test]
     fn scheduled_outcomes_keep_workerds_names() {
         let ok = ScheduledEvent::outcome(finished(EventStatus::Ok, None));
+        assert_eq!((ok.as_str(), ok.no_retry()), ("ok", false));
+        let ok = ScheduledEvent::outcome(finished(
+            EventStatus::Ok,
+            Some(serde_json::json!({"no_retry": true})),
+        ));
         assert_eq!((ok.as_str(), ok.no_retry()), ("ok", true));
         let failed = ScheduledEvent::outcome(finished(
             EventStatus::Exception,

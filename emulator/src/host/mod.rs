@@ -218,6 +218,11 @@ impl std::fmt::Debug for Host {
 static SOCKET_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Host {
+    /// The live bindings this host's worker calls.
+    pub fn bindings(&self) -> &BindingMap {
+        &self.shared.bindings
+    }
+
     /// Starts a host, sends it the worker and waits until it is ready.
     pub async fn start(
         runtime: &Runtime,

@@ -124,6 +124,11 @@ impl Supervisor {
         slot.unwrap_or(Slot::Stopped)
     }
 
+    /// The slot as it is now, without waiting for a start to end.
+    pub fn now(&self) -> Slot {
+        self.slot.borrow().clone()
+    }
+
     /// Resolves once `host` is no longer the one serving (swapped, failed).
     pub async fn replaced(&self, host: &Arc<Host>) {
         let mut rx = self.slot.subscribe();

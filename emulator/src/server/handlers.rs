@@ -13,7 +13,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::cron::schedule;
-use crate::host::ScheduledOutcome;
 use crate::logging;
 use pyflare_bindings::Clock;
 
@@ -49,13 +48,12 @@ pub async fn scheduled(
         .and_then(parse_int)
         .unwrap_or_else(|| app.clock.now_ms());
     let outcome = schedule::run_once(&app.supervisor, &query.cron, time).await;
-    let status = if outcome == ScheduledOutcome::Ok {
+    let status = if outcome.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
     if query.format.as_deref() == Some("json") {
-        // A successful run needs no retry, as does one that called noRetry().
         let body =
             serde_json::json!({ "outcome": outcome.as_str(), "noRetry": outcome.no_retry() })
                 .to_string();

@@ -5,6 +5,11 @@
 //! - `POST /cdn-cgi/pyflare/clock/advance?seconds=N` moves pyflare's clock
 //!   forward (KV expiry, cron minutes), so tests need not sleep. Answers
 //!   `{"now_ms": ...}`.
+//! - `GET /cdn-cgi/pyflare/health`: 200 `{"status":"ready"}` once the
+//!   worker has loaded, 503 with the reason before that or when it cannot
+//!   load (for container health checks).
+//! - `/cdn-cgi/pyflare/<route>/...`: a binding kind's own routes (see
+//!   `inspect`).
 //! - wrangler's `/cdn-cgi/handler/*` routes (see `handlers`).
 
 use axum::Router;
@@ -14,12 +19,13 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use tower::ServiceExt;
 
-use super::{AppState, WORKER_SUBREQUEST_HEADER, handlers};
+use super::{AppState, WORKER_SUBREQUEST_HEADER, handlers, inspect};
+use crate::host::supervisor::Slot;
 use pyflare_bindings::Clock;
 
 /// Prefix of pyflare's own routes.
@@ -41,6 +47,9 @@ pub async fn answer(app: AppState, request: Request<Body>) -> Response<Body> {
 fn router() -> Router<AppState> {
     Router::new()
         .route("/cdn-cgi/pyflare/clock/advance", post(advance_clock))
+        .route("/cdn-cgi/pyflare/health", get(health))
+        .route("/cdn-cgi/pyflare/{route}", any(binding_route))
+        .route("/cdn-cgi/pyflare/{route}/{*rest}", any(binding_route))
         .route(handlers::SCHEDULED, any(handlers::scheduled))
         .route(handlers::LEGACY_SCHEDULED, any(handlers::legacy_scheduled))
         .route(handlers::EMAIL, any(handlers::email))
@@ -69,6 +78,43 @@ async fn loopback_only(request: Request<Body>, next: Next) -> Response<Body> {
     next.run(request).await
 }
 
+async fn binding_route(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
+    if !inspect::is_binding_route(request.uri().path()) {
+        return InternalError::NoSuchRoute.into_response();
+    }
+    inspect::answer(app, request).await
+}
+
+async fn health(State(app): State<AppState>) -> Response<Body> {
+    let (status, body) = match app.supervisor.now() {
+        Slot::Ready(_) => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Slot::Failed(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "failed", "error": &*why }),
+        ),
+        Slot::Starting => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "starting" }),
+        ),
+        Slot::Stopped => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "status": "stopped" }),
+        ),
+    };
+    json(status, &body)
+}
+
+/// A JSON answer of an internal route.
+pub(super) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("{value}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 #[derive(Debug, Deserialize)]
 struct Advance {
     seconds: f64,
@@ -84,13 +130,10 @@ async fn advance_clock(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .ok_or(InternalError::BadQuery("expected ?seconds=N with N >= 0"))?;
     app.clock.advance((seconds * 1000.0) as i64);
-    let body = serde_json::json!({ "now_ms": app.clock.now_ms() }).to_string();
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "now_ms": app.clock.now_ms() }),
+    ))
 }
 
 /// Why an internal route answered with an error.

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod inspect;
 pub mod internal;
 pub mod limits;
 pub mod listen;

@@ -11,8 +11,10 @@ import sys
 
 def setup_paths(module_root, python_modules=None, pinned_sdk=None):
     """Puts the worker's folder first on ``sys.path``, then the site
-    folders of ``python_modules/`` (its ``.pth`` files included), and the
-    pinned SDK last, used only when the worker vendors none."""
+    folders of ``python_modules/``, and the pinned SDK last, used only when
+    the worker vendors none; the ``.pth`` files of both run as a site
+    folder's do (the SDK's load its package patches, which ``_cloudflare``
+    applies while the worker's code is imported)."""
     sys.path.insert(0, module_root)
     if python_modules:
         before = list(sys.path)
@@ -21,7 +23,12 @@ def setup_paths(module_root, python_modules=None, pinned_sdk=None):
         sys.path[:] = [p for p in sys.path if p not in added]
         sys.path[1:1] = added
     if pinned_sdk:
-        sys.path.append(pinned_sdk)
+        site.addsitedir(pinned_sdk)
+    from _cloudflare import import_patch_manager
+
+    import _pyflare.http_clients  # noqa: F401  (registers its patches)
+
+    import_patch_manager.install()
 
 
 def warm_up():

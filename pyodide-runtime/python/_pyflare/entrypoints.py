@@ -12,6 +12,7 @@ import importlib.machinery
 import inspect
 import sys
 
+from _cloudflare import import_patch_manager
 from js import Object
 from pyodide.code import relaxed_call
 from pyodide.ffi import to_js
@@ -35,6 +36,12 @@ def after_restore():
             finder.invalidate_caches()
     if "random" in sys.modules:
         sys.modules["random"].seed()
+    import_patch_manager.after_snapshot()
+
+
+def before_first_request():
+    """The SDK's package patches' last step before the worker serves."""
+    import_patch_manager.before_first_request()
 
 
 def describe():
@@ -64,6 +71,9 @@ def load(main_module, legacy_allowed):
                 "write `from models import X`, not `from src.models import X`."
             )
         raise
+    finally:
+        # The SDK's package patches apply to the worker's own imports only.
+        import_patch_manager.uninstall()
 
     import workers
 

@@ -2,6 +2,8 @@
 //! into `python_modules/` for Pyodide, as `pywrangler sync` does: pure
 //! Python wheels and `pyemscripten_2026_0_wasm32` wheels (Pyodide 314,
 //! Python 3.14) from PyPI, plus Cloudflare's `workers-runtime-sdk`.
+//! pip runs as pyflare's pinned version (`runtime::PIP_VERSION`), so
+//! packages resolve for Python 3.14 whatever Python and pip the machine has.
 //! `pyflare dev` runs it first when `pyproject.toml` is newer than the last
 //! sync.
 
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use crate::error::Hinted;
 use crate::logging;
 use crate::runtime::SDK_VERSION;
+
+mod sources;
 
 /// The wheel platform of Pyodide 314 (PEP 783).
 pub const PYODIDE_PLATFORM: &str = "pyemscripten_2026_0_wasm32";
@@ -78,7 +82,10 @@ pub fn dependencies(pyproject: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Installs the dependencies into a fresh folder, then swaps it in.
+/// Installs the dependencies into a fresh folder, then swaps it in. A
+/// package PyPI has no Pyodide wheel of is looked for in Pyodide's package
+/// index, then built pure from its sdist (see `sources`), and pip runs
+/// again with what was found.
 pub fn sync(dir: &Path) -> Result<()> {
     let mut deps = dependencies(&dir.join("pyproject.toml"))?;
     if !deps
@@ -92,41 +99,48 @@ pub fn sync(dir: &Path) -> Result<()> {
         deps.join(", ")
     ));
     let staging = dir.join(".python_modules.syncing");
-    let _ = std::fs::remove_dir_all(&staging);
-    let output = crate::runtime::pip_install_command(
-        &staging,
-        &[
-            "--no-compile",
-            "--only-binary=:all:",
-            "--platform",
-            PYODIDE_PLATFORM,
-            "--python-version",
-            "3.14",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp314",
-        ],
-        "pyflare sync uses its pip to fetch wheels",
-    )?
-    .args(&deps)
-    .output()
-    .context("cannot run pip")?;
-    if !output.status.success() {
+    let wheels = sources::wheels_dir()?;
+    let mut looked_for = Vec::new();
+    loop {
+        let _ = std::fs::remove_dir_all(&staging);
+        let output = install(&staging, &deps, &wheels)?;
+        if output.status.success() {
+            break;
+        }
         let _ = std::fs::remove_dir_all(&staging);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if let Some(name) = missing_distribution(&stderr) {
-            bail!(Hinted::new(
+        let Some(requirement) = missing_distribution(&stderr) else {
+            bail!(
+                "pip could not install the dependencies:\n{}",
+                stderr.trim_end()
+            );
+        };
+        let name = requirement_name(&requirement);
+        if looked_for.contains(&name) {
+            bail!(
+                "pip could not install `{name}` from the wheel pyflare found for it:\n{}",
+                stderr.trim_end()
+            );
+        }
+        looked_for.push(name.clone());
+        let found = match sources::pyodide_wheel(&name, &wheels) {
+            Ok(wheel) => Ok((wheel, "from Pyodide's package index".to_owned())),
+            Err(from_index) => sources::pure_wheel(&requirement, &wheels)
+                .map(|wheel| (wheel, format!("built pure from its sdist; {from_index}")))
+                .map_err(|from_sdist| format!("{from_index}; {from_sdist}")),
+        };
+        match found {
+            Ok((wheel, how)) => logging::info(&format!(
+                "`{name}` has no Pyodide wheel on PyPI: using {} ({how})",
+                wheel.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            Err(reasons) => bail!(Hinted::new(
                 format!(
-                    "`{name}` has no wheel that runs in Pyodide (pure Python or {PYODIDE_PLATFORM})"
+                    "`{name}` has no wheel that runs in Pyodide (pure Python or {PYODIDE_PLATFORM}) on PyPI: {reasons}"
                 ),
                 "choose a pure-Python alternative, or a version that publishes Pyodide wheels"
-            ));
+            )),
         }
-        bail!(
-            "pip could not install the dependencies:\n{}",
-            stderr.trim_end()
-        );
     }
     std::fs::write(staging.join(SYNCED_MARKER), deps.join("\n") + "\n")?;
     let target = dir.join("python_modules");
@@ -140,6 +154,30 @@ pub fn sync(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One `pip install` of `deps` into `staging` for Pyodide's platform.
+fn install(staging: &Path, deps: &[String], wheels: &Path) -> Result<std::process::Output> {
+    crate::runtime::pinned_pip("install", "pyflare sync uses its pip to fetch wheels")?
+        .args([
+            "--no-compile",
+            "--only-binary=:all:",
+            "--platform",
+            PYODIDE_PLATFORM,
+            "--python-version",
+            "3.14",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp314",
+            "--find-links",
+        ])
+        .arg(wheels)
+        .arg("--target")
+        .arg(staging)
+        .args(deps)
+        .output()
+        .context("cannot run pip")
+}
+
 /// The project name of a requirement string (`pkg[extra]>=1; marker`).
 fn requirement_name(requirement: &str) -> String {
     requirement
@@ -150,7 +188,8 @@ fn requirement_name(requirement: &str) -> String {
         .replace('_', "-")
 }
 
-/// The package pip could not find, from its error output.
+/// The requirement pip could not find a distribution for, from its error
+/// output.
 fn missing_distribution(stderr: &str) -> Option<String> {
     let line = stderr
         .lines()
@@ -159,7 +198,7 @@ fn missing_distribution(stderr: &str) -> Option<String> {
         .split("No matching distribution found for")
         .nth(1)?
         .trim();
-    Some(requirement_name(rest))
+    Some(rest.to_owned())
 }
 
 #[cfg(test)]
@@ -180,7 +219,7 @@ mod tests {
             missing_distribution(
                 "ERROR: Could not find a version\nERROR: No matching distribution found for psycopg2>=2\n"
             ),
-            Some("psycopg2".into())
+            Some("psycopg2>=2".into())
         );
     }
 }

@@ -1,0 +1,304 @@
+//! `pyflare sync` (packages resolved for Pyodide's Python, whatever Python
+//! runs pip) and packages that work as on Cloudflare.
+
+use crate::util::{TestWorker, pyflare};
+
+/// Writes a pure-Python wheel of `newpy` 1.0, which needs Python 3.13 or
+/// later (newer than some hosts' own Python), into `dir`.
+fn wheel_needing_python_3_13(dir: &std::path::Path) -> std::path::PathBuf {
+    let wheel = dir.join("newpy-1.0-py3-none-any.whl");
+    let script = r#"
+import sys, zipfile
+files = {
+    "newpy/__init__.py": "import sys\nVERSION = '1.0 on %d.%d' % sys.version_info[:2]\n",
+    "newpy-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: newpy\nVersion: 1.0\nRequires-Python: >=3.13\n",
+    "newpy-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: pyflare-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = "".join(f"{name},,\n" for name in files) + "newpy-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+    z.writestr("newpy-1.0.dist-info/RECORD", record)
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&wheel)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wheel
+}
+
+#[tokio::test]
+async fn sync_resolves_for_pyodides_python_whatever_python_runs_pip() {
+    let project = tempfile::tempdir().unwrap();
+    let wheels = tempfile::tempdir().unwrap();
+    let wheel = wheel_needing_python_3_13(wheels.path());
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"newpy\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        format!(
+            "[project]\nname = \"newpy-worker\"\nversion = \"0.1.0\"\ndependencies = [\"newpy @ file://{}\"]\n",
+            wheel.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import newpy\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(newpy.VERSION)\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert_eq!(w.get("/").await.text().await.unwrap(), "1.0 on 3.14");
+}
+
+/// pyflare's cache as `pyflare` finds it.
+fn real_cache_dir() -> std::path::PathBuf {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("PYFLARE_CACHE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return std::path::PathBuf::from(dir).join("pyflare");
+    }
+    std::path::PathBuf::from(var("HOME").unwrap()).join(".cache/pyflare")
+}
+
+#[tokio::test]
+async fn sync_finds_a_package_pypi_has_no_pyodide_wheel_of() {
+    // A cache of its own (sharing the installed Pyodide), so that no wheel
+    // an earlier sync kept answers first.
+    let cache = tempfile::tempdir().unwrap();
+    let pyodide = std::fs::read_dir(real_cache_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pyodide-")
+        })
+        .expect("the runtime is installed");
+    std::os::unix::fs::symlink(&pyodide, cache.path().join(pyodide.file_name().unwrap())).unwrap();
+    // Pyodide's index answers with a wheel that is not the one its lock
+    // file names (another digest): pyflare refuses it and builds markupsafe's pure-Python
+    // form from its sdist (its C code is an optional speed-up).
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(pyodide.join("node_modules/pyodide/pyodide-lock.json")).unwrap(),
+    )
+    .unwrap();
+    let file_name = lock["packages"]["markupsafe"]["file_name"]
+        .as_str()
+        .unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, zipfile
+name, version = "markupsafe", sys.argv[2].split("-")[1]
+info = f"{name}-{version}.dist-info"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr(f"{name}/__init__.py", "raise ImportError('a stand-in')\n")
+    z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: false\nTag: cp314-cp314-pyemscripten_2026_0_wasm32\n")
+    z.writestr(f"{info}/RECORD", "")
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(index.path().join(file_name))
+        .arg(file_name)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"markup\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"markup\"\nversion = \"0.1.0\"\ndependencies = [\"markupsafe\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import importlib.util, markupsafe\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        native = importlib.util.find_spec('markupsafe._speedups') is not None\n        return Response(f\"{markupsafe.escape('<b>')} native={native}\")\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::util::pyflare_bin())
+        .args(["sync", project.path().to_str().unwrap()])
+        .env("PYFLARE_CACHE_DIR", cache.path())
+        .env(
+            "PYFLARE_PYODIDE_INDEX_URL",
+            format!("file://{}", index.path().display()),
+        )
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{output}");
+    assert!(
+        output.contains("does not match Pyodide's lock file"),
+        "{output}"
+    );
+    assert!(
+        output.contains("-py3-none-any.whl (built pure from its sdist"),
+        "{output}"
+    );
+    // Kept for the next sync.
+    let kept: Vec<_> = std::fs::read_dir(cache.path().join("wheels"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter().any(|name| name.starts_with("markupsafe-")),
+        "{kept:?}"
+    );
+
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        w.get("/").await.text().await.unwrap(),
+        "&lt;b&gt; native=False"
+    );
+}
+
+#[tokio::test]
+async fn sync_packages_get_the_sdks_patches_as_on_cloudflare() {
+    // anyio runs blocking work on threads, which Pyodide has not; the SDK's
+    // package patch (loaded through its `.pth` file once `_cloudflare` is
+    // importable) runs it inline, as FastAPI's sync routes need.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"threads\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"threads\"\nversion = \"0.1.0\"\ndependencies = [\"anyio\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        "import anyio.to_thread\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(str(await anyio.to_thread.run_sync(lambda: 6 * 7)))\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    let res = w.get("/").await;
+    assert_eq!(res.text().await.unwrap(), "42", "{}", w.output());
+}
+
+#[tokio::test]
+async fn sync_http_clients_reach_the_network_through_fetch() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"clients\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        "[project]\nname = \"clients\"\nversion = \"0.1.0\"\ndependencies = [\"httpx\", \"requests\"]\n",
+    )
+    .unwrap();
+    // Each client asks this same worker's /target (a loopback server, as a
+    // test's own would be) and reports what it got.
+    std::fs::write(
+        project.path().join("src/entry.py"),
+        r#"import httpx
+import requests
+from workers import Response, WorkerEntrypoint
+
+
+def summary(name, status, headers, text):
+    return f"{name} {status} {headers.get('x-seen-method')} {text}"
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        url = request.url.split("?")[0]
+        base = url.rsplit("/", 1)[0]
+        if url.endswith("/target"):
+            body = await request.text()
+            return Response(f"pong:{body}", headers={"x-seen-method": request.method})
+        if url.endswith("/sync"):
+            with httpx.Client() as client:
+                got = client.post(base + "/target", content=b"httpx-sync")
+            r = requests.get(base + "/target")
+            return Response(
+                summary("httpx", got.status_code, got.headers, got.text)
+                + " | "
+                + summary("requests", r.status_code, r.headers, r.text)
+            )
+        if url.endswith("/async"):
+            async with httpx.AsyncClient() as client:
+                got = await client.put(base + "/target", content=b"httpx-async")
+            return Response(summary("httpx-async", got.status_code, got.headers, got.text))
+        if url.endswith("/refused"):
+            try:
+                httpx.get("http://127.0.0.1:9/")
+            except httpx.ConnectError as error:
+                return Response(f"ConnectError: {error}")
+        return Response("?", status=404)
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let w = TestWorker::spawn(
+        project.path(),
+        tempfile::tempdir().unwrap(),
+        &["--no-reload"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        w.get("/sync").await.text().await.unwrap(),
+        "httpx 200 POST pong:httpx-sync | requests 200 GET pong:",
+        "{}",
+        w.output()
+    );
+    assert_eq!(
+        w.get("/async").await.text().await.unwrap(),
+        "httpx-async 200 PUT pong:httpx-async"
+    );
+    let refused = w.get("/refused").await.text().await.unwrap();
+    assert!(
+        refused.starts_with("ConnectError: fetch failed"),
+        "{refused}"
+    );
+}
