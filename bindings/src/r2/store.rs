@@ -504,22 +504,7 @@ impl R2Store {
         if !allowed(old.as_ref()) {
             return Ok(None);
         }
-        sqlx::query(
-            "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, http_metadata, \
-             custom_metadata, checksums, storage_class, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(row.key.as_bytes())
-        .bind(&row.version)
-        .bind(row.size as i64)
-        .bind(&row.etag)
-        .bind(row.uploaded)
-        .bind(&row.http_metadata)
-        .bind(&row.custom_metadata)
-        .bind(&row.checksums)
-        .bind(&row.storage_class)
-        .bind(&row.blob)
-        .execute(&mut *tx)
-        .await?;
+        insert_object(&mut tx, row).await?;
         tx.commit().await?;
         Ok(Some(old.map(|o| o.blob)))
     }
@@ -696,23 +681,7 @@ impl R2Store {
             {
                 blobs.push(old);
             }
-            sqlx::query(
-                "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, \
-                 http_metadata, custom_metadata, checksums, storage_class, blob) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(row.key.as_bytes())
-            .bind(&row.version)
-            .bind(row.size as i64)
-            .bind(&row.etag)
-            .bind(row.uploaded)
-            .bind(&row.http_metadata)
-            .bind(&row.custom_metadata)
-            .bind(&row.checksums)
-            .bind(&row.storage_class)
-            .bind(&row.blob)
-            .execute(&mut *tx)
-            .await?;
+            insert_object(&mut tx, row).await?;
         }
         tx.commit().await?;
         Ok(blobs)
@@ -725,4 +694,28 @@ impl R2Store {
             .await?;
         Ok(())
     }
+}
+
+/// Stores `row` (replacing the key's row) within `tx`.
+async fn insert_object(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    row: &ObjectRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, http_metadata, \
+         custom_metadata, checksums, storage_class, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.key.as_bytes())
+    .bind(&row.version)
+    .bind(row.size as i64)
+    .bind(&row.etag)
+    .bind(row.uploaded)
+    .bind(&row.http_metadata)
+    .bind(&row.custom_metadata)
+    .bind(&row.checksums)
+    .bind(&row.storage_class)
+    .bind(&row.blob)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
