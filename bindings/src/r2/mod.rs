@@ -37,7 +37,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
-use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
+use crate::binding::{
+    Binding, BindingConfigError, BindingKind, BodyError, BodyStream, OpenContext, Reply,
+};
+use futures::StreamExt;
 use crate::cli::BindingCli;
 use crate::clock::Clock;
 use crate::config::parse_entries;
@@ -725,18 +728,20 @@ impl R2Bucket {
         {
             return Err(R2Error::service(op, Failure::BadUpload));
         }
-        // One blob of the parts in order.
-        let mut joined = Vec::with_capacity(parts.len());
-        for part in &parts {
-            joined.push(
-                store
-                    .read_blob(&part.blob, 0, part.size)
-                    .await
-                    .map_err(internal(op))?,
-            );
-        }
-        let body =
-            BodyStream::from_stream(futures::StreamExt::flatten(futures::stream::iter(joined)));
+        // One blob of the parts in order, each opened when reached.
+        let pieces: Vec<(String, u64)> = parts.iter().map(|p| (p.blob.clone(), p.size)).collect();
+        let reader = store.clone();
+        let joined = futures::stream::iter(pieces)
+            .then(move |(blob, size)| {
+                let reader = reader.clone();
+                async move { reader.read_blob(&blob, 0, size).await }
+            })
+            .flat_map(|opened| match opened {
+                Ok(body) => body.left_stream(),
+                Err(e) => futures::stream::once(async move { Err(BodyError(e.to_string())) })
+                    .right_stream(),
+            });
+        let body = BodyStream::from_stream(joined);
         let written = store
             .write_blob(Some(body), u64::MAX, |_| {})
             .await

@@ -162,7 +162,8 @@ CREATE TABLE IF NOT EXISTS parts (
 /// Writes into a blob are gathered to this size before each write (one
 /// multipart part; S3 wants at least 5 MiB but the last).
 const WRITE_CHUNK: usize = 8 * 1024 * 1024;
-/// Reads come in pieces of this size.
+/// Reads from the local disk come in pieces of this size (object_store's
+/// own are 8 KiB, one blocking task each).
 const READ_CHUNK: usize = 256 * 1024;
 
 /// One bucket's metadata and blobs.
@@ -224,7 +225,10 @@ impl R2Store {
             .write(true)
             .open(dir.join("lock"))?;
         let lock = lock.try_lock_exclusive().is_ok().then(|| Arc::new(lock));
-        let blobs = LocalFileSystem::new_with_prefix(&blobs_dir)?.with_fsync(true);
+        let blobs = object_store::chunked::ChunkedStore::new(
+            Arc::new(LocalFileSystem::new_with_prefix(&blobs_dir)?.with_fsync(true)),
+            READ_CHUNK,
+        );
         if lock.is_some() {
             // Staging files (`<blob>#<n>`) of writes a crash cut off:
             // object_store does not list them.
@@ -451,18 +455,10 @@ impl R2Store {
             ..Default::default()
         };
         let result = self.blobs.get_opts(&BlobPath::from(blob), options).await?;
-        let stream = result.into_stream().flat_map(|chunk| {
-            // Pieces of at most READ_CHUNK, so one large read does not
-            // arrive as one frame.
-            let pieces: Vec<Result<Bytes, BodyError>> = match chunk {
-                Err(e) => vec![Err(BodyError(e.to_string()))],
-                Ok(bytes) => (0..bytes.len())
-                    .step_by(READ_CHUNK)
-                    .map(|at| Ok(bytes.slice(at..(at + READ_CHUNK).min(bytes.len()))))
-                    .collect(),
-            };
-            futures::stream::iter(pieces)
-        });
+        // The host cuts chunks to its frame size.
+        let stream = result
+            .into_stream()
+            .map(|chunk| chunk.map_err(|e| BodyError(e.to_string())));
         Ok(BodyStream::from_stream(stream))
     }
 
