@@ -66,8 +66,6 @@ pub enum Failure {
     NoSuchUpload,
     #[error("One or more of the specified parts could not be found. (10025)")]
     InvalidPart,
-    #[error("Metadata missing or invalid (10029)")]
-    InvalidMetadata,
     #[error(
         "The {algorithm} checksum you specified did not match what we received.\nYou provided a {algorithm} checksum with value: {provided}\nActual {algorithm} was: {actual} (10037)"
     )]
