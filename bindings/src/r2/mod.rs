@@ -405,10 +405,20 @@ impl R2Bucket {
                 .map_err(|_| R2Error::service(Op::Get, Failure::InvalidRange))?
                 .unwrap_or((0, row.size)),
         };
-        let body = store
-            .read_blob(&row.blob, offset, length)
-            .await
-            .map_err(internal(Op::Get))?;
+        let body = if row.blob.is_empty() {
+            let bytes = store
+                .inline(&row.key, &row.version)
+                .await
+                .map_err(internal(Op::Get))?
+                .ok_or_else(|| internal(Op::Get)(StoreError::Config("replaced while read".into())))?;
+            let (start, end) = (offset as usize, (offset + length) as usize);
+            BodyStream::whole(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
+        } else {
+            store
+                .read_blob(&row.blob, offset, length)
+                .await
+                .map_err(internal(Op::Get))?
+        };
         let object = object_json(&row, Some((offset, length)), (true, true));
         Ok(Reply::with_body(json!({ "object": object }), body))
     }
@@ -458,7 +468,9 @@ impl R2Bucket {
         }
         let mut digests = Digests::new(expected.first().map(|(i, _)| *i));
         let written = store
-            .write_blob(body, MAX_VALUE_BYTES, |bytes| digests.update(bytes))
+            .write_blob(body, MAX_VALUE_BYTES, store::INLINE_MAX, |bytes| {
+                digests.update(bytes)
+            })
             .await
             .map_err(|e| write_error(e, Op::Put))?;
         let computed = digests.finish();
@@ -491,6 +503,7 @@ impl R2Bucket {
             checksums: Value::Object(checksums).to_string(),
             storage_class,
             blob: written.blob,
+            inline: written.inline,
         };
         let only_if = options.only_if;
         let committed = store
@@ -653,7 +666,7 @@ impl R2Bucket {
         }
         let mut md5 = md5::Md5::new();
         let written = store
-            .write_blob(body, MAX_VALUE_BYTES, |bytes| md5.update(bytes))
+            .write_blob(body, MAX_VALUE_BYTES, 0, |bytes| md5.update(bytes))
             .await
             .map_err(|e| write_error(e, op))?;
         let part = PartRow {
@@ -743,7 +756,7 @@ impl R2Bucket {
             });
         let body = BodyStream::from_stream(joined);
         let written = store
-            .write_blob(Some(body), u64::MAX, |_| {})
+            .write_blob(Some(body), u64::MAX, 0, |_| {})
             .await
             .map_err(|e| write_error(e, op))?;
         let mut etag = md5::Md5::new();
@@ -761,6 +774,7 @@ impl R2Bucket {
             checksums: "{}".into(),
             storage_class: upload.storage_class,
             blob: written.blob,
+            inline: None,
         };
         let old = store
             .finish_upload(&upload_id, 1, Some(&row))

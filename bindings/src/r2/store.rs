@@ -65,9 +65,16 @@ pub struct ObjectRow {
     pub checksums: String,
     /// `Standard` or `InfrequentAccess`.
     pub storage_class: String,
-    /// The blob holding its bytes.
+    /// The blob holding its bytes; empty when they are `inline`.
     pub blob: String,
+    /// The bytes of a small object, kept in its row (see [`INLINE_MAX`]);
+    /// only set when storing (rows read back leave it out).
+    pub inline: Option<Bytes>,
 }
+
+/// The columns of an object's row but its inline bytes.
+const OBJECT_COLUMNS: &str = "key, version, size, etag, uploaded, http_metadata, \
+    custom_metadata, checksums, storage_class, blob";
 
 /// A multipart upload in progress.
 #[derive(Debug, Clone)]
@@ -99,14 +106,21 @@ pub struct PartRow {
     pub blob: String,
 }
 
-/// A blob just written.
+/// A value just written.
 #[derive(Debug)]
 pub struct Written {
-    /// Its name.
+    /// Its blob's name; empty when the value is `inline`.
     pub blob: String,
     /// Its length.
     pub size: u64,
+    /// A value short enough to keep in its row instead of a blob.
+    pub inline: Option<Bytes>,
 }
+
+/// Values up to this long are kept in their metadata row, so a small put
+/// costs one SQLite commit instead of a blob file's write, sync and rename
+/// as well (measured by bench/r2.sh).
+pub const INLINE_MAX: usize = 32 * 1024;
 
 /// Why a blob could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +147,8 @@ CREATE TABLE IF NOT EXISTS objects (
     custom_metadata TEXT NOT NULL,
     checksums TEXT NOT NULL,
     storage_class TEXT NOT NULL,
-    blob TEXT NOT NULL
+    blob TEXT NOT NULL,
+    inline BLOB
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
@@ -205,6 +220,7 @@ fn object_from(row: &SqliteRow) -> ObjectRow {
         checksums: row.get("checksums"),
         storage_class: row.get("storage_class"),
         blob: row.get("blob"),
+        inline: None,
     }
 }
 
@@ -380,13 +396,16 @@ impl R2Store {
     }
 
     /// Streams `body` into a new blob, at most `limit` bytes, feeding
-    /// every chunk to `digest`. The blob exists only once complete: a body
-    /// shorter than [`WRITE_CHUNK`] is one put, a longer one a multipart
-    /// upload of [`WRITE_CHUNK`] parts (S3's parts are at least 5 MiB).
+    /// every chunk to `digest`; a body of at most `inline_max` bytes (when
+    /// not 0) is handed back instead, for its row. The blob exists only once
+    /// complete: a body shorter than [`WRITE_CHUNK`] is one put, a longer
+    /// one a multipart upload of [`WRITE_CHUNK`] parts (S3's parts are at
+    /// least 5 MiB).
     pub async fn write_blob(
         &self,
         body: Option<BodyStream>,
         limit: u64,
+        inline_max: usize,
         mut digest: impl FnMut(&[u8]),
     ) -> Result<Written, WriteError> {
         let blob = random_hex(16);
@@ -395,7 +414,7 @@ impl R2Store {
         let mut size: u64 = 0;
         let mut pending = BytesMut::new();
         let mut upload: Option<Box<dyn object_store::MultipartUpload>> = None;
-        let result: Result<(), WriteError> = async {
+        let result: Result<Option<Bytes>, WriteError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 size += chunk.len() as u64;
@@ -414,6 +433,9 @@ impl R2Store {
                     }
                 }
             }
+            if upload.is_none() && inline_max > 0 && pending.len() <= inline_max {
+                return Ok(Some(pending.split().freeze()));
+            }
             let rest = PutPayload::from(pending.split().freeze());
             match upload.as_mut() {
                 None => {
@@ -426,11 +448,20 @@ impl R2Store {
                     upload.complete().await.map_err(StoreError::from)?;
                 }
             }
-            Ok(())
+            Ok(None)
         }
         .await;
         match result {
-            Ok(()) => Ok(Written { blob, size }),
+            Ok(None) => Ok(Written {
+                blob,
+                size,
+                inline: None,
+            }),
+            Ok(Some(bytes)) => Ok(Written {
+                blob: String::new(),
+                size,
+                inline: Some(bytes),
+            }),
             Err(e) => {
                 if let Some(mut upload) = upload {
                     let _ = upload.abort().await;
@@ -465,6 +496,9 @@ impl R2Store {
     /// Deletes `blob`; a missing one is not an error, a failure is left
     /// for the next open's orphan sweep.
     pub async fn delete_blob(&self, blob: &str) {
+        if blob.is_empty() {
+            return;
+        }
         if let Err(e) = self.blobs.delete(&BlobPath::from(blob)).await
             && !matches!(e, object_store::Error::NotFound { .. })
         {
@@ -474,7 +508,7 @@ impl R2Store {
 
     /// The row of `key`.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectRow>, StoreError> {
-        Ok(sqlx::query("SELECT * FROM objects WHERE key = ?")
+        Ok(sqlx::query(&format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"))
             .bind(key.as_bytes())
             .fetch_optional(&self.pool)
             .await?
@@ -491,7 +525,7 @@ impl R2Store {
         allowed: impl FnOnce(Option<&ObjectRow>) -> bool,
     ) -> Result<Option<Option<String>>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let old = sqlx::query("SELECT * FROM objects WHERE key = ?")
+        let old = sqlx::query(&format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"))
             .bind(row.key.as_bytes())
             .fetch_optional(&mut *tx)
             .await?
@@ -503,6 +537,17 @@ impl R2Store {
         insert_object(&mut tx, row).await?;
         tx.commit().await?;
         Ok(Some(old.map(|o| o.blob)))
+    }
+
+    /// The inline bytes of `key` at `version` (`None` once replaced).
+    pub async fn inline(&self, key: &str, version: &str) -> Result<Option<Bytes>, StoreError> {
+        let bytes: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT inline FROM objects WHERE key = ? AND version = ?")
+                .bind(key.as_bytes())
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(bytes.map(|b| Bytes::from(b.unwrap_or_default())))
     }
 
     /// Deletes the rows of `keys`; returns their blobs.
@@ -531,10 +576,10 @@ impl R2Store {
         page: usize,
     ) -> Result<Vec<ObjectRow>, StoreError> {
         // Keys are BLOBs: SQLite compares them bytewise, R2's order.
-        let rows = sqlx::query(
-            "SELECT * FROM objects WHERE substr(key, 1, ?) = ? AND (? IS NULL OR key > ?) \
-             ORDER BY key LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE substr(key, 1, ?) = ? \
+             AND (? IS NULL OR key > ?) ORDER BY key LIMIT ?"
+        ))
         .bind(prefix.len() as i64)
         .bind(prefix.as_bytes())
         .bind(start_after.map(str::as_bytes))
@@ -699,7 +744,8 @@ async fn insert_object(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT OR REPLACE INTO objects (key, version, size, etag, uploaded, http_metadata, \
-         custom_metadata, checksums, storage_class, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         custom_metadata, checksums, storage_class, blob, inline) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(row.key.as_bytes())
     .bind(&row.version)
@@ -711,6 +757,7 @@ async fn insert_object(
     .bind(&row.checksums)
     .bind(&row.storage_class)
     .bind(&row.blob)
+    .bind(row.inline.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -112,6 +112,7 @@ fn row(key: &str, blob: &str, size: u64) -> ObjectRow {
         checksums: "{}".into(),
         storage_class: "Standard".into(),
         blob: blob.into(),
+        inline: None,
     }
 }
 
@@ -136,6 +137,7 @@ async fn conformance(store: R2Store) {
         .write_blob(
             chunks(vec![Ok(Bytes::from("hello ")), Ok(Bytes::from("world"))]),
             100,
+            0,
             |b| seen += b.len(),
         )
         .await
@@ -147,22 +149,39 @@ async fn conformance(store: R2Store) {
 
     // Too long, or broken off: no blob stays.
     let long = store
-        .write_blob(chunks(vec![Ok(Bytes::from(vec![0u8; 101]))]), 100, |_| {})
+        .write_blob(chunks(vec![Ok(Bytes::from(vec![0u8; 101]))]), 100, 0, |_| {})
         .await;
     assert!(matches!(long, Err(WriteError::TooLarge)));
     let broken = store
         .write_blob(
             chunks(vec![Ok(Bytes::from("a")), Err(BodyError("gone".into()))]),
             100,
+            0,
             |_| {},
         )
         .await;
     assert!(matches!(broken, Err(WriteError::Broken(_))));
 
+    // A short value may stay out of the blobs, for its row.
+    let small = store
+        .write_blob(chunks(vec![Ok(Bytes::from("tiny"))]), 100, 10, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((small.blob.as_str(), small.inline.clone()), ("", Some(Bytes::from("tiny"))));
+    let mut inline_row = row("inline", "", 4);
+    inline_row.inline = small.inline;
+    store.commit_put(&inline_row, |_| true).await.unwrap();
+    assert_eq!(
+        store.inline("inline", &inline_row.version).await.unwrap(),
+        Some(Bytes::from("tiny"))
+    );
+    assert_eq!(store.inline("inline", "old").await.unwrap(), None);
+    assert_eq!(store.delete(&["inline".into()]).await.unwrap(), [""]);
+
     // Rows: a put commits only if allowed; the replaced blob comes back.
     let first = row("k", &written.blob, 11);
     assert_eq!(store.commit_put(&first, |_| true).await.unwrap(), Some(None));
-    let other = store.write_blob(None, 100, |_| {}).await.unwrap();
+    let other = store.write_blob(None, 100, 0, |_| {}).await.unwrap();
     let second = row("k", &other.blob, 0);
     assert_eq!(store.commit_put(&second, |_| false).await.unwrap(), None);
     assert_eq!(store.head("k").await.unwrap(), Some(first.clone()));
@@ -235,12 +254,12 @@ async fn in_memory_blob_store() {
 async fn open_sweeps_blobs_no_row_names() {
     let dir = tempfile::tempdir().unwrap();
     let store = R2Store::open_local(dir.path()).await.unwrap();
-    let kept = store.write_blob(None, 1, |_| {}).await.unwrap();
+    let kept = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
     store
         .commit_put(&row("k", &kept.blob, 0), |_| true)
         .await
         .unwrap();
-    let orphan = store.write_blob(None, 1, |_| {}).await.unwrap();
+    let orphan = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
     let blobs = dir.path().join("blobs");
     std::fs::write(blobs.join(format!("{}#3", orphan.blob)), b"staged").unwrap();
     drop(store);
