@@ -205,7 +205,12 @@ impl BindingCli for R2Cli {
                 loop {
                     let args = json!({"prefix": prefix, "cursor": cursor, "include": ["httpMetadata", "customMetadata"]});
                     let reply = call(&bucket, "list", args, None).await?;
-                    objects.extend(reply.value["objects"].as_array().cloned().unwrap_or_default());
+                    objects.extend(
+                        reply.value["objects"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
                     match reply.value["cursor"].as_str() {
                         Some(next) if reply.value["truncated"] == true => {
                             cursor = Some(next.to_owned())

@@ -4,20 +4,39 @@
 //! `r2_buckets` entries become `env.<binding>` objects whose class is
 //! `R2Bucket`, so Cloudflare's Python SDK wraps them as it does on
 //! Cloudflare. Each bucket (`preview_bucket_name`, else `bucket_name`, else
-//! the binding name) is a folder `<state>/r2/<bucket>/`: object bytes in
+//! the binding name) is a folder `<state>/r2/<bucket>/`: metadata in
+//! `metadata.sqlite3`, values up to 32 KiB in their row, larger ones in
 //! `blobs/` through object_store's `LocalFileSystem`, one file per upload
-//! named by a random id (never by the key), metadata in `metadata.sqlite3`
-//! (see [`store`]). Bindings of one bucket share its data. Bodies stream
-//! both ways under the host's credit window: neither pyflare nor the host
-//! holds an object whole.
+//! named by a random id (never by the key) (see [`store`]). Bindings of one
+//! bucket share its data. Bodies stream both ways under the host's credit
+//! window: neither pyflare nor the host holds a large object whole.
+//!
+//! On S3: with `PYFLARE_R2_<BINDING>_URL=s3://bucket[/prefix]` in the
+//! environment or `.dev.vars`, a bucket's blobs go to S3-compatible storage
+//! through object_store's `AmazonS3Builder`, configured by the `AWS_*`
+//! variables it knows (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`, ...). Metadata
+//! (and small values) stay in the local SQLite file, which records where
+//! the bytes are and refuses to open against another place. Every binding
+//! of one bucket must name the same URL.
 //!
 //! Differences from Cloudflare:
-//! - Not emulated: `ssecKey` (customer keys) and `storageClass` beyond
-//!   recording it; `jurisdiction` is accepted and only shown.
+//! - Not emulated: `ssecKey` (customer keys) and storage classes beyond
+//!   recording the name given (as Miniflare, any name); `jurisdiction` is
+//!   accepted and only shown.
 //! - Not emulated: the 7-day expiry of unfinished multipart uploads.
 //! - Not emulated: a multipart object's bytes are joined into one blob by
 //!   `complete` (R2 keeps the parts), so `complete` takes time in
 //!   proportion to the object's size.
+//! - `delete` of more than 1,000 keys is a `TypeError` (Cloudflare documents
+//!   the limit; Miniflare has none); completing or aborting an upload that
+//!   never existed is R2's "multipart upload does not exist" (10024), where
+//!   Miniflare answers an internal error (10001).
+//! - On S3, a bucket's metadata is local: two machines pointing at one S3
+//!   prefix do not see each other's objects, and blobs a crash left there
+//!   are not swept (another pyflare may be writing under that prefix).
+//! - `pyflare r2 object` commands read local buckets only; one whose bytes
+//!   are on S3 refuses to open there.
 
 pub mod call;
 mod cli;
@@ -40,7 +59,6 @@ use tokio::sync::OnceCell;
 use crate::binding::{
     Binding, BindingConfigError, BindingKind, BodyError, BodyStream, OpenContext, Reply,
 };
-use futures::StreamExt;
 use crate::cli::BindingCli;
 use crate::clock::Clock;
 use crate::config::parse_entries;
@@ -48,6 +66,7 @@ use crate::error::{CfError, WireError};
 use call::{HttpMetadata, ListOptions, PutOptions, R2Call, UploadedPart};
 use config::R2BucketConfig;
 use error::{Failure, Op, R2Error};
+use futures::StreamExt;
 use limits::*;
 use store::{ObjectRow, PartRow, R2Store, StoreError, UploadRow, WriteError};
 
@@ -410,7 +429,9 @@ impl R2Bucket {
                 .inline(&row.key, &row.version)
                 .await
                 .map_err(internal(Op::Get))?
-                .ok_or_else(|| internal(Op::Get)(StoreError::Config("replaced while read".into())))?;
+                .ok_or_else(|| {
+                    internal(Op::Get)(StoreError::Config("replaced while read".into()))
+                })?;
             let (start, end) = (offset as usize, (offset + length) as usize);
             BodyStream::whole(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
         } else {
@@ -822,7 +843,9 @@ fn encode_cursor(key: &str) -> String {
 
 fn decode_cursor(cursor: &str) -> Option<String> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cursor)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 

@@ -297,10 +297,9 @@ impl R2Store {
             .bind(where_)
             .execute(&pool)
             .await?;
-        let recorded: String =
-            sqlx::query_scalar("SELECT value FROM bucket WHERE name = 'blobs'")
-                .fetch_one(&pool)
-                .await?;
+        let recorded: String = sqlx::query_scalar("SELECT value FROM bucket WHERE name = 'blobs'")
+            .fetch_one(&pool)
+            .await?;
         if recorded != where_ {
             return Err(StoreError::Config(format!(
                 "this bucket's objects are in {recorded}, not {where_}"
@@ -425,7 +424,12 @@ impl R2Store {
                 pending.extend_from_slice(&chunk);
                 while pending.len() >= WRITE_CHUNK {
                     if upload.is_none() {
-                        upload = Some(self.blobs.put_multipart(&path).await.map_err(StoreError::from)?);
+                        upload = Some(
+                            self.blobs
+                                .put_multipart(&path)
+                                .await
+                                .map_err(StoreError::from)?,
+                        );
                     }
                     let part = PutPayload::from(pending.split_to(WRITE_CHUNK).freeze());
                     if let Some(upload) = upload.as_mut() {
@@ -439,7 +443,10 @@ impl R2Store {
             let rest = PutPayload::from(pending.split().freeze());
             match upload.as_mut() {
                 None => {
-                    self.blobs.put(&path, rest).await.map_err(StoreError::from)?;
+                    self.blobs
+                        .put(&path, rest)
+                        .await
+                        .map_err(StoreError::from)?;
                 }
                 Some(upload) => {
                     if rest.content_length() > 0 {
@@ -508,12 +515,14 @@ impl R2Store {
 
     /// The row of `key`.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectRow>, StoreError> {
-        Ok(sqlx::query(&format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"))
-            .bind(key.as_bytes())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(object_from))
+        Ok(sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"
+        ))
+        .bind(key.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(object_from))
     }
 
     /// Stores `row` if `allowed` says yes of the current row (checked in
@@ -525,12 +534,14 @@ impl R2Store {
         allowed: impl FnOnce(Option<&ObjectRow>) -> bool,
     ) -> Result<Option<Option<String>>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let old = sqlx::query(&format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"))
-            .bind(row.key.as_bytes())
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(object_from);
+        let old = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"
+        ))
+        .bind(row.key.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(object_from);
         if !allowed(old.as_ref()) {
             return Ok(None);
         }

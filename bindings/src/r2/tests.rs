@@ -95,8 +95,14 @@ fn ranges_clamp_or_fail_as_r2() {
         range(json!({"header": "bytes=-3"})).resolve(10),
         Ok(Some((7, 3)))
     );
-    assert_eq!(range(json!({"header": "bytes=20-30"})).resolve(10), Ok(None));
-    assert_eq!(range(json!({"header": "bytes=0-1,4-5"})).resolve(10), Ok(None));
+    assert_eq!(
+        range(json!({"header": "bytes=20-30"})).resolve(10),
+        Ok(None)
+    );
+    assert_eq!(
+        range(json!({"header": "bytes=0-1,4-5"})).resolve(10),
+        Ok(None)
+    );
     assert_eq!(range(json!({"header": "items=0-1"})).resolve(10), Ok(None));
 }
 
@@ -149,7 +155,12 @@ async fn conformance(store: R2Store) {
 
     // Too long, or broken off: no blob stays.
     let long = store
-        .write_blob(chunks(vec![Ok(Bytes::from(vec![0u8; 101]))]), 100, 0, |_| {})
+        .write_blob(
+            chunks(vec![Ok(Bytes::from(vec![0u8; 101]))]),
+            100,
+            0,
+            |_| {},
+        )
         .await;
     assert!(matches!(long, Err(WriteError::TooLarge)));
     let broken = store
@@ -167,7 +178,10 @@ async fn conformance(store: R2Store) {
         .write_blob(chunks(vec![Ok(Bytes::from("tiny"))]), 100, 10, |_| {})
         .await
         .unwrap();
-    assert_eq!((small.blob.as_str(), small.inline.clone()), ("", Some(Bytes::from("tiny"))));
+    assert_eq!(
+        (small.blob.as_str(), small.inline.clone()),
+        ("", Some(Bytes::from("tiny")))
+    );
     let mut inline_row = row("inline", "", 4);
     inline_row.inline = small.inline;
     store.commit_put(&inline_row, |_| true).await.unwrap();
@@ -180,13 +194,19 @@ async fn conformance(store: R2Store) {
 
     // Rows: a put commits only if allowed; the replaced blob comes back.
     let first = row("k", &written.blob, 11);
-    assert_eq!(store.commit_put(&first, |_| true).await.unwrap(), Some(None));
+    assert_eq!(
+        store.commit_put(&first, |_| true).await.unwrap(),
+        Some(None)
+    );
     let other = store.write_blob(None, 100, 0, |_| {}).await.unwrap();
     let second = row("k", &other.blob, 0);
     assert_eq!(store.commit_put(&second, |_| false).await.unwrap(), None);
     assert_eq!(store.head("k").await.unwrap(), Some(first.clone()));
     assert_eq!(
-        store.commit_put(&second, |old| old.is_some()).await.unwrap(),
+        store
+            .commit_put(&second, |old| old.is_some())
+            .await
+            .unwrap(),
         Some(Some(written.blob.clone()))
     );
     store.delete_blob(&written.blob).await;
@@ -247,7 +267,12 @@ async fn local_file_system_store() {
 #[tokio::test]
 async fn in_memory_blob_store() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(R2Store::open(dir.path(), Arc::new(InMemory::new())).await.unwrap()).await;
+    conformance(
+        R2Store::open(dir.path(), Arc::new(InMemory::new()))
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
