@@ -289,6 +289,18 @@ impl std::fmt::Debug for OpenContext {
     }
 }
 
+/// Runs a store's `open` now when pyflare runs on a multi-threaded runtime,
+/// so a store that cannot open stops `pyflare dev` at start with its path
+/// instead of failing calls later. Elsewhere (unit tests) it answers
+/// `None` and the store opens on first use.
+pub fn open_now<T>(open: impl std::future::Future<Output = T>) -> Option<T> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None;
+    }
+    Some(tokio::task::block_in_place(|| runtime.block_on(open)))
+}
+
 /// A binding's config entry or storage cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BindingConfigError {

@@ -324,13 +324,10 @@ impl R2Bucket {
     /// Opens the bucket now on a multi-threaded runtime, so an unusable
     /// folder stops `pyflare dev` at start with its path.
     pub fn open_now(&self) -> Result<(), BindingConfigError> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(opened) = crate::binding::open_now(self.store()) else {
             return Ok(());
         };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Ok(());
-        }
-        tokio::task::block_in_place(|| runtime.block_on(self.store()))
+        opened
             .map(|_| ())
             .map_err(|error| BindingConfigError::Storage {
                 what: format!("the R2 bucket {}", self.config.bucket()),
