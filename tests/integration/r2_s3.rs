@@ -81,6 +81,11 @@ impl Moto {
 
     /// `pyflare dev` on the fixture, its buckets under `prefix` in S3.
     async fn worker(&self, prefix: &str) -> TestWorker {
+        self.worker_in(prefix, tempfile::tempdir().unwrap()).await
+    }
+
+    /// The same, with its local state in `state`.
+    async fn worker_in(&self, prefix: &str, state: tempfile::TempDir) -> TestWorker {
         let main = format!("s3://r2test/{prefix}");
         let other = format!("s3://r2test/{prefix}-other");
         let envs = [
@@ -94,7 +99,7 @@ impl Moto {
             ("AWS_ALLOW_HTTP", "true"),
         ];
         let fixture = crate::util::fixture("r2");
-        TestWorker::spawn(&fixture, tempfile::tempdir().unwrap(), &[], &envs).await
+        TestWorker::spawn(&fixture, state, &[], &envs).await
     }
 
     /// The S3 objects under `prefix`.
@@ -122,11 +127,31 @@ async fn r2_the_same_answers_on_s3() {
             return;
         }
     };
-    let w = moto.worker("shapes").await;
+    let state = tempfile::tempdir().unwrap();
+    let root = state.path().to_str().unwrap().to_owned();
+    let w = moto.worker_in("shapes", state).await;
     assert!(w.output().contains("(photos, s3://r2test/shapes)"));
     put_get_head_delete_with_object_shapes(&w).await;
     // Deleted objects leave nothing in S3.
     assert_eq!(moto.objects("shapes").await, 0);
+    // The commands read local buckets only, and say so of one on S3.
+    let fixture = crate::util::fixture("r2");
+    let (code, _, stderr) = crate::util::pyflare(&[
+        "r2",
+        "object",
+        "list",
+        "photos",
+        "--dir",
+        fixture.to_str().unwrap(),
+        "--persist-to",
+        &root,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("this bucket's objects are in s3://r2test/shapes, not local"),
+        "{stderr}"
+    );
+    drop(w);
     values_of_every_type_and_checksums(&moto.worker("values").await).await;
     // Small values live in their metadata rows.
     assert_eq!(moto.objects("values").await, 0);

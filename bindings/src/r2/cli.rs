@@ -140,7 +140,7 @@ impl BindingCli for R2Cli {
             ObjectCommand::Get { path, io, state } => {
                 need_io(&io, "pyflare r2 object get BUCKET/KEY --file out.bin")?;
                 let (name, key) = split(&path)?;
-                let bucket = open(name, &state, cx)?;
+                let bucket = open(name, &state, cx).await?;
                 if !io.pipe {
                     eprintln!("Downloading \"{key}\" from \"{name}\".");
                 }
@@ -173,7 +173,7 @@ impl BindingCli for R2Cli {
             } => {
                 need_io(&io, "pyflare r2 object put BUCKET/KEY --file in.bin")?;
                 let (name, key) = split(&path)?;
-                let bucket = open(name, &state, cx)?;
+                let bucket = open(name, &state, cx).await?;
                 let body = match &io.file {
                     Some(file) => body_of(tokio::fs::File::open(file).await.map_err(|e| {
                         CliError::context(format!("cannot read {}", file.display()), e)
@@ -188,7 +188,7 @@ impl BindingCli for R2Cli {
             }
             ObjectCommand::Delete { path, state } => {
                 let (name, key) = split(&path)?;
-                let bucket = open(name, &state, cx)?;
+                let bucket = open(name, &state, cx).await?;
                 eprintln!("Deleting object \"{key}\" from bucket \"{name}\".");
                 call(&bucket, "delete", json!({"keys": [key]}), None).await?;
                 close(&bucket).await?;
@@ -199,7 +199,7 @@ impl BindingCli for R2Cli {
                 prefix,
                 state,
             } => {
-                let bucket = open(&name, &state, cx)?;
+                let bucket = open(&name, &state, cx).await?;
                 let mut objects: Vec<Value> = Vec::new();
                 let mut cursor: Option<String> = None;
                 loop {
@@ -226,15 +226,22 @@ impl BindingCli for R2Cli {
 }
 
 /// The bucket `name` names (bucket or binding name), on local state.
-fn open(name: &str, state: &StateArgs, cx: &dyn CliContext) -> Result<R2Bucket, CliError> {
+async fn open(name: &str, state: &StateArgs, cx: &dyn CliContext) -> Result<R2Bucket, CliError> {
     let project = cx.project(state)?;
     let entry: R2BucketConfig = project.find(R2Buckets.config_key(), name)?;
-    Ok(R2Bucket::new(
+    let bucket = R2Bucket::new(
         entry,
         &project.persist_root,
         cx.clock(),
         &Default::default(),
-    ))
+    );
+    if let Err(e) = bucket.store().await {
+        return Err(CliError::hinted(
+            format!("cannot open the R2 bucket {name}: {e}"),
+            "pyflare r2 object works on local buckets; reach one whose objects are on S3 through the worker, or with an S3 client",
+        ));
+    }
+    Ok(bucket)
 }
 
 /// Leaves the bucket's metadata in one file.
