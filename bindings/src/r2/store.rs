@@ -281,7 +281,10 @@ impl R2Store {
             .filename(dir.join("metadata.sqlite3"))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // A put the worker saw succeed is on disk.
+            // A put the worker saw succeed is on disk, as D1's commits are.
+            // NORMAL (the log synced at checkpoints only) measured 3.2x the
+            // small put+get rate (bench/r2.sh: 1,671 against 520 req/s) and
+            // still survives kill -9, but not a power cut.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         // One connection: one writer, and every read sees the last commit.
