@@ -282,6 +282,11 @@ pub struct OpenContext {
     /// The wrangler config's other top-level keys (after `--env`), for a
     /// kind that reads one besides its own (Durable Objects' `migrations`).
     pub config: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// pyflare's settings for bindings: every `PYFLARE_*` and `AWS_*`
+    /// variable of pyflare's environment, overridden by those of the
+    /// worker's `.dev.vars` / `vars` (an R2 bucket on S3 reads its URL and
+    /// credentials here). Bindings never read the environment themselves.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for OpenContext {

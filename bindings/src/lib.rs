@@ -43,6 +43,7 @@ bindings! {
     d1::D1Databases,
     queues::Queues,
     durable_objects::DurableObjects,
+    r2::R2Buckets,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

@@ -19,6 +19,20 @@ pub struct OpenBindings {
     pub banner: Vec<String>,
 }
 
+/// Variables meant for bindings (`PYFLARE_*`, `AWS_*`): pyflare's
+/// environment, then the worker's vars and `.dev.vars`, which win.
+fn binding_settings(config: &WorkerConfig) -> std::collections::BTreeMap<String, String> {
+    let ours = |name: &str| name.starts_with("PYFLARE_") || name.starts_with("AWS_");
+    let mut settings: std::collections::BTreeMap<String, String> =
+        std::env::vars().filter(|(name, _)| ours(name)).collect();
+    for (name, value) in &config.vars {
+        if let (true, Some(value)) = (ours(name), value.as_str()) {
+            settings.insert(name.clone(), value.to_owned());
+        }
+    }
+    settings
+}
+
 /// Opens every binding in `config` with its state under `persist_root`.
 pub fn open(
     config: &WorkerConfig,
@@ -29,6 +43,7 @@ pub fn open(
         persist_root: persist_root.to_path_buf(),
         clock,
         config: Arc::new(config.rest.clone()),
+        settings: binding_settings(config),
     };
     let mut out = OpenBindings {
         map: HashMap::new(),

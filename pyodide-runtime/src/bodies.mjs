@@ -55,6 +55,9 @@ export class IncomingBody {
 
   /** Queues a chunk; the caller hands over bytes it will not reuse. */
   push(bytes) {
+    // An empty chunk (the empty last chunk of an empty body) carries
+    // nothing, and a byte stream refuses zero-length chunks.
+    if (bytes.byteLength === 0) return;
     this.#queue.push(bytes);
     this.#wakeUp();
   }

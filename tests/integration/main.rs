@@ -35,5 +35,9 @@ mod reload;
 mod sync;
 // The worker's sandbox: no way to Node, the host's files or pyflare's routes.
 mod sandbox;
+// R2 through Cloudflare's SDK.
+mod r2;
+// The same R2 scenarios with the bytes on S3 (a local moto server).
+mod r2_s3;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.
 mod storage_faults;

@@ -99,6 +99,7 @@ fn open(target: &Target, cx: &dyn CliContext) -> Result<DurableObjectNamespace, 
         persist_root: project.persist_root.clone(),
         clock: cx.clock(),
         config: Arc::new(project.fields.clone()),
+        settings: Default::default(),
     };
     let namespaces =
         super::open_namespaces(&section, &open).map_err(|source| project.binding_error(source))?;
