@@ -328,20 +328,32 @@ impl Compose {
         text(&self.run(&["logs", "--no-color", "pyflare"]))
     }
 
-    /// `up -d`, then waits for Docker's health check to pass; the time taken.
-    fn up_healthy(&self) -> Duration {
+    /// `up -d`, then waits for the worker's first answer on the published
+    /// port and for Docker's health check to pass (checked every 5 s);
+    /// prints both times and pyflare's own start line.
+    async fn up_healthy(&self, what: &str) {
         let started = Instant::now();
         self.ok(&["up", "-d", "pyflare"]);
         let container = self.container();
+        let mut answered = None;
         loop {
+            if answered.is_none()
+                && TestWorker::client()
+                    .get(format!("http://127.0.0.1:{}/", self.port))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() != 503)
+            {
+                answered = Some(started.elapsed());
+            }
             let status = run(
                 &["docker"],
                 &["inspect", "-f", "{{.State.Health.Status}}", &container],
                 &[],
             );
             let status = String::from_utf8_lossy(&status.stdout).trim().to_owned();
-            if status == "healthy" {
-                return started.elapsed();
+            if status == "healthy" && answered.is_some() {
+                break;
             }
             assert!(
                 status != "unhealthy" && started.elapsed() < Duration::from_secs(300),
@@ -349,8 +361,18 @@ impl Compose {
                 started.elapsed(),
                 self.logs()
             );
-            std::thread::sleep(Duration::from_millis(250));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .rfind(|l| l.contains(" started in "))
+            .unwrap_or_default();
+        eprintln!(
+            "{what}: `/` answered {:?} after `up -d` began, healthy after {:?} ({line})",
+            answered.unwrap(),
+            started.elapsed()
+        );
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -412,8 +434,7 @@ async fn the_image_serves_workers_through_compose() {
     compose.ok(&["build", "pyflare"]);
     eprintln!("image built in {:?}", built.elapsed());
 
-    let start = compose.up_healthy();
-    eprintln!("first start (no snapshot yet): healthy after {start:?}");
+    compose.up_healthy("first start (no snapshot yet)").await;
     let res = compose.get("/").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "Hello from Python Worker!");
@@ -425,12 +446,13 @@ async fn the_image_serves_workers_through_compose() {
     compose.ok(&["down", "--timeout", "5"]);
     let kv = readable_copy("kv_basic");
     compose.project = kv.path().to_path_buf();
-    compose.up_healthy();
+    compose.up_healthy("KV worker, first start").await;
     let res = compose.get("/put?key=kept&value=across%20down").await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     compose.ok(&["down", "--timeout", "5"]);
-    let restart = compose.up_healthy();
-    eprintln!("start with the volume's snapshot: healthy after {restart:?}");
+    compose
+        .up_healthy("KV worker after down/up (snapshot in the volume)")
+        .await;
     let res = compose.get("/get?key=kept").await;
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["value"], "across down", "{}", compose.logs());
