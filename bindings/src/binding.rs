@@ -63,6 +63,11 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
     async fn close(&self) -> Result<(), String> {
         Ok(())
     }
+    /// What its shim's `create(name, call, options)` gets besides the name
+    /// (a Durable Object namespace's class and id key); null by default.
+    fn shim_options(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// The binding's background tasks (see [`crate::tasks`]), started once it
     /// is open; none by default.
     fn tasks(&self, cx: &crate::tasks::TaskContext) -> Vec<crate::tasks::Task> {
@@ -274,6 +279,9 @@ pub struct OpenContext {
     pub persist_root: PathBuf,
     /// The one clock of this pyflare.
     pub clock: Arc<dyn Clock>,
+    /// The wrangler config's other top-level keys (after `--env`), for a
+    /// kind that reads one besides its own (Durable Objects' `migrations`).
+    pub config: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl std::fmt::Debug for OpenContext {

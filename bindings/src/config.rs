@@ -53,15 +53,7 @@ pub fn parse_entries<T: DeserializeOwned + NamedBinding>(
     let mut out: Vec<T> = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let at = format!("{config_key}[{i}]");
-        let entry: T = serde_path_to_error::deserialize(item).map_err(|error| {
-            let inner = error.path().to_string();
-            let path = match inner.as_str() {
-                "." => at.clone(),
-                field if field.starts_with('[') => format!("{at}{field}"),
-                field => format!("{at}.{field}"),
-            };
-            invalid(path, error.into_inner().to_string())
-        })?;
+        let entry: T = parse_value(&at, item)?;
         let name = entry.binding();
         if !is_binding_name(name) {
             // wrangler's words, from its `kv:namespace create` check
@@ -85,6 +77,24 @@ pub fn parse_entries<T: DeserializeOwned + NamedBinding>(
         out.push(entry);
     }
     Ok(out)
+}
+
+/// Deserializes the config value found at `at` (`queues.consumers[0]`),
+/// naming the field at fault in the error's path
+/// (`queues.consumers[0].max_retries`).
+pub fn parse_value<T: DeserializeOwned>(at: &str, value: &Value) -> Result<T, BindingConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let inner = error.path().to_string();
+        let path = match inner.as_str() {
+            "." => at.to_owned(),
+            field if field.starts_with('[') => format!("{at}{field}"),
+            field => format!("{at}.{field}"),
+        };
+        BindingConfigError::Invalid {
+            path,
+            message: error.into_inner().to_string(),
+        }
+    })
 }
 
 /// A name the worker can use as `env.NAME` from both JavaScript and

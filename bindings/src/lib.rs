@@ -3,7 +3,7 @@
 //! Each binding is one folder under `src/` with the same files (`mod.rs`,
 //! `config.rs`, `call.rs`, `store.rs`, `limits.rs`, `error.rs`, `shim.mjs`,
 //! `tests.rs`, and `cli.rs` when it has a command) and one line in
-//! [`bindings!`](crate::bindings). Everything else in pyflare asks the
+//! `bindings!`. Everything else in pyflare asks the
 //! [`BindingKind`] trait: the config key it reads (parsed by
 //! [`config::parse_entries`]), the JavaScript shim that gives the worker
 //! Cloudflare's API shape, how to open its storage, and its `pyflare
@@ -41,6 +41,8 @@ macro_rules! bindings {
 bindings! {
     kv::KvNamespaces,
     d1::D1Databases,
+    queues::Queues,
+    durable_objects::DurableObjects,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

@@ -28,6 +28,7 @@ pub fn open(
     let cx = OpenContext {
         persist_root: persist_root.to_path_buf(),
         clock,
+        config: Arc::new(config.rest.clone()),
     };
     let mut out = OpenBindings {
         map: HashMap::new(),
@@ -56,6 +57,7 @@ pub fn open(
                 name: name.clone(),
                 kind: kind.wire_name().to_owned(),
                 shim: kind.shim().to_owned(),
+                options: binding.shim_options(),
             });
             out.map.insert(name, binding);
         }

@@ -35,6 +35,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/main.mjs"),
     ),
     (
+        "src/actors.mjs",
+        include_str!("../../pyodide-runtime/src/actors.mjs"),
+    ),
+    (
         "src/bodies.mjs",
         include_str!("../../pyodide-runtime/src/bodies.mjs"),
     ),
@@ -109,6 +113,10 @@ const HOST_FILES: &[(&str, &str)] = &[
     (
         "python/_pyflare/entrypoints.py",
         include_str!("../../pyodide-runtime/python/_pyflare/entrypoints.py"),
+    ),
+    (
+        "python/_pyflare/storage.py",
+        include_str!("../../pyodide-runtime/python/_pyflare/storage.py"),
     ),
     (
         "python/_pyflare/sync.py",

@@ -42,38 +42,65 @@ pub fn is_sound(path: &Path) -> bool {
     file.read_exact(&mut digest).is_ok() && hasher.finalize().as_slice() == digest
 }
 
-/// Snapshots kept in the cache (each is about 30 MB); older ones are removed.
-pub const KEEP_SNAPSHOTS: usize = 8;
+/// Default bound of the snapshot cache, in MiB (`PYFLARE_SNAPSHOT_CACHE_MB`):
+/// a hello-world worker's snapshots are about 30 MB each, a Django worker's
+/// 30 MB (baseline) and 45 MB (dedicated).
+pub const DEFAULT_CACHE_MB: u64 = 1024;
 
-/// Removes all but the [`KEEP_SNAPSHOTS`] most recently written snapshots
-/// of each kind (dedicated and baseline), and stale temporary files.
-pub fn prune(dir: &Path) {
+/// The snapshot cache's bound in bytes: `PYFLARE_SNAPSHOT_CACHE_MB`, else
+/// [`DEFAULT_CACHE_MB`].
+pub fn cache_bound() -> u64 {
+    std::env::var("PYFLARE_SNAPSHOT_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_CACHE_MB)
+        .saturating_mul(1024 * 1024)
+}
+
+/// Keeps the snapshot cache within `bound` bytes: the snapshots used or
+/// written least recently go first (a start marks the ones it uses), but the
+/// newest of each kind (dedicated and baseline) always stays. Also removes
+/// stale temporary files.
+pub fn prune(dir: &Path, bound: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut dedicated = Vec::new();
-    let mut baseline = Vec::new();
+    let mut snapshots = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let modified = entry.metadata().and_then(|m| m.modified()).ok();
+        let Ok(meta) = entry.metadata() else { continue };
+        let modified = meta.modified().ok();
         if name.ends_with(".tmp") {
             // A write that never finished (the host was killed mid-write).
             if modified.is_some_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 600)) {
                 let _ = std::fs::remove_file(&path);
             }
-        } else if name.ends_with(".base.snap") {
-            baseline.push((modified, path));
         } else if name.ends_with(".snap") {
-            dedicated.push((modified, path));
+            snapshots.push((modified, meta.len(), name.ends_with(".base.snap"), path));
         }
     }
-    for mut list in [dedicated, baseline] {
-        list.sort_by_key(|entry| std::cmp::Reverse(entry.0));
-        for (_, path) in list.into_iter().skip(KEEP_SNAPSHOTS) {
+    snapshots.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+    let mut total = 0u64;
+    let (mut kept_dedicated, mut kept_baseline) = (false, false);
+    for (_, len, baseline, path) in snapshots {
+        let newest_of_its_kind = if baseline {
+            !std::mem::replace(&mut kept_baseline, true)
+        } else {
+            !std::mem::replace(&mut kept_dedicated, true)
+        };
+        total = total.saturating_add(len);
+        if total > bound && !newest_of_its_kind {
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(path.with_extension("snap.nosnap"));
         }
+    }
+}
+
+/// Marks an existing snapshot as just used, so that pruning keeps it.
+fn mark_used(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
     }
 }
 
@@ -87,7 +114,9 @@ pub fn path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
     hasher.update(init.main_module.as_bytes());
     hash_tree(&mut hasher, Path::new(&init.module_root), &mut digests);
     digests.save();
-    finish(dir, hasher, "snap")
+    let path = finish(dir, hasher, "snap");
+    mark_used(&path);
+    path
 }
 
 /// The baseline snapshot for `init`: Pyodide, the SDK, pyflare's glue and
@@ -96,7 +125,9 @@ pub fn baseline_path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
     let mut digests = FileDigests::load(dir);
     let hasher = baseline_hasher(init, &mut digests);
     digests.save();
-    finish(dir, hasher, "base.snap")
+    let path = finish(dir, hasher, "base.snap");
+    mark_used(&path);
+    path
 }
 
 fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
@@ -323,6 +354,40 @@ mod tests {
         assert_ne!(first, path_for(cache, &init(dir.path())));
         // The baseline does not depend on the worker's own files.
         assert_eq!(base, baseline_path_for(cache, &init(dir.path())));
+    }
+
+    #[test]
+    fn prune_keeps_the_recently_used_within_the_bound_and_the_newest_of_each_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        let write = |name: &str, age_s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; 1000]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(now - std::time::Duration::from_secs(age_s))
+                .unwrap();
+            path
+        };
+        let old_base = write("a.base.snap", 500);
+        let new_base = write("b.base.snap", 400);
+        let used = write("c.snap", 300);
+        let older = write("d.snap", 200);
+        let newest = write("e.snap", 100);
+        std::fs::write(dir.path().join("d.snap.nosnap"), "x").unwrap();
+        // `c` was just used by a start.
+        mark_used(&used);
+        prune(dir.path(), 2500);
+        let left: Vec<_> = [&old_base, &new_base, &used, &older, &newest]
+            .iter()
+            .map(|p| p.exists())
+            .collect();
+        // Newest first: c (used), e, d pass the bound; b stays as the
+        // newest baseline.
+        assert_eq!(left, [false, true, true, false, true]);
+        assert!(!dir.path().join("d.snap.nosnap").exists());
+        // A tiny bound still keeps the newest of each kind.
+        prune(dir.path(), 0);
+        assert!(new_base.exists() && used.exists() && !newest.exists());
     }
 
     #[test]

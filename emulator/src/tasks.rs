@@ -51,6 +51,10 @@ impl EventSink for Dispatcher {
             ScheduledOutcome::Undelivered(Undelivered::ShuttingDown) => {
                 Delivered::Undelivered("pyflare is stopping".into())
             }
+            // The handler never ran: a queue batch is not a failed attempt.
+            ScheduledOutcome::Undelivered(Undelivered::LoadFailed(_)) => {
+                Delivered::Undelivered("the worker failed to load".into())
+            }
             failed => Delivered::Failed {
                 outcome: failed.as_str().to_owned(),
                 message: failed.detail(),

@@ -103,6 +103,8 @@ export class Channel {
    * which is sent as it is read, under the credit window. Resolves to
    * `{ value, body }`: body is null, a Uint8Array, or with
    * `options.stream` a ReadableStream that pyflare fills as it is read.
+   * `options.loopsBack` marks a call pyflare answers by running an event
+   * in this isolate, so it does not keep the isolate from counting as hung.
    * Rejects with the error class and message Cloudflare uses, or with the
    * error of a body stream that failed.
    */
@@ -111,7 +113,15 @@ export class Channel {
     this.#nextCallId = this.#nextCallId >= 0xfffffff0 ? FIRST_CALL_ID : this.#nextCallId + 1;
     const hasBody = body !== null && body !== undefined;
     return new Promise((resolve, reject) => {
-      this.#calls.set(id, { resolve, reject, reply: null, parts: [], stream: options?.stream === true, body: null });
+      this.#calls.set(id, {
+        resolve,
+        reject,
+        reply: null,
+        parts: [],
+        stream: options?.stream === true,
+        loopsBack: options?.loopsBack === true,
+        body: null,
+      });
       if (!hasBody) {
         this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: false });
         return;
@@ -185,6 +195,9 @@ export class Channel {
    */
   waiting() {
     for (const call of this.#calls.values()) {
+      // A call pyflare answers with an event in this same isolate (a
+      // Durable Object's method) waits on this isolate, not on pyflare.
+      if (call.loopsBack && !call.body) continue;
       if (!call.body || call.body.awaited) return true;
     }
     for (const state of this.#outgoing.values()) {

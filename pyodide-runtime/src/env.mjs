@@ -11,6 +11,12 @@ import { Buffer } from "node:buffer";
  */
 export const shimOf = new WeakMap();
 
+/**
+ * Bindings with no `env` entry (their shim's `create` answered undefined,
+ * as a queue's consumers do) that still deliver events: name -> shim.
+ */
+export const hiddenShims = new Map();
+
 export async function buildEnv(init, channel) {
   const env = {};
   for (const [name, value] of Object.entries(init.vars ?? {})) {
@@ -24,9 +30,15 @@ export async function buildEnv(init, channel) {
       shim = await import(`data:text/javascript;base64,${source}`);
       shims.set(binding.kind, shim);
     }
-    const object = shim.create(binding.name, (method, args, body, options) =>
-      channel.call(binding.name, method, args, body, options),
+    const object = shim.create(
+      binding.name,
+      (method, args, body, options) => channel.call(binding.name, method, args, body, options),
+      binding.options ?? null,
     );
+    if (object === undefined) {
+      hiddenShims.set(binding.name, shim);
+      continue;
+    }
     env[binding.name] = object;
     if (object !== null && typeof object === "object") shimOf.set(object, shim);
   }

@@ -47,3 +47,14 @@ export function describeForClient(error) {
   }
   return describeError(error);
 }
+
+/**
+ * An error as another part of the worker sees it (a caller of a Durable
+ * Object's method): its class name and message, a Python traceback without
+ * pyflare's own frames.
+ */
+export function describeForCaller(error) {
+  if (error?.constructor?.name === "PythonError") return { name: "Error", message: describeError(error) };
+  if (typeof error?.message === "string") return { name: String(error.name ?? "Error"), message: error.message };
+  return { name: "Error", message: String(error) };
+}

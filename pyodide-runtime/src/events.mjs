@@ -8,10 +8,10 @@
 // `faults.mjs`.
 
 import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
-import { describeError, describeForClient } from "./errors.mjs";
+import { describeError, describeForCaller, describeForClient } from "./errors.mjs";
 import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
-import { shimOf } from "./env.mjs";
+import { hiddenShims, shimOf } from "./env.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -287,14 +287,19 @@ export class Events {
   }
 
   /**
-   * A binding's own event (a queue batch, an alarm): the binding's shim
-   * builds the handler's arguments from the payload (`event(handler,
-   * payload, binding)` answers `{args, finish}`), and `finish()` reports, as
-   * JSON, what came of them.
+   * A binding's own event (a queue batch, an alarm, a call to a Durable
+   * Object): the binding's shim builds the handler's arguments from the
+   * payload (`event(handler, payload, binding)` answers `{args, finish}`),
+   * and `finish(value, error)` reports, as JSON, what came of them, given
+   * what the handler returned (after the shim's optional async
+   * `settle(value)`, which may read a Response's body, say) or raised. With
+   * `instance` (see actors.mjs) the handler is `method` of that instance
+   * of one of the worker's classes, not of the default export; with
+   * `instance` and `drop: true`, the instance is forgotten (evicted).
    */
   #binding(message) {
     const target = this.#worker.env[message.binding];
-    const shim = target && shimOf.get(target);
+    const shim = target ? shimOf.get(target) : hiddenShims.get(message.binding);
     if (typeof shim?.event !== "function") {
       this.#finish(message.id, "exception", `the binding ${message.binding} delivers no events`);
       return;
@@ -306,44 +311,60 @@ export class Events {
       this.#finish(message.id, "exception", describeError(error));
       return;
     }
-    this.#runHandler(message.id, message.handler, made.args ?? [], () => made.finish?.() ?? null);
+    const args = made.args ?? [];
+    const report = (value, error) =>
+      made.finish?.(value, error === undefined ? undefined : describeForCaller(error)) ?? null;
+    const settle = (value) => (made.settle ? made.settle(value) : value);
+    const actors = this.#worker.actors;
+    let run = async (ctx) => settle(await this.#worker.callDefault(message.handler, args, ctx));
+    if (made.instance && made.drop) {
+      run = async () => settle(actors.drop(made.instance.className, made.instance.key));
+    } else if (made.instance) {
+      run = async () => settle(await actors.call(made.instance, made.method, made.mode ?? "rpc", args));
+    }
+    this.#runHandler(message.id, message.handler, run, report);
   }
 
   #scheduled(message) {
     const controller = new ScheduledController(message.cron, message.scheduled_time);
-    this.#runHandler(message.id, "scheduled", [controller], () => ({ no_retry: controller.noRetryCalled }));
+    this.#runHandler(
+      message.id,
+      "scheduled",
+      (ctx) => this.#worker.callDefault("scheduled", [controller], ctx),
+      () => ({ no_retry: controller.noRetryCalled }),
+    );
   }
 
   /**
-   * Runs `handler` of the worker's default export for an event without a
-   * response, and ends the event once: `ok` after the handler and its
-   * waitUntil promises, else `exception` (raised, rejected or hung), with
-   * what `report()` says then.
+   * Runs `handler` of the worker for an event without a response (`run`
+   * calls it with a fresh context), and ends the event once: `ok` after the
+   * handler and its waitUntil promises, else `exception` (raised, rejected
+   * or hung), with what `report(value, error)` says then.
    */
-  async #runHandler(id, handler, args, report) {
+  async #runHandler(id, handler, run, report) {
     const ctx = new ExecutionContext(this.#worker.background);
     let sent = false;
-    const send = (outcome, text) => {
+    const send = (outcome, text, value, error) => {
       if (sent) return;
       sent = true;
       let result = null;
       try {
-        result = report();
-      } catch (error) {
-        text = text ?? describeError(error);
+        result = report(value, error);
+      } catch (failure) {
+        text = text ?? describeError(failure);
         outcome = "exception";
       }
       this.#finish(id, outcome, text, result);
     };
     const key = `${handler}:${id}`;
-    this.#hangs.begin(key, (hung) => send("exception", hung));
+    this.#hangs.begin(key, (hung) => send("exception", hung, undefined, new Error(hung)));
     try {
-      await this.#worker.callDefault(handler, args, ctx);
+      const value = await run(ctx);
       // The first rejected waitUntil promise marks the run failed.
       await ctx.settle();
-      send("ok");
+      send("ok", undefined, value);
     } catch (error) {
-      send("exception", describeError(error));
+      send("exception", describeError(error), undefined, error);
     } finally {
       this.#hangs.end(key);
       this.#memory.check();

@@ -1,5 +1,8 @@
 // A loaded worker: its Python handlers, called as workerd calls a module
-// worker's default export.
+// worker's default export, and the live instances of its other classes
+// (actors.mjs).
+
+import { Actors } from "./actors.mjs";
 
 /** A loaded worker: dispatches events to its Python handlers. */
 export class Worker {
@@ -10,6 +13,7 @@ export class Worker {
     this.info = info;
     this.env = env;
     this.background = background;
+    this.actors = new Actors(this);
   }
 
   /** Calls `method` of the default export, as workerd calls a module worker. */

@@ -23,8 +23,12 @@ mod kv;
 mod d1;
 // Synchronous binding calls from Python, call bodies streamed both ways.
 mod binding_calls;
+// Durable Objects: ids, stubs, RPC, storage, one event at a time, persistence.
+mod durable_objects;
 // Cron triggers and the scheduled endpoint.
 mod cron;
+// Queues: producers, consumers, retries, delays, durability.
+mod queues;
 // Live reload and memory snapshots.
 mod reload;
 // `pyflare sync`: packages for Pyodide's Python.

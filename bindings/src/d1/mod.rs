@@ -140,13 +140,10 @@ impl D1Database {
     /// `pyflare dev` at start with its path instead of failing queries later.
     /// Elsewhere (unit tests) the file opens on first use.
     pub fn open_now(&self) -> Result<(), BindingConfigError> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(opened) = crate::storage::open_at_start(self.store()) else {
             return Ok(());
         };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Ok(());
-        }
-        tokio::task::block_in_place(|| runtime.block_on(self.store()))
+        opened
             .map(|_| ())
             .map_err(|error| BindingConfigError::Storage {
                 what: format!("the D1 database {}", self.config.name()),

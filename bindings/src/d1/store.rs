@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::{
     Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef,
 };
@@ -99,17 +99,12 @@ impl SqliteD1Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         // One connection: D1 runs a database's queries one at a time.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| match crate::storage::read_only(dir) {
+        let pool = crate::storage::one_connection(options).await.map_err(|e| {
+            match crate::storage::read_only(dir) {
                 true => unopenable(dir, &e.to_string()),
                 false => damaged(path, &e.to_string()),
-            })?;
+            }
+        })?;
         check_integrity(&pool, path).await?;
         Ok(Self {
             pool,
@@ -317,7 +312,7 @@ fn damaged(path: &Path, detail: &str) -> D1Error {
     }
 }
 
-async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
+pub(crate) async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
     let row =
         sqlx::query("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             .fetch_one(&mut *conn)
@@ -326,7 +321,7 @@ async fn database_size(conn: &mut SqliteConnection) -> Result<u64, D1Error> {
     Ok(row.try_get::<i64, _>(0).unwrap_or(0).max(0) as u64)
 }
 
-async fn run_statements(
+pub(crate) async fn run_statements(
     conn: &mut SqliteConnection,
     statements: &[Statement],
     params: &[Param],

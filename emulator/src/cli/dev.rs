@@ -120,6 +120,8 @@ fn host_spec(
             &runtime.snapshot_dir,
             &init,
         ));
+        // After the paths above have marked this worker's snapshots used.
+        crate::snapshot::prune(&runtime.snapshot_dir, crate::snapshot::cache_bound());
     }
     HostSpec {
         runtime: runtime.clone(),
@@ -153,8 +155,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let runtime = tokio::task::spawn_blocking(Runtime::ensure)
         .await
         .context("runtime install task failed")??;
-    crate::snapshot::prune(&runtime.snapshot_dir);
-
     let addr = SocketAddr::new(args.ip, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Hinted::new(
@@ -347,7 +347,6 @@ fn start_reloading(
                 .collect();
             logging::info(&format!("{} changed; reloading", shown.join(", ")));
             tracing::debug!("reload requested");
-            crate::snapshot::prune(&runtime.snapshot_dir);
             match load(&args, &clock) {
                 Ok(loaded) => {
                     remember(&opened, &loaded);

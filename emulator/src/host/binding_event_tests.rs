@@ -130,3 +130,39 @@ async fn a_binding_event_runs_the_handler_with_what_the_shim_builds() {
     };
     assert!(message.contains("alarm"), "{message}");
 }
+
+/// A shim whose `create` answers undefined: no `env` entry, events all
+/// the same (a queue's consumers).
+const HIDDEN_SHIM: &str = r#"
+export function create() {
+  return undefined;
+}
+export function event(handler, payload) {
+  const seen = [];
+  return { args: [{ queue: payload.queue, messages: [], ack: (v) => seen.push(v) }], finish: () => ({ seen }) };
+}
+"#;
+
+const HIDDEN_ENTRY: &str = r#"from workers import Response, WorkerEntrypoint
+
+
+class Default(WorkerEntrypoint):
+    async def fetch(self, request):
+        return Response("ok")
+
+    async def queue(self, batch, env, ctx):
+        batch.ack(hasattr(self.env, "PIPE"))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_without_an_env_entry_still_delivers_events() {
+    let (host, _dir) = start_host_with(HIDDEN_ENTRY, HIDDEN_SHIM.into(), Arc::new(Silent)).await;
+    let outcome = host.deliver(batch(&[])).await.unwrap();
+    assert_eq!(
+        outcome,
+        BindingOutcome {
+            outcome: ScheduledOutcome::Ok { no_retry: false },
+            result: serde_json::json!({ "seen": [false] })
+        }
+    );
+}

@@ -168,6 +168,7 @@ pub(super) async fn start_host_with(
             name: "PIPE".into(),
             kind: "pipe".into(),
             shim,
+            options: serde_json::Value::Null,
         }],
         snapshot_path: None,
         baseline_snapshot_path: None,

@@ -44,6 +44,10 @@ pub struct BindingInit {
     pub name: String,
     pub kind: String,
     pub shim: String,
+    /// What the shim's `create(name, call, options)` gets besides the name
+    /// (`Binding::shim_options`); left out when null.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub options: serde_json::Value,
 }
 
 /// Messages pyflare sends to the host.

@@ -184,3 +184,44 @@ async def call_legacy(name, args):
     if inspect.isawaitable(result):
         result = await result
     return getattr(result, "js_object", result)
+
+
+# Instances that outlive one event (a Durable Object: one per id), by
+# (class name, key); see pyodide-runtime/src/actors.mjs.
+_instances = {}
+
+
+def construct(class_name, key, state, env):
+    """Builds the instance of `class_name` for `key` as workerd does,
+    `Class(state, env)`, unless it is already live."""
+    if (class_name, key) not in _instances:
+        _instances[(class_name, key)] = _classes[class_name](state, env)
+
+
+async def call_instance(class_name, key, method, mode, args):
+    """Calls `method` of a live instance.
+
+    `mode` "rpc" converts the arguments with the SDK's `python_from_rpc` and
+    passes them all (an RPC call); "relaxed" converts them and drops those
+    the method does not take (fetch); "raw" passes the JS values as they are,
+    dropping extras (alarm, as workerd calls it). The result goes back
+    through `python_to_rpc`.
+    """
+    from workers import python_from_rpc, python_to_rpc
+
+    instance = _instances[(class_name, key)]
+    function = getattr(instance, method)
+    values = list(args) if mode == "raw" else [python_from_rpc(arg) for arg in args]
+    if mode != "rpc":
+        taken = _positional_count(type(instance), method, function)
+        if taken is not None:
+            values = values[:taken]
+    result = function(*values)
+    if inspect.isawaitable(result):
+        result = await result
+    return python_to_rpc(result)
+
+
+def drop_instance(class_name, key):
+    """Forgets an instance (evicted or reset); the next event builds a new one."""
+    _instances.pop((class_name, key), None)

@@ -49,11 +49,21 @@ def call(binding, method, args=None, body=None):
     """
     import _pyflare_host
 
+    return call_with(lambda *a: _pyflare_host.call(binding, *a), method, args, body)
+
+
+def call_with(js_call, method, args=None, body=None):
+    """Like `call`, through `js_call(method, args, body)`, a JavaScript
+    function that returns the call's promise (a binding's shim hands one to
+    the Python objects it makes, to run the call its own way: behind a
+    Durable Object's input gate, say)."""
+    import _pyflare_host
+
     if not _pyflare_host.serving() or not can_run_sync():
         raise SyncCallError(NOT_IN_A_HANDLER)
     js_args = to_js(args or {}, dict_converter=Object.fromEntries)
     js_body = None if body is None else to_js(bytes(body))
-    reply = run_sync(_pyflare_host.call(binding, method, js_args, js_body))
+    reply = run_sync(js_call(method, js_args, js_body))
     return _py(reply.value), _bytes(reply.body)
 
 
