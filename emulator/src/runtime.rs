@@ -314,14 +314,19 @@ fn pip_command(subcommand: &str, why: &str) -> Result<Command> {
 /// ([`PIP_VERSION`], installed into the cache once by the system's pip),
 /// whatever version the system's pip is.
 pub fn pinned_pip(subcommand: &str, why: &str) -> Result<Command> {
-    let cache = cache_dir()?;
-    let pip = ensure_installed(&cache, &format!("pip-{PIP_VERSION}"), |dir| {
-        progress(&format!("installing pip {PIP_VERSION} from PyPI (once)"));
-        pip_install(dir, &format!("pip=={PIP_VERSION}"))
-    })?;
+    let pip = ensure_pinned_pip()?;
     let mut command = pip_command(subcommand, why)?;
     command.env("PYTHONPATH", &pip).env("PYTHONNOUSERSITE", "1");
     Ok(command)
+}
+
+/// Installs pyflare's pinned pip into the cache (once); returns its folder.
+pub fn ensure_pinned_pip() -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    ensure_installed(&cache, &format!("pip-{PIP_VERSION}"), |dir| {
+        progress(&format!("installing pip {PIP_VERSION} from PyPI (once)"));
+        pip_install(dir, &format!("pip=={PIP_VERSION}"))
+    })
 }
 
 fn pip_install(dir: &Path, requirement: &str) -> Result<()> {

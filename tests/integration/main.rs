@@ -41,3 +41,6 @@ mod r2;
 mod r2_s3;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.
 mod storage_faults;
+// docker/: the image's rules, compose.yaml, the polling watcher, and (with
+// PYFLARE_DOCKER_TESTS=1 and a Docker engine) the image served through compose.
+mod docker;

@@ -47,6 +47,11 @@ pub struct DevArgs {
     /// Do not reload the worker when its files change.
     #[arg(long)]
     pub no_reload: bool,
+    /// Find changed files by scanning the project every 0.5 s instead of
+    /// file events (for bind mounts and network filesystems that deliver
+    /// none); also PYFLARE_WATCH=poll.
+    #[arg(long, conflicts_with = "no_reload")]
+    pub watch_poll: bool,
     /// Do not use memory snapshots (every start imports the worker afresh).
     #[arg(long)]
     pub no_snapshot: bool,
@@ -131,6 +136,10 @@ fn host_spec(
 /// Runs `pyflare dev` until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> Result<()> {
     let started = Instant::now();
+    let watch_mode = crate::reload::WatchMode::choose(
+        args.watch_poll,
+        std::env::var("PYFLARE_WATCH").ok().as_deref(),
+    )?;
     if crate::cli::sync::needed(&args.dir) {
         // As `pywrangler dev` does: dependencies first.
         let dir = args.dir.clone();
@@ -228,6 +237,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             &crons,
             &opened,
             &tasks,
+            watch_mode,
         )
     };
     // Tests and tools wait for this exact line.
@@ -299,8 +309,9 @@ fn start_reloading(
     crons: &Arc<RwLock<Vec<Cron>>>,
     opened: &Opened,
     tasks: &Arc<BackgroundTasks>,
+    mode: crate::reload::WatchMode,
 ) -> Option<crate::reload::ProjectWatcher> {
-    let (watcher, mut changes) = match crate::reload::watch(root) {
+    let (watcher, mut changes) = match crate::reload::watch(root, mode) {
         Ok(pair) => pair,
         Err(e) => {
             logging::warn(&format!(
@@ -310,6 +321,12 @@ fn start_reloading(
             return None;
         }
     };
+    if watcher.mode == crate::reload::WatchMode::Poll {
+        logging::info(&format!(
+            "live reload: scanning the project every {} ms",
+            crate::reload::POLL_INTERVAL.as_millis()
+        ));
+    }
     let opened = opened.clone();
     let tasks = tasks.clone();
     let (args, clock, runtime, socket_dir, supervisor, crons, root) = (

@@ -23,7 +23,8 @@ pub enum Command {
     /// Install pyproject.toml's dependencies into python_modules/ for Pyodide.
     Sync(sync::SyncArgs),
     /// Install the pinned runtime (Node with JSPI, Pyodide, Cloudflare's
-    /// Python SDK) into the cache now; `pyflare dev` does this on first use.
+    /// Python SDK) and the pip `pyflare sync` runs into the cache now;
+    /// `pyflare dev` and `pyflare sync` do this on first use.
     Setup,
 }
 
@@ -73,6 +74,9 @@ pub fn setup() -> anyhow::Result<()> {
         runtime.pyodide_dir.display(),
         runtime.sdk_dir.display()
     ));
+    // `pyflare sync` runs it; installed now, sync needs no pip of the system's.
+    let pip = crate::runtime::ensure_pinned_pip()?;
+    crate::logging::info(&format!("pip for pyflare sync: {}", pip.display()));
     Ok(())
 }
 
