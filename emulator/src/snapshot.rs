@@ -71,8 +71,9 @@ pub fn prune(dir: &Path, bound: u64) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(meta) = entry.metadata() else { continue };
         let modified = meta.modified().ok();
-        if name.ends_with(".tmp") {
-            // A write that never finished (the host was killed mid-write).
+        if name.ends_with(".tmp") || name.ends_with(".made") {
+            // A write that never finished (the host was killed mid-write),
+            // or a snapshot whose maker was stopped before pyflare kept it.
             if modified.is_some_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 600)) {
                 let _ = std::fs::remove_file(&path);
             }
@@ -93,6 +94,31 @@ pub fn prune(dir: &Path, bound: u64) {
         if total > bound && !newest_of_its_kind {
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(path.with_extension("snap.nosnap"));
+        }
+    }
+}
+
+/// Keeps the snapshots a maker host wrote (`<path>.made`) as the snapshots
+/// of `init`'s key only if the worker's files still have that key: a file
+/// saved while the maker imported them may be in the snapshot, which must
+/// then not answer for the files it was keyed by.
+pub fn keep_made(init: &WorkerInit) {
+    let (Some(dedicated), Some(baseline)) = (&init.snapshot_path, &init.baseline_snapshot_path)
+    else {
+        return;
+    };
+    let dir = Path::new(dedicated).parent().unwrap_or(Path::new("."));
+    let now = [path_for(dir, init), baseline_path_for(dir, init)];
+    for (path, now) in [dedicated, baseline].into_iter().zip(now) {
+        let made = format!("{path}.made");
+        if !Path::new(&made).exists() {
+            continue;
+        }
+        if Path::new(path) == now {
+            let _ = std::fs::rename(&made, path);
+        } else {
+            tracing::debug!("files changed while {path} was made; not keeping it");
+            let _ = std::fs::remove_file(&made);
         }
     }
 }
@@ -388,6 +414,49 @@ mod tests {
         // A tiny bound still keeps the newest of each kind.
         prune(dir.path(), 0);
         assert!(new_base.exists() && used.exists() && !newest.exists());
+    }
+
+    #[test]
+    fn a_snapshot_made_while_the_files_changed_is_not_kept() {
+        let snapshots = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(project.path().join("entry.py"), "v = 1\n").unwrap();
+        let keyed = |root: &Path| {
+            let mut init = init(root);
+            let path = |p: PathBuf| Some(p.to_string_lossy().into_owned());
+            init.snapshot_path = path(path_for(snapshots.path(), &init));
+            init.baseline_snapshot_path = path(baseline_path_for(snapshots.path(), &init));
+            init
+        };
+        let made = |init: &WorkerInit| {
+            for path in [&init.snapshot_path, &init.baseline_snapshot_path] {
+                std::fs::write(format!("{}.made", path.as_ref().unwrap()), "snapshot").unwrap();
+            }
+        };
+        let exists = |path: &Option<String>| Path::new(path.as_ref().unwrap()).exists();
+        // Unchanged files: both are kept.
+        let init_one = keyed(project.path());
+        made(&init_one);
+        keep_made(&init_one);
+        assert!(exists(&init_one.snapshot_path) && exists(&init_one.baseline_snapshot_path));
+        // A save while the maker imported the files: the dedicated snapshot
+        // is dropped, the baseline (no worker files in it) kept.
+        std::fs::write(project.path().join("entry.py"), "v = 2\n").unwrap();
+        let init_two = keyed(project.path());
+        std::fs::remove_file(init_two.baseline_snapshot_path.as_ref().unwrap()).unwrap();
+        std::fs::write(project.path().join("entry.py"), "v = 1\n").unwrap();
+        std::fs::write(project.path().join("entry.py"), "v = 3\n").unwrap();
+        made(&init_two);
+        keep_made(&init_two);
+        assert!(!exists(&init_two.snapshot_path));
+        assert!(
+            !Path::new(&format!(
+                "{}.made",
+                init_two.snapshot_path.as_ref().unwrap()
+            ))
+            .exists()
+        );
+        assert!(exists(&init_two.baseline_snapshot_path));
     }
 
     #[test]

@@ -121,7 +121,9 @@ export class SnapshotFile {
         const digest = await sha256InSlices(bytes);
         const tmp = `${path}.tmp`;
         await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
-        await rename(tmp, path);
+        // pyflare renames it to `path` once it knows the worker's files did
+        // not change while they were imported (emulator/src/host/supervisor.rs).
+        await rename(tmp, `${path}.made`);
       } catch (error) {
         log("warn", `[pyflare] cannot write the snapshot: ${error.message}`);
       }

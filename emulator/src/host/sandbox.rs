@@ -60,14 +60,15 @@ pub fn node_flags(runtime: &Runtime, init: &WorkerInit) -> Vec<OsString> {
 }
 
 /// The files a host may write: its worker's snapshots, the temporary file
-/// each is written to before its rename, and the `.nosnap` note that says
-/// why one is not taken.
+/// each is written to, the `.made` file it is renamed to (pyflare keeps it
+/// as the snapshot only if the worker's files did not change meanwhile),
+/// and the `.nosnap` note that says why one is not taken.
 pub fn snapshot_files(init: &WorkerInit) -> Vec<std::path::PathBuf> {
     [&init.snapshot_path, &init.baseline_snapshot_path]
         .into_iter()
         .flatten()
         .flat_map(|path| {
-            ["", ".tmp", ".nosnap"]
+            ["", ".tmp", ".made", ".nosnap"]
                 .map(|suffix| std::path::PathBuf::from(format!("{path}{suffix}")))
         })
         .collect()

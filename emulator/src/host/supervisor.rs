@@ -337,6 +337,9 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
             Ok(maker) => {
                 let _ = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done()).await;
                 maker.stop(ExitReason::Stopped);
+                let init = spec.init.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || crate::snapshot::keep_made(&init)).await;
             }
             Err(StartError::Load(e)) => tracing::debug!("no snapshot: {e}"),
             Err(StartError::Host(e)) => tracing::debug!("no snapshot: {e:#}"),
