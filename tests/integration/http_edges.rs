@@ -341,3 +341,53 @@ async fn http_edges_unknown_pyflare_routes_are_404() {
     }
     assert_eq!(w.get("/cdn-cgi/pyflare/health").await.status(), 200);
 }
+
+/// An address of this machine that is not loopback, if it has one.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // No packet is sent: connecting a UDP socket only picks a route.
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn http_edges_internal_routes_open_to_other_clients_only_when_asked() {
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("skipped: this machine has no address but loopback");
+        return;
+    };
+    for (setting, want) in [("loopback", 403), ("any", 200)] {
+        let w = TestWorker::spawn(
+            &fixture("http"),
+            tempfile::tempdir().unwrap(),
+            &["--ip", "0.0.0.0"],
+            &[("PYFLARE_INTERNAL_ROUTES", setting)],
+        )
+        .await;
+        let port = w
+            .url("")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let url = format!("http://{ip}:{port}/cdn-cgi/pyflare/health");
+        let res = TestWorker::client().get(&url).send().await.unwrap();
+        assert_eq!(res.status(), want, "{setting}");
+    }
+    // Any other value stops pyflare with a hint.
+    let out = std::process::Command::new(crate::util::pyflare_bin())
+        .arg("dev")
+        .arg(fixture("http"))
+        .args(["--port", "0"])
+        .env("PYFLARE_INTERNAL_ROUTES", "open")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pyflare: error: PYFLARE_INTERNAL_ROUTES is `open`\nhint: set it to `loopback` (the default) or `any`"),
+        "{stderr}"
+    );
+}

@@ -248,6 +248,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         authority: local.to_string(),
         clock,
         max_body_bytes: args.max_body_size,
+        internal_from_any: internal_routes_from_any()?,
     };
     let stopping = supervisor.clone();
     server::listen::serve(
@@ -416,5 +417,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// `PYFLARE_INTERNAL_ROUTES`: `loopback` (the default) or `any`.
+fn internal_routes_from_any() -> Result<bool> {
+    match std::env::var("PYFLARE_INTERNAL_ROUTES").ok().as_deref() {
+        None | Some("" | "loopback") => Ok(false),
+        Some("any") => Ok(true),
+        Some(other) => Err(Hinted::new(
+            format!("PYFLARE_INTERNAL_ROUTES is `{other}`"),
+            "set it to `loopback` (the default) or `any`",
+        )
+        .into()),
     }
 }

@@ -38,13 +38,13 @@ pub fn is_internal(path: &str) -> bool {
 
 /// Answers a request for one of the internal routes.
 pub async fn answer(app: AppState, request: Request<Body>) -> Response<Body> {
-    match router().with_state(app).oneshot(request).await {
+    match router(app.clone()).with_state(app).oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
 }
 
-fn router() -> Router<AppState> {
+fn router(app: AppState) -> Router<AppState> {
     Router::new()
         .route("/cdn-cgi/pyflare/clock/advance", post(advance_clock))
         .route("/cdn-cgi/pyflare/health", get(health))
@@ -55,7 +55,7 @@ fn router() -> Router<AppState> {
         .route(handlers::EMAIL, any(handlers::email))
         .route("/cdn-cgi/handler/{*rest}", any(handlers::unknown))
         .fallback(|| async { InternalError::NoSuchRoute })
-        .layer(middleware::from_fn(loopback_only))
+        .layer(middleware::from_fn_with_state(app, loopback_only))
 }
 
 /// The one guard of every internal route: the client is on this machine,
@@ -63,12 +63,18 @@ fn router() -> Router<AppState> {
 /// it is known by the process holding its end of the connection (a worker
 /// host, see `peer`), and by the `CF-Worker` header the host adds, as
 /// Cloudflare marks a worker's subrequests.
-async fn loopback_only(request: Request<Body>, next: Next) -> Response<Body> {
+/// `PYFLARE_INTERNAL_ROUTES=any` lets clients that are not on loopback in
+/// too (a container's published port), never the worker.
+async fn loopback_only(
+    State(app): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
-    let local = peer.is_some_and(|peer| peer.ip().is_loopback());
+    let local = app.internal_from_any || peer.is_some_and(|peer| peer.ip().is_loopback());
     if !local
         || request.headers().contains_key(WORKER_SUBREQUEST_HEADER)
         || peer.is_some_and(super::peer::from_own_host)

@@ -32,6 +32,10 @@ pub struct AppState {
     pub clock: Arc<pyflare_bindings::OffsetClock>,
     /// Largest request body accepted (Cloudflare's plan limit).
     pub max_body_bytes: u64,
+    /// pyflare's own `/cdn-cgi/` routes answer clients that are not on
+    /// loopback too (`PYFLARE_INTERNAL_ROUTES=any`, for a container whose
+    /// published port is the only way in); never the worker itself.
+    pub internal_from_any: bool,
 }
 
 /// The header the isolate host adds to every request the worker makes.
