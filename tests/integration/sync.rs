@@ -3,6 +3,36 @@
 
 use crate::util::{TestWorker, pyflare};
 
+/// A worker project whose `pyproject.toml` lists `dependencies` (TOML
+/// strings) and whose `src/entry.py` is `entry`.
+fn project(dependencies: &str, entry: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"w\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pyproject.toml"),
+        format!("[project]\nname = \"w\"\nversion = \"0.1.0\"\ndependencies = [{dependencies}]\n"),
+    )
+    .unwrap();
+    std::fs::write(project.path().join("src/entry.py"), entry).unwrap();
+    project
+}
+
+/// `pyflare sync`, then `pyflare dev`, on `project`.
+async fn synced(project: &std::path::Path) -> TestWorker {
+    let (code, stdout, stderr) = pyflare(&["sync", project.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    serve(project).await
+}
+
+async fn serve(project: &std::path::Path) -> TestWorker {
+    TestWorker::spawn(project, tempfile::tempdir().unwrap(), &["--no-reload"], &[]).await
+}
+
 /// Writes a pure-Python wheel of `newpy` 1.0, which needs Python 3.13 or
 /// later (newer than some hosts' own Python), into `dir`.
 fn wheel_needing_python_3_13(dir: &std::path::Path) -> std::path::PathBuf {
@@ -31,37 +61,13 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 
 #[tokio::test]
 async fn sync_resolves_for_pyodides_python_whatever_python_runs_pip() {
-    let project = tempfile::tempdir().unwrap();
     let wheels = tempfile::tempdir().unwrap();
     let wheel = wheel_needing_python_3_13(wheels.path());
-    std::fs::create_dir_all(project.path().join("src")).unwrap();
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"newpy\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("pyproject.toml"),
-        format!(
-            "[project]\nname = \"newpy-worker\"\nversion = \"0.1.0\"\ndependencies = [\"newpy @ file://{}\"]\n",
-            wheel.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("src/entry.py"),
+    let project = project(
+        &format!("\"newpy @ file://{}\"", wheel.display()),
         "import newpy\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(newpy.VERSION)\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let w = TestWorker::spawn(
-        project.path(),
-        tempfile::tempdir().unwrap(),
-        &["--no-reload"],
-        &[],
-    )
-    .await;
+    );
+    let w = synced(project.path()).await;
     assert_eq!(w.get("/").await.text().await.unwrap(), "1.0 on 3.14");
 }
 
@@ -122,23 +128,10 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         .unwrap();
     assert!(status.success());
 
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("src")).unwrap();
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"markup\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("pyproject.toml"),
-        "[project]\nname = \"markup\"\nversion = \"0.1.0\"\ndependencies = [\"markupsafe\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("src/entry.py"),
+    let project = project(
+        "\"markupsafe\"",
         "import importlib.util, markupsafe\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        native = importlib.util.find_spec('markupsafe._speedups') is not None\n        return Response(f\"{markupsafe.escape('<b>')} native={native}\")\n",
-    )
-    .unwrap();
+    );
     let out = std::process::Command::new(crate::util::pyflare_bin())
         .args(["sync", project.path().to_str().unwrap()])
         .env("PYFLARE_CACHE_DIR", cache.path())
@@ -173,13 +166,7 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         "{kept:?}"
     );
 
-    let w = TestWorker::spawn(
-        project.path(),
-        tempfile::tempdir().unwrap(),
-        &["--no-reload"],
-        &[],
-    )
-    .await;
+    let w = serve(project.path()).await;
     assert_eq!(
         w.get("/").await.text().await.unwrap(),
         "&lt;b&gt; native=False"
@@ -191,54 +178,19 @@ async fn sync_packages_get_the_sdks_patches_as_on_cloudflare() {
     // anyio runs blocking work on threads, which Pyodide has not; the SDK's
     // package patch (loaded through its `.pth` file once `_cloudflare` is
     // importable) runs it inline, as FastAPI's sync routes need.
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("src")).unwrap();
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"threads\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("pyproject.toml"),
-        "[project]\nname = \"threads\"\nversion = \"0.1.0\"\ndependencies = [\"anyio\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("src/entry.py"),
+    let project = project(
+        "\"anyio\"",
         "import anyio.to_thread\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(str(await anyio.to_thread.run_sync(lambda: 6 * 7)))\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let w = TestWorker::spawn(
-        project.path(),
-        tempfile::tempdir().unwrap(),
-        &["--no-reload"],
-        &[],
-    )
-    .await;
+    );
+    let w = synced(project.path()).await;
     let res = w.get("/").await;
     assert_eq!(res.text().await.unwrap(), "42", "{}", w.output());
 }
 
 #[tokio::test]
 async fn sync_http_clients_reach_the_network_through_fetch() {
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("src")).unwrap();
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"clients\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("pyproject.toml"),
-        "[project]\nname = \"clients\"\nversion = \"0.1.0\"\ndependencies = [\"httpx\", \"requests\"]\n",
-    )
-    .unwrap();
-    // Each client asks this same worker's /target (a loopback server, as a
-    // test's own would be) and reports what it got.
-    std::fs::write(
-        project.path().join("src/entry.py"),
+    let project = project(
+        "\"httpx\", \"requests\"",
         r#"import httpx
 import requests
 from workers import Response, WorkerEntrypoint
@@ -275,17 +227,8 @@ class Default(WorkerEntrypoint):
                 return Response(f"ConnectError: {error}")
         return Response("?", status=404)
 "#,
-    )
-    .unwrap();
-    let (code, stdout, stderr) = pyflare(&["sync", project.path().to_str().unwrap()]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    let w = TestWorker::spawn(
-        project.path(),
-        tempfile::tempdir().unwrap(),
-        &["--no-reload"],
-        &[],
-    )
-    .await;
+    );
+    let w = synced(project.path()).await;
     assert_eq!(
         w.get("/sync").await.text().await.unwrap(),
         "httpx 200 POST pong:httpx-sync | requests 200 GET pong:",
