@@ -47,10 +47,34 @@ pub fn parse_bindings(
             path: "durable_objects".into(),
             message: e.to_string(),
         })?;
-    match section.bindings {
-        None => Ok(Vec::new()),
-        Some(list) => parse_entries("durable_objects.bindings", &list),
+    let entries: Vec<DurableObjectBindingConfig> = match section.bindings {
+        None => Vec::new(),
+        Some(list) => parse_entries("durable_objects.bindings", &list)?,
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        check_class_name(
+            &format!("durable_objects.bindings[{i}].class_name"),
+            &entry.class_name,
+        )?;
     }
+    Ok(entries)
+}
+
+/// A class name is a Python identifier (it names a class of the worker),
+/// and so also a safe folder name under `do/`.
+fn check_class_name(path: &str, name: &str) -> Result<(), BindingConfigError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_');
+    if valid {
+        return Ok(());
+    }
+    Err(BindingConfigError::Invalid {
+        path: path.to_owned(),
+        message: format!(
+            "{name:?} is not a class name (letters, digits and `_`, not starting with a digit)"
+        ),
+    })
 }
 
 /// One step of `migrations`.
@@ -99,10 +123,34 @@ pub fn parse_migrations(value: Option<&Value>) -> Result<Vec<Migration>, Binding
     let Some(value) = value else {
         return Ok(Vec::new());
     };
-    serde_path_to_error::deserialize(value).map_err(|e| BindingConfigError::Invalid {
-        path: format!("migrations{}", e.path().to_string().trim_start_matches('.')),
-        message: e.into_inner().to_string(),
-    })
+    let migrations: Vec<Migration> =
+        serde_path_to_error::deserialize(value).map_err(|e| BindingConfigError::Invalid {
+            path: format!("migrations{}", e.path().to_string().trim_start_matches('.')),
+            message: e.into_inner().to_string(),
+        })?;
+    for (i, step) in migrations.iter().enumerate() {
+        let lists = [
+            ("new_classes", &step.new_classes),
+            ("new_sqlite_classes", &step.new_sqlite_classes),
+            ("deleted_classes", &step.deleted_classes),
+        ];
+        for (key, names) in lists {
+            for (j, name) in names.iter().enumerate() {
+                check_class_name(&format!("migrations[{i}].{key}[{j}]"), name)?;
+            }
+        }
+        for (j, rename) in step.renamed_classes.iter().enumerate() {
+            check_class_name(
+                &format!("migrations[{i}].renamed_classes[{j}].from"),
+                &rename.from,
+            )?;
+            check_class_name(
+                &format!("migrations[{i}].renamed_classes[{j}].to"),
+                &rename.to,
+            )?;
+        }
+    }
+    Ok(migrations)
 }
 
 /// Replays `migrations` in order: the classes that exist at the end.

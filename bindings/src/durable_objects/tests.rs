@@ -28,6 +28,27 @@ fn migrations_say_which_classes_are_sqlite_backed_and_follow_renames() {
 }
 
 #[test]
+fn class_names_are_identifiers_never_paths() {
+    assert_eq!(
+        parse_bindings(&json!({"bindings": [{"name": "NS", "class_name": "../../x"}]}))
+            .unwrap_err()
+            .to_string(),
+        "`durable_objects.bindings[0].class_name`: \"../../x\" is not a class name (letters, digits and `_`, not starting with a digit)"
+    );
+    assert_eq!(
+        parse_migrations(Some(&json!([
+            {"renamed_classes": [{"from": "A", "to": "/etc"}]},
+        ])))
+        .unwrap_err()
+        .to_string(),
+        "`migrations[0].renamed_classes[0].to`: \"/etc\" is not a class name (letters, digits and `_`, not starting with a digit)"
+    );
+    assert!(
+        parse_bindings(&json!({"bindings": [{"name": "NS", "class_name": "Counter_2"}]})).is_ok()
+    );
+}
+
+#[test]
 fn the_exports_map_declares_classes_too() {
     let mut live = classes(&[]);
     super::config::classes_from_exports(
