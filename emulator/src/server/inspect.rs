@@ -9,7 +9,7 @@
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use pyflare_bindings::{BINDINGS, Inspect, InspectError};
+use pyflare_bindings::{BINDINGS, BindingKind, Inspect, InspectError};
 
 use super::AppState;
 use super::internal::{PREFIX, json};
@@ -18,30 +18,24 @@ use crate::host::supervisor::Slot;
 /// Largest body an inspect request may carry.
 const MAX_BODY: usize = 1 << 20;
 
-/// Whether `path` is under a binding kind's route.
-pub fn is_binding_route(path: &str) -> bool {
-    route_of(path).is_some()
-}
-
-fn route_of(path: &str) -> Option<&'static str> {
-    let rest = path.strip_prefix(PREFIX)?;
-    let segment = rest.split('/').next()?;
+/// The binding kind whose route `path` is under, if any.
+pub fn kind_for(path: &str) -> Option<&'static dyn BindingKind> {
+    let segment = path.strip_prefix(PREFIX)?.split('/').next()?;
     BINDINGS
         .iter()
-        .map(|kind| kind.route())
-        .find(|route| *route == segment)
+        .copied()
+        .find(|kind| kind.route() == segment)
 }
 
-/// Answers one request under `/cdn-cgi/pyflare/<route>/`.
-pub async fn answer(app: AppState, request: Request<Body>) -> Response<Body> {
+/// Answers one request under `/cdn-cgi/pyflare/<route>/`, the route of
+/// `kind` (see [`kind_for`]).
+pub async fn answer(
+    app: AppState,
+    kind: &'static dyn BindingKind,
+    request: Request<Body>,
+) -> Response<Body> {
     let path = request.uri().path().to_owned();
-    let Some(route) = route_of(&path) else {
-        return json(StatusCode::NOT_FOUND, &error_body("no such pyflare route"));
-    };
-    let Some(kind) = BINDINGS.iter().find(|kind| kind.route() == route) else {
-        return json(StatusCode::NOT_FOUND, &error_body("no such pyflare route"));
-    };
-    let segments = path[PREFIX.len() + route.len()..]
+    let segments = path[PREFIX.len() + kind.route().len()..]
         .split('/')
         .filter(|segment| !segment.is_empty())
         .map(|segment| percent_decode_str(segment).decode_utf8_lossy().into_owned())

@@ -85,10 +85,10 @@ async fn loopback_only(
 }
 
 async fn binding_route(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
-    if !inspect::is_binding_route(request.uri().path()) {
-        return InternalError::NoSuchRoute.into_response();
+    match inspect::kind_for(request.uri().path()) {
+        Some(kind) => inspect::answer(app, kind, request).await,
+        None => InternalError::NoSuchRoute.into_response(),
     }
-    inspect::answer(app, request).await
 }
 
 async fn health(State(app): State<AppState>) -> Response<Body> {
