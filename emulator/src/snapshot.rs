@@ -108,7 +108,8 @@ pub fn keep_made(init: &WorkerInit) {
         return;
     };
     let dir = Path::new(dedicated).parent().unwrap_or(Path::new("."));
-    let now = [path_for(dir, init), baseline_path_for(dir, init)];
+    let now = paths_for(dir, init);
+    let now = [now.dedicated, now.baseline];
     for (path, now) in [dedicated, baseline].into_iter().zip(now) {
         let made = format!("{path}.made");
         if !Path::new(&made).exists() {
@@ -133,32 +134,37 @@ fn mark_used(path: &Path) {
 /// Most files looked at per folder tree; beyond it the key stops changing.
 const MAX_FILES: usize = 50_000;
 
-/// The dedicated snapshot for `init`: after the worker's own imports.
-pub fn path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
+/// The two snapshots of a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPaths {
+    /// The dedicated snapshot: after the worker's own imports.
+    pub dedicated: PathBuf,
+    /// The baseline snapshot: Pyodide, the SDK, pyflare's glue and
+    /// `python_modules/` imported, none of the worker's own code.
+    pub baseline: PathBuf,
+}
+
+/// The snapshots for `init`, from one walk of its folders, and marks those
+/// that exist as just used.
+pub fn paths_for(dir: &Path, init: &WorkerInit) -> SnapshotPaths {
     let mut digests = FileDigests::load(dir);
-    let mut hasher = baseline_hasher(init, &mut digests);
+    let base = baseline_hasher(init, &mut digests);
+    let mut hasher = base.clone();
     hasher.update(init.main_module.as_bytes());
     hash_tree(&mut hasher, Path::new(&init.module_root), &mut digests);
     digests.save();
-    let path = finish(dir, hasher, "snap");
-    mark_used(&path);
-    path
-}
-
-/// The baseline snapshot for `init`: Pyodide, the SDK, pyflare's glue and
-/// `python_modules/` imported, none of the worker's own code.
-pub fn baseline_path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
-    let mut digests = FileDigests::load(dir);
-    let hasher = baseline_hasher(init, &mut digests);
-    digests.save();
-    let path = finish(dir, hasher, "base.snap");
-    mark_used(&path);
-    path
+    let paths = SnapshotPaths {
+        dedicated: finish(dir, hasher, "snap"),
+        baseline: finish(dir, base, "base.snap"),
+    };
+    mark_used(&paths.dedicated);
+    mark_used(&paths.baseline);
+    paths
 }
 
 fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
     let digest = hasher.finalize();
-    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let key = hex::encode(&digest[..16]);
     dir.join(format!("{key}.{extension}"))
 }
 
@@ -263,16 +269,15 @@ impl FileDigests {
     }
 
     fn of(&mut self, path: &Path, meta: &std::fs::Metadata) -> [u8; 32] {
-        let modified = meta
-            .modified()
-            .ok()
+        let modified_at = meta.modified().ok();
+        let modified = modified_at
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
         self.used.insert(path.to_path_buf());
         if let Some((len, when, digest)) = self.known.get(path)
             && *len == meta.len()
             && *when == modified
-            && let Some(bytes) = decode_hex(digest)
+            && let Ok(bytes) = <[u8; 32]>::try_from(hex::decode(digest).unwrap_or_default())
         {
             return bytes;
         }
@@ -284,15 +289,14 @@ impl FileDigests {
         // A file written in the last seconds may change again within its
         // timestamp's granularity, its size kept: its digest is not
         // remembered until it has settled.
-        let settled = meta
-            .modified()
-            .ok()
+        let settled = modified_at
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age.as_secs() >= 2);
         if settled {
-            let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            self.known
-                .insert(path.to_path_buf(), (meta.len(), modified, hex));
+            self.known.insert(
+                path.to_path_buf(),
+                (meta.len(), modified, hex::encode(bytes)),
+            );
             self.changed = true;
         }
         bytes
@@ -324,20 +328,17 @@ impl FileDigests {
     }
 }
 
-fn decode_hex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
+        paths_for(dir, init).dedicated
+    }
+
+    fn baseline_path_for(dir: &Path, init: &WorkerInit) -> PathBuf {
+        paths_for(dir, init).baseline
+    }
 
     fn init(root: &Path) -> WorkerInit {
         WorkerInit {

@@ -115,11 +115,9 @@ fn host_spec(
     init.memory_limit_bytes = args.memory_limit.saturating_mul(1024 * 1024);
     if snapshots {
         let path = |p: std::path::PathBuf| Some(p.to_string_lossy().into_owned());
-        init.snapshot_path = path(crate::snapshot::path_for(&runtime.snapshot_dir, &init));
-        init.baseline_snapshot_path = path(crate::snapshot::baseline_path_for(
-            &runtime.snapshot_dir,
-            &init,
-        ));
+        let paths = crate::snapshot::paths_for(&runtime.snapshot_dir, &init);
+        init.snapshot_path = path(paths.dedicated);
+        init.baseline_snapshot_path = path(paths.baseline);
         // After the paths above have marked this worker's snapshots used.
         crate::snapshot::prune(&runtime.snapshot_dir, crate::snapshot::cache_bound());
     }
