@@ -434,7 +434,7 @@ fn write_host_files(cache: &Path) -> Result<PathBuf> {
         hasher.update([0]);
     }
     let digest = hasher.finalize();
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(&digest[..8]);
     let dir = cache.join("host").join(hash);
     ensure_installed(
         &cache.join("host"),

@@ -207,7 +207,7 @@ fn namespace_key(script: Option<&str>, origin: &str) -> String {
         .chain_update(b"\0")
         .chain_update(origin.as_bytes())
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// A live namespace binding (`DurableObjectNamespace` in Cloudflare's runtime).
@@ -270,10 +270,7 @@ impl DurableObjectNamespace {
             .chain_update(b"\0mac\0")
             .chain_update(head)
             .finalize();
-        head.iter()
-            .chain(&mac[..8])
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode([head, &mac[..8]].concat())
     }
 
     /// Whether the class is SQLite-backed.

@@ -15,7 +15,7 @@ pub fn to_json(bytes: &[u8]) -> Value {
     let mut reader = Reader { bytes, at: 0 };
     match reader.header().and_then(|()| reader.value(0)) {
         Some(value) => value,
-        None => json!({ "$v8": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+        None => json!({ "$v8": hex::encode(bytes) }),
     }
 }
 
@@ -183,7 +183,7 @@ impl Reader<'_> {
             b'B' => {
                 let len = usize::try_from(self.varint()?).ok()?;
                 let raw = self.take(len)?;
-                json!({ "$bytes": raw.iter().map(|b| format!("{b:02x}")).collect::<String>() })
+                json!({ "$bytes": hex::encode(raw) })
             }
             _ => return None,
         })

@@ -499,7 +499,7 @@ fn parse_metadata(raw: Option<&str>) -> Value {
 }
 
 fn encode_cursor(last_key: &str) -> String {
-    last_key.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(last_key)
 }
 
 fn decode_cursor(cursor: &str) -> Option<String> {

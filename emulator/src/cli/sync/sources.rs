@@ -181,12 +181,7 @@ pub(super) fn pure_wheel(requirement: &str, wheels: &Path) -> Result<PathBuf, St
 
 fn digest_of(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
-    Some(
-        Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(hex::encode(Sha256::digest(&bytes)))
 }
 
 fn last_line(output: &Output) -> String {
