@@ -17,7 +17,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use std::collections::HashSet;
@@ -288,13 +288,7 @@ impl R2Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         // One connection: one writer, and every read sees the last commit.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
+        let pool = crate::storage::one_connection(options).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         sqlx::query("INSERT OR IGNORE INTO bucket (name, value) VALUES ('blobs', ?)")
             .bind(where_)
