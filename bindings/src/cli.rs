@@ -70,6 +70,9 @@ pub struct Project {
     /// The config's other top-level fields (of the `--env` section, if
     /// any), binding arrays among them.
     pub fields: Map<String, Value>,
+    /// pyflare's settings for bindings, as `pyflare dev` reads them
+    /// (see [`crate::binding::OpenContext::settings`]).
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 impl Project {
@@ -226,6 +229,7 @@ mod tests {
             root: PathBuf::from("w"),
             persist_root: PathBuf::from("w/.pyflare/state"),
             fields: fields.as_object().unwrap().clone(),
+            settings: Default::default(),
         }
     }
 

@@ -21,7 +21,9 @@ pub struct OpenBindings {
 
 /// Variables meant for bindings (`PYFLARE_*`, `AWS_*`): pyflare's
 /// environment, then the worker's vars and `.dev.vars`, which win.
-fn binding_settings(config: &WorkerConfig) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn binding_settings(
+    config: &WorkerConfig,
+) -> std::collections::BTreeMap<String, String> {
     let ours = |name: &str| name.starts_with("PYFLARE_") || name.starts_with("AWS_");
     let mut settings: std::collections::BTreeMap<String, String> =
         std::env::vars().filter(|(name, _)| ours(name)).collect();

@@ -9,7 +9,7 @@ pub(crate) fn client() -> reqwest::Client {
     TestWorker::client()
 }
 
-fn enc(text: &str) -> String {
+pub(crate) fn enc(text: &str) -> String {
     let mut out = String::new();
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -26,11 +26,11 @@ async fn post(w: &TestWorker, path: &str, body: impl Into<reqwest::Body>) -> Val
     res.json().await.unwrap()
 }
 
-async fn get(w: &TestWorker, path: &str) -> Value {
+pub(crate) async fn get(w: &TestWorker, path: &str) -> Value {
     w.get(path).await.json().await.unwrap()
 }
 
-async fn put(w: &TestWorker, key: &str, value: &str, opts: Option<Value>) -> Value {
+pub(crate) async fn put(w: &TestWorker, key: &str, value: &str, opts: Option<Value>) -> Value {
     let mut path = format!("/put?key={}", enc(key));
     if let Some(opts) = opts {
         path.push_str(&format!("&opts={}", enc(&opts.to_string())));
@@ -38,7 +38,7 @@ async fn put(w: &TestWorker, key: &str, value: &str, opts: Option<Value>) -> Val
     post(w, &path, value.to_owned()).await
 }
 
-async fn get_with(w: &TestWorker, key: &str, opts: Value, read: &str) -> Value {
+pub(crate) async fn get_with(w: &TestWorker, key: &str, opts: Value, read: &str) -> Value {
     get(
         w,
         &format!(
@@ -184,7 +184,7 @@ pub(crate) async fn values_of_every_type_and_checksums(w: &TestWorker) {
     assert_eq!(get(w, "/head?key=c2").await, json!({"object": null}));
 }
 
-async fn list(w: &TestWorker, opts: Value) -> Value {
+pub(crate) async fn list(w: &TestWorker, opts: Value) -> Value {
     get(w, &format!("/list?opts={}", enc(&opts.to_string()))).await
 }
 
@@ -435,9 +435,9 @@ pub(crate) async fn conditionals_and_ranges(w: &TestWorker) {
     assert_eq!(res.text().await.unwrap(), "ef");
 }
 
-const MIB: usize = 1024 * 1024;
+pub(crate) const MIB: usize = 1024 * 1024;
 
-async fn create_upload(w: &TestWorker, key: &str, opts: Option<Value>) -> String {
+pub(crate) async fn create_upload(w: &TestWorker, key: &str, opts: Option<Value>) -> String {
     let mut path = format!("/mpu/create?key={key}");
     if let Some(opts) = opts {
         path.push_str(&format!("&opts={}", enc(&opts.to_string())));
@@ -447,7 +447,7 @@ async fn create_upload(w: &TestWorker, key: &str, opts: Option<Value>) -> String
     created["uploadId"].as_str().unwrap().to_owned()
 }
 
-async fn upload_part(
+pub(crate) async fn upload_part(
     w: &TestWorker,
     key: &str,
     id: &str,
@@ -462,7 +462,7 @@ async fn upload_part(
     .await
 }
 
-async fn complete(w: &TestWorker, key: &str, id: &str, parts: &[&Value]) -> Value {
+pub(crate) async fn complete(w: &TestWorker, key: &str, id: &str, parts: &[&Value]) -> Value {
     let parts: Vec<Value> = parts
         .iter()
         .map(|p| json!({"partNumber": p["partNumber"], "etag": p["etag"]}))

@@ -5,6 +5,22 @@
 
 use crate::r2::*;
 use crate::util::TestWorker;
+use serde_json::json;
+
+/// moto's server with one request at a time.
+const SERIALIZED_MOTO: &str = "
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serialized(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(sys.argv[1], int(sys.argv[2]), serialized, threaded=True,
+           request_handler=MotoRequestHandler)
+";
 
 /// A local S3-compatible server (PyPI's `moto[server]`, installed once into
 /// a virtualenv under `target/`), stopped when dropped.
@@ -29,6 +45,7 @@ impl Moto {
             .map(|p| p.join("moto-venv"))
             .ok_or("no target folder")?;
         let server = target.join("bin/moto_server");
+        let python = target.join("bin/python");
         if !server.is_file() {
             let run = |cmd: &mut std::process::Command| -> Result<(), String> {
                 let out = cmd.output().map_err(|e| e.to_string())?;
@@ -51,8 +68,11 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let child = std::process::Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // moto checks a conditional put's precondition and stores the
+        // object in two steps, on a thread per request: one lock around
+        // each request makes the pair atomic, as on S3 and R2.
+        let child = std::process::Command::new(&python)
+            .args(["-c", SERIALIZED_MOTO, "127.0.0.1", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -86,9 +106,31 @@ impl Moto {
 
     /// The same, with its local state in `state`.
     async fn worker_in(&self, prefix: &str, state: tempfile::TempDir) -> TestWorker {
+        self.worker_with(prefix, state, &[]).await
+    }
+
+    /// The same, with more settings.
+    async fn worker_with(
+        &self,
+        prefix: &str,
+        state: tempfile::TempDir,
+        more: &[(&str, &str)],
+    ) -> TestWorker {
+        let settings = self.settings(prefix);
+        let mut envs: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        envs.extend_from_slice(more);
+        let fixture = crate::util::fixture("r2");
+        TestWorker::spawn(&fixture, state, &[], &envs).await
+    }
+
+    /// The settings putting the fixture's buckets under `prefix`.
+    fn settings(&self, prefix: &str) -> Vec<(String, String)> {
         let main = format!("s3://r2test/{prefix}");
         let other = format!("s3://r2test/{prefix}-other");
-        let envs = [
+        [
             ("PYFLARE_R2_BUCKET_URL", main.as_str()),
             ("PYFLARE_R2_SAME_URL", main.as_str()),
             ("PYFLARE_R2_OTHER_URL", other.as_str()),
@@ -97,13 +139,13 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ALLOW_HTTP", "true"),
-        ];
-        let fixture = crate::util::fixture("r2");
-        TestWorker::spawn(&fixture, state, &[], &envs).await
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
     }
 
-    /// The S3 objects under `prefix`.
-    async fn objects(&self, prefix: &str) -> usize {
+    /// The names of the S3 objects under `prefix`.
+    async fn names(&self, prefix: &str) -> Vec<String> {
         let list = client()
             .get(format!("{}/r2test?prefix={prefix}/", self.endpoint))
             .send()
@@ -112,7 +154,16 @@ impl Moto {
             .text()
             .await
             .unwrap();
-        list.matches("<Key>").count()
+        list.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>"))
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// How many S3 objects are under `prefix`.
+    async fn objects(&self, prefix: &str) -> usize {
+        self.names(prefix).await.len()
     }
 }
 
@@ -127,39 +178,198 @@ async fn r2_the_same_answers_on_s3() {
             return;
         }
     };
-    let state = tempfile::tempdir().unwrap();
-    let root = state.path().to_str().unwrap().to_owned();
-    let w = moto.worker_in("shapes", state).await;
+    let w = moto.worker("shapes").await;
     assert!(w.output().contains("(photos, s3://r2test/shapes)"));
     put_get_head_delete_with_object_shapes(&w).await;
-    // Deleted objects leave nothing in S3.
-    assert_eq!(moto.objects("shapes").await, 0);
-    // The commands read local buckets only, and say so of one on S3.
-    let fixture = crate::util::fixture("r2");
-    let (code, _, stderr) = crate::util::pyflare(&[
-        "r2",
-        "object",
-        "list",
-        "photos",
-        "--dir",
-        fixture.to_str().unwrap(),
-        "--persist-to",
-        &root,
-    ]);
-    assert_eq!(code, 1);
-    assert!(
-        stderr.contains("this bucket's objects are in s3://r2test/shapes, not local"),
-        "{stderr}"
+    // Deleted objects leave nothing in S3 but the metadata object.
+    assert_eq!(
+        moto.names("shapes").await,
+        ["shapes/.pyflare/metadata.sqlite3"]
     );
     drop(w);
-    values_of_every_type_and_checksums(&moto.worker("values").await).await;
-    // Small values live in their metadata rows.
-    assert_eq!(moto.objects("values").await, 0);
+    let w = moto.worker("values").await;
+    values_of_every_type_and_checksums(&w).await;
+    // On S3 even small values are blobs: the metadata object stays small.
+    let keys = list(&w, json!({})).await["keys"].as_array().unwrap().len();
+    assert!(keys > 0);
+    assert_eq!(moto.objects("values").await, keys + 1);
+    drop(w);
     list_pages_prefixes_and_limits(&moto.worker("list").await).await;
     errors_as_cloudflare_words_them(&moto.worker("errors").await).await;
     conditionals_and_ranges(&moto.worker("conditionals").await).await;
     multipart_uploads_complete_abort_and_rules(&moto.worker("multipart").await).await;
-    // The multipart objects "big" and "one", and the parts of the upload
-    // of "small", never completed nor aborted.
-    assert_eq!(moto.objects("multipart").await, 4);
+    // The multipart objects "big" and "one", the parts of the upload of
+    // "small", never completed nor aborted, and the metadata object.
+    assert_eq!(moto.objects("multipart").await, 5);
+}
+
+/// Starts moto, or says why the test skips.
+async fn moto_or_skip(test: &str) -> Option<Moto> {
+    match Moto::start().await {
+        Ok(moto) => Some(moto),
+        Err(why) => {
+            eprintln!(
+                "SKIPPED {test}: no S3-compatible server (pip install moto[server] failed: {why})"
+            );
+            None
+        }
+    }
+}
+
+/// Two `pyflare dev` processes, each with its own state folder, on one S3
+/// prefix: one bucket, as two machines of a team would see it.
+#[tokio::test]
+async fn r2_two_pyflare_processes_share_one_s3_bucket() {
+    let Some(moto) = moto_or_skip("r2_two_pyflare_processes_share_one_s3_bucket").await else {
+        return;
+    };
+    let a = moto.worker("team").await;
+    let b = moto.worker("team").await;
+
+    // A put through A is what B gets, heads and lists.
+    let put_a = put(&a, "notes/one", "from A", None).await;
+    let etag = put_a["object"]["etag"].as_str().unwrap().to_owned();
+    let got = get(&b, "/get?key=notes/one").await;
+    assert_eq!(got["value"], "from A", "{got}");
+    assert_eq!(got["object"]["version"], put_a["object"]["version"]);
+    assert_eq!(get(&b, "/head?key=notes/one").await["object"]["etag"], etag);
+    assert_eq!(
+        list(&b, json!({"prefix": "notes/"})).await["keys"],
+        json!(["notes/one"])
+    );
+
+    // Conditions are evaluated against the shared state.
+    let refused = put(
+        &b,
+        "notes/one",
+        "from B",
+        Some(json!({"onlyIf": {"etagMatches": "not-the-etag"}})),
+    )
+    .await;
+    assert_eq!(refused["object"], json!(null), "{refused}");
+    let bodyless = get_with(
+        &b,
+        "notes/one",
+        json!({"onlyIf": {"etagDoesNotMatch": etag}}),
+        "text",
+    )
+    .await;
+    assert_eq!(bodyless["hasBody"], false, "{bodyless}");
+    let replaced = put(
+        &b,
+        "notes/one",
+        "from B",
+        Some(json!({"onlyIf": {"etagMatches": etag}})),
+    )
+    .await;
+    assert_eq!(replaced["object"]["key"], "notes/one", "{replaced}");
+    assert_eq!(get(&a, "/get?key=notes/one").await["value"], "from B");
+
+    // A delete through A is gone in B.
+    get(&a, &format!("/delete?keys={}", enc(r#"["notes/one"]"#))).await;
+    assert_eq!(get(&b, "/get?key=notes/one").await["object"], json!(null));
+
+    // Puts of different keys through both at once: none is lost.
+    let writes =
+        (0..50).flat_map(|i| [(&a, format!("many/a{i:02}")), (&b, format!("many/b{i:02}"))]);
+    futures::future::join_all(
+        writes
+            .map(|(w, key)| async move { put(w, &key, &key, None).await["object"]["key"].clone() }),
+    )
+    .await
+    .into_iter()
+    .for_each(|key| assert!(key.is_string(), "a put failed: {key}"));
+    for w in [&a, &b] {
+        let keys = list(w, json!({"prefix": "many/"})).await["keys"].clone();
+        assert_eq!(keys.as_array().map(Vec::len), Some(100), "{keys}");
+    }
+
+    // A multipart upload begun on A takes a part from B and completes on A.
+    let id = create_upload(&a, "mpu", None).await;
+    let part = upload_part(&b, "mpu", &id, 1, "x", 1000).await;
+    let done = complete(&a, "mpu", &id, &[&part]).await;
+    assert_eq!(done["object"]["size"], 1000, "{done}");
+    assert_eq!(
+        get(&b, "/head?key=mpu").await["object"]["etag"],
+        done["object"]["etag"]
+    );
+
+    // The CLI reads the bucket with the settings of the project's .dev.vars.
+    put(&a, "cli/read-me", "written by a worker", None).await;
+    let project = tempfile::tempdir().unwrap();
+    let fixture = crate::util::fixture("r2");
+    std::fs::copy(
+        fixture.join("wrangler.jsonc"),
+        project.path().join("wrangler.jsonc"),
+    )
+    .unwrap();
+    std::fs::create_dir(project.path().join("src")).unwrap();
+    std::fs::copy(
+        fixture.join("src/entry.py"),
+        project.path().join("src/entry.py"),
+    )
+    .unwrap();
+    let dev_vars: String = moto
+        .settings("team")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    std::fs::write(project.path().join(".dev.vars"), dev_vars).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = crate::util::pyflare(&[
+        "r2",
+        "object",
+        "get",
+        "photos/cli/read-me",
+        "--pipe",
+        "--dir",
+        project.path().to_str().unwrap(),
+        "--persist-to",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "written by a worker"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = crate::util::pyflare(&[
+        "r2",
+        "object",
+        "delete",
+        "photos/cli/read-me",
+        "--dir",
+        project.path().to_str().unwrap(),
+        "--persist-to",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        get(&b, "/head?key=cli/read-me").await["object"],
+        json!(null)
+    );
+    drop((a, b));
+
+    // A blob no row names (a put a crash cut off) is swept by the next
+    // pyflare to open the bucket once older than the grace period (an
+    // hour by default: it may be another process's put in flight).
+    let orphan = "team/00000000000000000000000000000000";
+    let stored = client()
+        .put(format!("{}/r2test/{orphan}", moto.endpoint))
+        .body("orphan")
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.status().is_success());
+    let c = moto.worker("team").await;
+    assert!(moto.names("team").await.iter().any(|n| n == orphan));
+    drop(c);
+    let state = tempfile::tempdir().unwrap();
+    let c = moto
+        .worker_with("team", state, &[("PYFLARE_R2_ORPHAN_GRACE_SECONDS", "0")])
+        .await;
+    let names = moto.names("team").await;
+    assert!(!names.iter().any(|n| n == orphan), "{names:?}");
+    // Only the orphan: 101 objects' blobs and the metadata object stay.
+    assert_eq!(names.len(), 102, "{names:?}");
+    assert_eq!(get(&c, "/get?key=many/b07").await["value"], "many/b07");
 }

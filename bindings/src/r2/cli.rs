@@ -1,6 +1,7 @@
 //! `pyflare r2 object get|put|delete BUCKET/KEY` and `pyflare r2 object
-//! list BUCKET`: reads and writes the same local buckets `pyflare dev`
-//! uses, as `wrangler r2 object ... --local` does. Bodies stream: a large
+//! list BUCKET`: reads and writes the same buckets `pyflare dev` uses, as
+//! `wrangler r2 object ... --local` does: local ones, and those on S3 with
+//! the same settings (environment and `.dev.vars`). Bodies stream: a large
 //! object never sits whole in memory.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -18,7 +19,7 @@ use crate::cli::{BindingCli, CliContext, CliError, StateArgs};
 #[derive(Debug)]
 pub(super) struct R2Cli;
 
-/// Read and write local R2 buckets (as `wrangler r2 ... --local`).
+/// Read and write the R2 buckets of pyflare dev (as `wrangler r2 ... --local`).
 #[derive(Debug, Parser)]
 #[command(name = "r2")]
 struct R2Args {
@@ -225,20 +226,20 @@ impl BindingCli for R2Cli {
     }
 }
 
-/// The bucket `name` names (bucket or binding name), on local state.
+/// The bucket `name` names (bucket or binding name): on local state, or
+/// on S3 when the settings `pyflare dev` reads (environment, `.dev.vars`)
+/// give its `PYFLARE_R2_<BINDING>_URL`.
 async fn open(name: &str, state: &StateArgs, cx: &dyn CliContext) -> Result<R2Bucket, CliError> {
     let project = cx.project(state)?;
     let entry: R2BucketConfig = project.find(R2Buckets.config_key(), name)?;
-    let bucket = R2Bucket::new(
-        entry,
-        &project.persist_root,
-        cx.clock(),
-        &Default::default(),
-    );
+    let setting = super::s3_setting(&entry.binding);
+    let bucket = R2Bucket::new(entry, &project.persist_root, cx.clock(), &project.settings);
     if let Err(e) = bucket.store().await {
         return Err(CliError::hinted(
             format!("cannot open the R2 bucket {name}: {e}"),
-            "pyflare r2 object works on local buckets; reach one whose objects are on S3 through the worker, or with an S3 client",
+            format!(
+                "a bucket on S3 needs {setting} and its AWS_* settings in the environment or .dev.vars, as for pyflare dev"
+            ),
         ));
     }
     Ok(bucket)

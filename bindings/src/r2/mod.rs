@@ -12,13 +12,19 @@
 //! window: neither pyflare nor the host holds a large object whole.
 //!
 //! On S3: with `PYFLARE_R2_<BINDING>_URL=s3://bucket[/prefix]` in the
-//! environment or `.dev.vars`, a bucket's blobs go to S3-compatible storage
+//! environment or `.dev.vars`, a bucket lives in S3-compatible storage
 //! through object_store's `AmazonS3Builder`, configured by the `AWS_*`
 //! variables it knows (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`, ...). Metadata
-//! (and small values) stay in the local SQLite file, which records where
-//! the bytes are and refuses to open against another place. Every binding
-//! of one bucket must name the same URL.
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`, ...): every
+//! value in a blob under the prefix, and the metadata as one SQLite object
+//! beside them (`<prefix>/.pyflare/metadata.sqlite3`), read and written by
+//! compare-and-swap (see [`shared`]). So every pyflare naming that URL
+//! (`pyflare dev` on two machines, the `pyflare r2 object` commands) sees
+//! one bucket, multipart uploads in progress included; nothing of it is in
+//! the local state folder. Every binding of one bucket must name the same
+//! URL. Blobs no row names (a crash's) are deleted at open once older than
+//! `PYFLARE_R2_ORPHAN_GRACE_SECONDS` (default an hour), so another
+//! process's put in flight is never swept.
 //!
 //! Differences from Cloudflare:
 //! - Not emulated: `ssecKey` (customer keys) and storage classes beyond
@@ -32,17 +38,19 @@
 //!   the limit; Miniflare has none); completing or aborting an upload that
 //!   never existed is R2's "multipart upload does not exist" (10024), where
 //!   Miniflare answers an internal error (10001).
-//! - On S3, a bucket's metadata is local: two machines pointing at one S3
-//!   prefix do not see each other's objects, and blobs a crash left there
-//!   are not swept (another pyflare may be writing under that prefix).
-//! - `pyflare r2 object` commands read local buckets only; one whose bytes
-//!   are on S3 refuses to open there.
+//! - On S3, each write rewrites the whole metadata object (its size grows
+//!   with the number of objects and uploads in progress), and each read
+//!   first asks S3 whether it changed: slower than a local bucket, and
+//!   writes of several processes to one bucket take turns (a write that
+//!   loses the race is applied again; last writer wins per key, as R2).
+//!   A store that ignores conditional writes (`If-Match`) is refused.
 
 pub mod call;
 mod cli;
 pub mod config;
 pub mod error;
 pub mod limits;
+mod shared;
 pub mod store;
 
 #[cfg(test)]
@@ -154,8 +162,16 @@ pub struct R2Bucket {
     /// `PYFLARE_R2_<BINDING>_URL` and the `AWS_*` settings, for a bucket
     /// whose bytes live in S3-compatible storage.
     s3: Option<(String, BTreeMap<String, String>)>,
+    /// How old a blob no row names must be before an open on S3 deletes
+    /// it ([`ORPHAN_GRACE_SETTING`], default an hour).
+    orphan_grace: std::time::Duration,
     store: OnceCell<R2Store>,
 }
+
+/// The setting giving, in seconds, how old a blob on S3 that no row names
+/// must be before it is swept: younger ones may belong to another
+/// process's put that has not committed yet.
+pub const ORPHAN_GRACE_SETTING: &str = "PYFLARE_R2_ORPHAN_GRACE_SECONDS";
 
 /// The setting naming the S3 URL of a binding's bucket.
 pub fn s3_setting(binding: &str) -> String {
@@ -305,6 +321,12 @@ impl R2Bucket {
             dir,
             clock,
             s3,
+            orphan_grace: std::time::Duration::from_secs(
+                settings
+                    .get(ORPHAN_GRACE_SETTING)
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(3600),
+            ),
             store: OnceCell::new(),
         }
     }
@@ -315,7 +337,10 @@ impl R2Bucket {
             .get_or_try_init(|| {
                 R2Store::open_shared(
                     &self.dir,
-                    self.s3.as_ref().map(|(url, aws)| (url.as_str(), aws)),
+                    self.s3.as_ref().map(|(url, aws)| {
+                        let grace = self.orphan_grace.as_millis() as i64;
+                        (url.as_str(), aws, self.clock.now_ms() - grace)
+                    }),
                 )
             })
             .await
@@ -333,7 +358,12 @@ impl R2Bucket {
                 what: format!("the R2 bucket {}", self.config.bucket()),
                 path: self.dir.clone(),
                 message: error.to_string(),
-                hint: Some(if let StoreError::Config(_) = error {
+                hint: Some(if self.s3.is_some() {
+                    format!(
+                        "check {} and the AWS_* settings (endpoint, credentials, region) in the environment or .dev.vars; the store must honour conditional writes (If-Match)",
+                        s3_setting(&self.config.binding)
+                    )
+                } else if let StoreError::Config(_) = error {
                     format!(
                         "set {} (and AWS_* credentials) in the environment or .dev.vars as when the bucket was first used, or move the folder aside",
                         s3_setting(&self.config.binding)
@@ -486,7 +516,7 @@ impl R2Bucket {
         }
         let mut digests = Digests::new(expected.first().map(|(i, _)| *i));
         let written = store
-            .write_blob(body, MAX_VALUE_BYTES, store::INLINE_MAX, |bytes| {
+            .write_blob(body, MAX_VALUE_BYTES, store.inline_max(), |bytes| {
                 digests.update(bytes)
             })
             .await
@@ -794,10 +824,15 @@ impl R2Bucket {
             blob: written.blob,
             inline: None,
         };
-        let old = store
+        let Some(old) = store
             .finish_upload(&upload_id, 1, Some(&row))
             .await
-            .map_err(internal(op))?;
+            .map_err(internal(op))?
+        else {
+            // Completed or aborted meanwhile (by another process on S3).
+            store.delete_blob(&row.blob).await;
+            return Err(R2Error::service(op, Failure::NoSuchUpload));
+        };
         for blob in old {
             store.delete_blob(&blob).await;
         }
@@ -816,6 +851,7 @@ impl R2Bucket {
                 .finish_upload(&upload_id, 2, None)
                 .await
                 .map_err(internal(op))?
+                .unwrap_or_default()
             {
                 store.delete_blob(&blob).await;
             }

@@ -1,28 +1,36 @@
-//! R2 storage: object bytes in an [`ObjectStore`] (object_store's
-//! `LocalFileSystem` under `<state>/r2/<bucket>/blobs/`), metadata in a
-//! SQLite file beside it (`<state>/r2/<bucket>/metadata.sqlite3`).
+//! R2 storage: object bytes in an [`ObjectStore`], metadata in SQLite.
+//!
+//! On the local disk: blobs through object_store's `LocalFileSystem` under
+//! `<state>/r2/<bucket>/blobs/`, metadata in a SQLite file beside them
+//! (`<state>/r2/<bucket>/metadata.sqlite3`). On S3: blobs under the
+//! bucket's prefix, metadata in one SQLite object beside them, shared by
+//! every process that opens the prefix (see [`super::shared`]).
 //!
 //! A blob is named by a random id (one per put or part),
 //! never by its key, so no key can reach a path outside the bucket's
 //! folder. A put streams into a new blob, which `LocalFileSystem` (with
 //! fsync) writes under a staging name, syncs and renames; only then does
-//! the metadata row commit (SQLite in WAL mode with `synchronous=FULL`),
-//! so a put the worker saw succeed survives a crash and a half-written
-//! blob is never an object. Blobs without a row are deleted at open (by
-//! the process holding the folder's `lock` file).
+//! the metadata row commit (SQLite in WAL mode with `synchronous=FULL`;
+//! on S3, the metadata object's upload), so a put the worker saw succeed
+//! survives a crash and a half-written blob is never an object. Blobs
+//! without a row are deleted at open (on the local disk by the process
+//! holding the folder's `lock` file; on S3 only those older than a grace
+//! period, as another process may be about to commit one).
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Acquire, Row, Sqlite, SqliteConnection, SqlitePool};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::shared::{self, Shared};
 use crate::binding::{BodyError, BodyStream};
 
 /// A storage failure (the worker sees R2's internal error; this is logged).
@@ -40,6 +48,9 @@ pub enum StoreError {
     /// The bucket's S3 settings are unusable.
     #[error("{0}")]
     Config(String),
+    /// Other processes kept writing the shared metadata first.
+    #[error("gave up after {0} tries: other pyflare processes kept writing this bucket first")]
+    Contended(u32),
 }
 
 /// One object's row.
@@ -179,11 +190,47 @@ const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 /// own are 8 KiB, one blocking task each).
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Where a bucket's metadata lives.
+#[derive(Debug, Clone)]
+enum Meta {
+    /// A SQLite file on this machine.
+    Local(SqlitePool),
+    /// An in-memory copy of the SQLite object on S3 (see [`super::shared`]).
+    Shared(Arc<Shared>),
+}
+
+/// The metadata, held for one call.
+enum Conn<'a> {
+    Local(PoolConnection<Sqlite>),
+    Shared(shared::Guard<'a>),
+}
+
+impl Conn<'_> {
+    fn get(&mut self) -> &mut SqliteConnection {
+        match self {
+            Conn::Local(conn) => conn,
+            Conn::Shared(guard) => guard.conn(),
+        }
+    }
+
+    /// Makes a committed transaction visible to every process: `false`
+    /// when another process wrote first and the transaction must be applied
+    /// again (on shared metadata only).
+    async fn publish(&mut self) -> Result<bool, StoreError> {
+        match self {
+            Conn::Local(_) => Ok(true),
+            Conn::Shared(guard) => guard.publish().await,
+        }
+    }
+}
+
 /// One bucket's metadata and blobs.
 #[derive(Debug, Clone)]
 pub struct R2Store {
-    pool: SqlitePool,
+    meta: Meta,
     blobs: Arc<dyn ObjectStore>,
+    /// Values up to this long stay in their row (0: none do).
+    inline_max: usize,
     /// The bucket folder's lock, when this process holds it (see
     /// [`R2Store::open_local`]).
     _lock: Option<Arc<std::fs::File>>,
@@ -266,8 +313,8 @@ impl R2Store {
     }
 
     /// Opens the metadata; `where_` names where the bytes are (`local` or
-    /// an `s3://` URL), recorded at the first open and checked at every
-    /// later one, so metadata never points into the wrong blob store.
+    /// `memory`), recorded at the first open and checked at every later
+    /// one, so metadata never points into the wrong blob store.
     async fn open_with(
         dir: &Path,
         blobs: Arc<dyn ObjectStore>,
@@ -301,27 +348,27 @@ impl R2Store {
             )));
         }
         let store = Self {
-            pool,
+            meta: Meta::Local(pool),
             blobs,
+            inline_max: INLINE_MAX,
             _lock: None,
         };
         if sweep {
-            store.remove_orphans().await?;
+            store.remove_orphans(None).await?;
         }
         Ok(store)
     }
 
-    /// Opens the bucket whose metadata lives in folder `dir` and whose
-    /// bytes live in S3-compatible storage at `url` (`s3://bucket` or
-    /// `s3://bucket/prefix`), configured by the `AWS_*` entries of
-    /// `settings` (endpoint, credentials, region, `AWS_ALLOW_HTTP`).
-    ///
-    /// No sweep: blobs a crash left in the bucket stay there, as another
-    /// pyflare may be writing under the same prefix.
+    /// Opens the bucket in S3-compatible storage at `url` (`s3://bucket`
+    /// or `s3://bucket/prefix`), configured by the `AWS_*` entries of
+    /// `settings` (endpoint, credentials, region, `AWS_ALLOW_HTTP`): its
+    /// blobs and its metadata object are there, shared with every pyflare
+    /// that names the same place. Blobs no row names and last written
+    /// before `sweep_before` (ms since the epoch) are deleted.
     pub async fn open_s3(
-        dir: &Path,
         url: &str,
         settings: &std::collections::BTreeMap<String, String>,
+        sweep_before: i64,
     ) -> Result<Self, StoreError> {
         use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
         let rest = url
@@ -342,15 +389,36 @@ impl R2Store {
             "" => s3,
             prefix => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
         };
-        Self::open_with(dir, blobs, url, false).await
+        Self::open_shared_in(blobs, sweep_before).await
+    }
+
+    /// Opens the bucket whose blobs and shared metadata object are in
+    /// `blobs`, sweeping blobs no row names last written before
+    /// `sweep_before` (ms since the epoch): later ones may be another
+    /// process's put about to commit.
+    pub async fn open_shared_in(
+        blobs: Arc<dyn ObjectStore>,
+        sweep_before: i64,
+    ) -> Result<Self, StoreError> {
+        let shared = Shared::open(blobs.clone(), SCHEMA).await?;
+        let store = Self {
+            meta: Meta::Shared(Arc::new(shared)),
+            blobs,
+            // Every value in a blob keeps the shared object small.
+            inline_max: 0,
+            _lock: None,
+        };
+        store.remove_orphans(Some(sweep_before)).await?;
+        Ok(store)
     }
 
     /// The store of folder `dir` shared by every user in this process
     /// (bindings of a reloaded worker, the CLI), so one pool serializes
-    /// its writes: on the local disk, or with its bytes at `s3_url`.
+    /// its writes: on the local disk, or at an S3 URL (with its settings
+    /// and the time before which orphan blobs are swept).
     pub async fn open_shared(
         dir: &Path,
-        s3: Option<(&str, &std::collections::BTreeMap<String, String>)>,
+        s3: Option<(&str, &std::collections::BTreeMap<String, String>, i64)>,
     ) -> Result<Self, StoreError> {
         static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, R2Store>> =
             std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -360,7 +428,9 @@ impl R2Store {
         }
         let store = match s3 {
             None => Self::open_local(dir).await?,
-            Some((url, settings)) => Self::open_s3(dir, url, settings).await?,
+            Some((url, settings, sweep_before)) => {
+                Self::open_s3(url, settings, sweep_before).await?
+            }
         };
         Ok(OPEN
             .lock()
@@ -370,20 +440,40 @@ impl R2Store {
             .clone())
     }
 
+    /// Values up to this long are kept in their row (0: none are).
+    pub fn inline_max(&self) -> usize {
+        self.inline_max
+    }
+
+    /// The metadata for one call (on S3: locked and fresh).
+    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        Ok(match &self.meta {
+            Meta::Local(pool) => Conn::Local(pool.acquire().await?),
+            Meta::Shared(shared) => Conn::Shared(shared.lock().await?),
+        })
+    }
+
     /// Deletes blobs no row names: those of a put or part that a crash cut
-    /// off (staging files included).
-    async fn remove_orphans(&self) -> Result<(), StoreError> {
+    /// off (staging files included); with `before` (ms since the epoch),
+    /// only those last written earlier.
+    async fn remove_orphans(&self, before: Option<i64>) -> Result<(), StoreError> {
         let mut known: HashSet<String> = HashSet::new();
-        for row in sqlx::query("SELECT blob FROM objects UNION ALL SELECT blob FROM parts")
-            .fetch_all(&self.pool)
-            .await?
         {
-            known.insert(row.get("blob"));
+            let mut conn = self.conn().await?;
+            for row in sqlx::query("SELECT blob FROM objects UNION ALL SELECT blob FROM parts")
+                .fetch_all(conn.get())
+                .await?
+            {
+                known.insert(row.get("blob"));
+            }
         }
         let listed: Vec<_> = self.blobs.list(None).try_collect().await?;
         for meta in listed {
-            if !known.contains(meta.location.as_ref()) {
-                self.delete_blob(meta.location.as_ref()).await;
+            let name = meta.location.as_ref();
+            let young =
+                before.is_some_and(|before| meta.last_modified.timestamp_millis() >= before);
+            if !known.contains(name) && !name.starts_with(".pyflare/") && !young {
+                self.delete_blob(name).await;
             }
         }
         Ok(())
@@ -510,11 +600,12 @@ impl R2Store {
 
     /// The row of `key`.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectRow>, StoreError> {
+        let mut conn = self.conn().await?;
         Ok(sqlx::query(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"
         ))
         .bind(key.as_bytes())
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn.get())
         .await?
         .as_ref()
         .map(object_from))
@@ -526,61 +617,73 @@ impl R2Store {
     pub async fn commit_put(
         &self,
         row: &ObjectRow,
-        allowed: impl FnOnce(Option<&ObjectRow>) -> bool,
+        allowed: impl Fn(Option<&ObjectRow>) -> bool,
     ) -> Result<Option<Option<String>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let old = sqlx::query(&format!(
-            "SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"
-        ))
-        .bind(row.key.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(object_from);
-        if !allowed(old.as_ref()) {
-            return Ok(None);
+        let mut conn = self.conn().await?;
+        loop {
+            let mut tx = conn.get().begin().await?;
+            let old = sqlx::query(&format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE key = ?"
+            ))
+            .bind(row.key.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(object_from);
+            if !allowed(old.as_ref()) {
+                return Ok(None);
+            }
+            insert_object(&mut tx, row).await?;
+            tx.commit().await?;
+            if conn.publish().await? {
+                return Ok(Some(old.map(|o| o.blob)));
+            }
         }
-        insert_object(&mut tx, row).await?;
-        tx.commit().await?;
-        Ok(Some(old.map(|o| o.blob)))
     }
 
     /// The inline bytes of `key` at `version` (`None` once replaced).
     pub async fn inline(&self, key: &str, version: &str) -> Result<Option<Bytes>, StoreError> {
+        let mut conn = self.conn().await?;
         let bytes: Option<Option<Vec<u8>>> =
             sqlx::query_scalar("SELECT inline FROM objects WHERE key = ? AND version = ?")
                 .bind(key.as_bytes())
                 .bind(version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(conn.get())
                 .await?;
         Ok(bytes.map(|b| Bytes::from(b.unwrap_or_default())))
     }
 
     /// Deletes the rows of `keys`; returns their blobs.
     pub async fn delete(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut blobs = Vec::new();
-        for key in keys {
-            if let Some(row) = sqlx::query("DELETE FROM objects WHERE key = ? RETURNING blob")
-                .bind(key.as_bytes())
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                blobs.push(row.get("blob"));
+        let mut conn = self.conn().await?;
+        loop {
+            let mut tx = conn.get().begin().await?;
+            let mut blobs = Vec::new();
+            for key in keys {
+                if let Some(row) = sqlx::query("DELETE FROM objects WHERE key = ? RETURNING blob")
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    blobs.push(row.get("blob"));
+                }
+            }
+            tx.commit().await?;
+            if conn.publish().await? {
+                return Ok(blobs);
             }
         }
-        tx.commit().await?;
-        Ok(blobs)
     }
 
     /// Rows with keys starting with `prefix`, after `start_after`, in key
-    /// byte order, as a stream read page by page.
+    /// byte order, at most `page` of them.
     pub async fn scan(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         page: usize,
     ) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut conn = self.conn().await?;
         // Keys are BLOBs: SQLite compares them bytewise, R2's order.
         let rows = sqlx::query(&format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE substr(key, 1, ?) = ? \
@@ -591,7 +694,7 @@ impl R2Store {
         .bind(start_after.map(str::as_bytes))
         .bind(start_after.map(str::as_bytes))
         .bind(page as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(conn.get())
         .await?;
         Ok(rows.iter().map(object_from).collect())
     }
@@ -603,19 +706,24 @@ impl R2Store {
         upload: &UploadRow,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO uploads (upload_id, key, http_metadata, custom_metadata, storage_class, \
-             created) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(upload_id)
-        .bind(upload.key.as_bytes())
-        .bind(&upload.http_metadata)
-        .bind(&upload.custom_metadata)
-        .bind(&upload.storage_class)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.conn().await?;
+        loop {
+            sqlx::query(
+                "INSERT INTO uploads (upload_id, key, http_metadata, custom_metadata, \
+                 storage_class, created) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(upload_id)
+            .bind(upload.key.as_bytes())
+            .bind(&upload.http_metadata)
+            .bind(&upload.custom_metadata)
+            .bind(&upload.storage_class)
+            .bind(now_ms)
+            .execute(conn.get())
+            .await?;
+            if conn.publish().await? {
+                return Ok(());
+            }
+        }
     }
 
     /// The upload `upload_id` of `key`.
@@ -624,10 +732,11 @@ impl R2Store {
         key: &str,
         upload_id: &str,
     ) -> Result<Option<UploadRow>, StoreError> {
+        let mut conn = self.conn().await?;
         let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = ? AND key = ?")
             .bind(upload_id)
             .bind(key.as_bytes())
-            .fetch_optional(&self.pool)
+            .fetch_optional(conn.get())
             .await?;
         Ok(row.map(|row| {
             let key: Vec<u8> = row.get("key");
@@ -649,43 +758,50 @@ impl R2Store {
         upload_id: &str,
         part: &PartRow,
     ) -> Result<Option<Option<String>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let state: Option<i64> =
-            sqlx::query_scalar("SELECT state FROM uploads WHERE upload_id = ? AND key = ?")
-                .bind(upload_id)
-                .bind(key.as_bytes())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if state != Some(0) {
-            return Ok(None);
+        let mut conn = self.conn().await?;
+        loop {
+            let mut tx = conn.get().begin().await?;
+            let state: Option<i64> =
+                sqlx::query_scalar("SELECT state FROM uploads WHERE upload_id = ? AND key = ?")
+                    .bind(upload_id)
+                    .bind(key.as_bytes())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if state != Some(0) {
+                return Ok(None);
+            }
+            let old: Option<String> = sqlx::query_scalar(
+                "SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?",
+            )
+            .bind(upload_id)
+            .bind(part.part_number)
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO parts (upload_id, part_number, size, md5, etag, blob) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(upload_id)
+            .bind(part.part_number)
+            .bind(part.size as i64)
+            .bind(&part.md5)
+            .bind(&part.etag)
+            .bind(&part.blob)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if conn.publish().await? {
+                return Ok(Some(old));
+            }
         }
-        let old: Option<String> =
-            sqlx::query_scalar("SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?")
-                .bind(upload_id)
-                .bind(part.part_number)
-                .fetch_optional(&mut *tx)
-                .await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO parts (upload_id, part_number, size, md5, etag, blob) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(upload_id)
-        .bind(part.part_number)
-        .bind(part.size as i64)
-        .bind(&part.md5)
-        .bind(&part.etag)
-        .bind(&part.blob)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(old))
     }
 
     /// The parts of an upload, by number.
     pub async fn parts(&self, upload_id: &str) -> Result<Vec<PartRow>, StoreError> {
+        let mut conn = self.conn().await?;
         let rows = sqlx::query("SELECT * FROM parts WHERE upload_id = ? ORDER BY part_number")
             .bind(upload_id)
-            .fetch_all(&self.pool)
+            .fetch_all(conn.get())
             .await?;
         Ok(rows
             .iter()
@@ -701,44 +817,56 @@ impl R2Store {
 
     /// Ends an upload (1 completed, 2 aborted), dropping its parts' rows;
     /// returns their blobs. With `object`, stores it in the same
-    /// transaction and also returns the blob it replaces.
+    /// transaction and also returns the blob it replaces. `None` when the
+    /// upload had already ended (another process finished it first).
     pub async fn finish_upload(
         &self,
         upload_id: &str,
         state: i64,
         object: Option<&ObjectRow>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut blobs: Vec<String> =
-            sqlx::query_scalar("DELETE FROM parts WHERE upload_id = ? RETURNING blob")
-                .bind(upload_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("UPDATE uploads SET state = ? WHERE upload_id = ?")
-            .bind(state)
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(row) = object {
-            if let Some(old) =
-                sqlx::query_scalar::<_, String>("SELECT blob FROM objects WHERE key = ?")
-                    .bind(row.key.as_bytes())
-                    .fetch_optional(&mut *tx)
-                    .await?
-            {
-                blobs.push(old);
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut conn = self.conn().await?;
+        loop {
+            let mut tx = conn.get().begin().await?;
+            let ended =
+                sqlx::query("UPDATE uploads SET state = ? WHERE upload_id = ? AND state = 0")
+                    .bind(state)
+                    .bind(upload_id)
+                    .execute(&mut *tx)
+                    .await?;
+            if ended.rows_affected() == 0 {
+                return Ok(None);
             }
-            insert_object(&mut tx, row).await?;
+            let mut blobs: Vec<String> =
+                sqlx::query_scalar("DELETE FROM parts WHERE upload_id = ? RETURNING blob")
+                    .bind(upload_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if let Some(row) = object {
+                if let Some(old) =
+                    sqlx::query_scalar::<_, String>("SELECT blob FROM objects WHERE key = ?")
+                        .bind(row.key.as_bytes())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                {
+                    blobs.push(old);
+                }
+                insert_object(&mut tx, row).await?;
+            }
+            tx.commit().await?;
+            if conn.publish().await? {
+                return Ok(Some(blobs));
+            }
         }
-        tx.commit().await?;
-        Ok(blobs)
     }
 
     /// Writes the write-ahead log into the database file (clean stop).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await?;
+        if let Meta::Local(pool) = &self.meta {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await?;
+        }
         Ok(())
     }
 }

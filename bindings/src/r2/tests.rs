@@ -253,7 +253,11 @@ async fn conformance(store: R2Store) {
         Some(Some("b1".into()))
     );
     assert_eq!(store.parts("u1").await.unwrap().len(), 1);
-    assert_eq!(store.finish_upload("u1", 2, None).await.unwrap(), ["b1"]);
+    assert_eq!(
+        store.finish_upload("u1", 2, None).await.unwrap(),
+        Some(vec!["b1".to_owned()])
+    );
+    assert_eq!(store.finish_upload("u1", 1, None).await.unwrap(), None);
     assert_eq!(store.upload("m", "u1").await.unwrap().unwrap().state, 2);
     assert_eq!(store.put_part("m", "u1", &part).await.unwrap(), None);
 }
@@ -295,4 +299,98 @@ async fn open_sweeps_blobs_no_row_names() {
         .collect();
     left.sort();
     assert_eq!(left, [kept.blob]);
+}
+
+#[tokio::test]
+async fn shared_metadata_store() {
+    let s3 = Arc::new(InMemory::new());
+    conformance(R2Store::open_shared_in(s3, i64::MAX).await.unwrap()).await;
+}
+
+/// Two stores on one S3 prefix, as two pyflare processes: each sees the
+/// other's writes, and concurrent writes of different keys all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_prefix() {
+    let s3: Arc<InMemory> = Arc::new(InMemory::new());
+    let a = R2Store::open_shared_in(s3.clone(), 0).await.unwrap();
+    let b = R2Store::open_shared_in(s3.clone(), 0).await.unwrap();
+    assert_eq!(a.inline_max(), 0);
+    a.commit_put(&row("k", "blob-a", 1), |_| true)
+        .await
+        .unwrap();
+    assert_eq!(b.head("k").await.unwrap().unwrap().blob, "blob-a");
+    // A condition is checked against the other process's row.
+    assert_eq!(
+        b.commit_put(&row("k", "blob-b", 1), |old| old.is_none())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.delete(&["k".into()]).await.unwrap(),
+        ["blob-a".to_owned()]
+    );
+    assert!(a.head("k").await.unwrap().is_none());
+
+    let writer = |store: R2Store, name: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let key = format!("{name}-{i:02}");
+                store
+                    .commit_put(&row(&key, &key, 1), |_| true)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (x, y) = (writer(a.clone(), "a"), writer(b.clone(), "b"));
+    x.await.unwrap();
+    y.await.unwrap();
+    for store in [&a, &b] {
+        assert_eq!(store.scan("", None, 1000).await.unwrap().len(), 80);
+    }
+
+    // An upload begun by one is finished once: the other's try is refused.
+    let upload = UploadRow {
+        key: "m".into(),
+        http_metadata: "{}".into(),
+        custom_metadata: "{}".into(),
+        storage_class: "Standard".into(),
+        state: 0,
+    };
+    a.create_upload("u", &upload, 1).await.unwrap();
+    assert!(b.upload("m", "u").await.unwrap().is_some());
+    assert_eq!(b.finish_upload("u", 1, None).await.unwrap(), Some(vec![]));
+    assert_eq!(a.finish_upload("u", 2, None).await.unwrap(), None);
+}
+
+/// On S3, blobs no row names are swept at open only once older than the
+/// grace period: a younger one may be another process's put.
+#[tokio::test]
+async fn shared_sweep_spares_young_orphans() {
+    use object_store::ObjectStore;
+    let s3: Arc<InMemory> = Arc::new(InMemory::new());
+    let store = R2Store::open_shared_in(s3.clone(), i64::MAX).await.unwrap();
+    let kept = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
+    store
+        .commit_put(&row("k", &kept.blob, 0), |_| true)
+        .await
+        .unwrap();
+    let orphan = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
+    let names = || async {
+        let mut names: Vec<String> = s3
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        names.sort();
+        names
+    };
+    // Last written after the given time: spared.
+    R2Store::open_shared_in(s3.clone(), 0).await.unwrap();
+    assert!(names().await.contains(&orphan.blob));
+    R2Store::open_shared_in(s3.clone(), i64::MAX).await.unwrap();
+    let mut expected = vec![kept.blob.clone(), ".pyflare/metadata.sqlite3".to_owned()];
+    expected.sort();
+    assert_eq!(names().await, expected);
 }

@@ -40,10 +40,12 @@ impl CliContext for StateCommand {
     fn project(&self, state: &StateArgs) -> Result<Project, CliError> {
         let config = WorkerConfig::load_for_state(&state.dir, state.env.as_deref())
             .map_err(CliError::other)?;
+        let settings = crate::dispatch::binding_settings(&config);
         Ok(Project {
             persist_root: config.persist_root(state.persist_to.as_deref()),
             file: config.file,
             root: config.root,
+            settings,
             fields: config.rest,
         })
     }
