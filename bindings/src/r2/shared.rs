@@ -23,7 +23,7 @@ use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use sqlx::sqlite::{SqliteConnectOptions, SqliteOwnedBuf};
 use sqlx::{ConnectOptions, Executor, SqliteConnection};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::store::StoreError;
@@ -52,14 +52,17 @@ struct Copy {
     /// The ETag of the S3 object the copy is, or `None` when the copy may
     /// differ from it (not yet fetched, or a write that failed half-way).
     etag: Option<String>,
+    /// When the request that last found the copy to be the S3 object
+    /// (fetched, unchanged, or published) was sent.
+    checked: Option<Instant>,
+    /// `total_changes()` at that moment.
+    changes: i64,
 }
 
 /// The copy, locked and fresh, for one read or one write.
 pub(super) struct Guard<'a> {
     s3: &'a Arc<dyn ObjectStore>,
     copy: MutexGuard<'a, Copy>,
-    /// `total_changes()` when the copy was last fetched or published.
-    changes: i64,
     attempts: u32,
 }
 
@@ -89,28 +92,40 @@ impl Shared {
         conn.execute(sqlx::raw_sql(schema)).await?;
         let shared = Self {
             s3,
-            copy: Mutex::new(Copy { conn, etag: None }),
+            copy: Mutex::new(Copy {
+                conn,
+                etag: None,
+                checked: None,
+                changes: 0,
+            }),
         };
         // The first process to get here publishes the empty schema; the
         // others fetch what it published.
         let mut guard = shared.lock().await?;
         if guard.copy.etag.is_none() {
-            guard.changes = -1;
+            guard.copy.changes = -1;
             guard.publish().await?;
         }
         drop(guard);
         Ok(shared)
     }
 
-    /// The copy, refreshed from S3.
+    /// The copy, as fresh as the S3 object was at some moment after the
+    /// call: refreshed, unless another call of this process refreshed or
+    /// published it while this one waited for the lock (under load most
+    /// calls then cost no request of their own; a write's `If-Match`
+    /// still guards against other processes).
     pub(super) async fn lock(&self) -> Result<Guard<'_>, StoreError> {
+        let arrived = Instant::now();
         let mut guard = Guard {
             s3: &self.s3,
             copy: self.copy.lock().await,
-            changes: 0,
             attempts: 0,
         };
-        guard.refresh().await?;
+        let fresh = guard.copy.etag.is_some() && guard.copy.checked.is_some_and(|t| t > arrived);
+        if !fresh {
+            guard.refresh().await?;
+        }
         Ok(guard)
     }
 }
@@ -155,6 +170,8 @@ impl Guard<'_> {
             if_none_match: self.copy.etag.clone(),
             ..Default::default()
         };
+        // Stamped when asked: what S3 answers is at least that recent.
+        let asked = Instant::now();
         match self.s3.get_opts(&meta_path(), options).await {
             Err(object_store::Error::NotModified { .. }) => {}
             // Not published yet (or removed): the next write creates it.
@@ -168,7 +185,8 @@ impl Guard<'_> {
                 self.copy.etag = etag;
             }
         }
-        self.changes = self.total_changes().await?;
+        self.copy.changes = self.total_changes().await?;
+        self.copy.checked = Some(asked);
         Ok(())
     }
 
@@ -183,7 +201,7 @@ impl Guard<'_> {
     /// the copy is now theirs, and the caller applies its transaction again.
     pub(super) async fn publish(&mut self) -> Result<bool, StoreError> {
         let changes = self.total_changes().await?;
-        if changes == self.changes {
+        if changes == self.copy.changes {
             return Ok(true);
         }
         let bytes = Bytes::from(self.copy.conn.serialize(None).await?.to_vec());
@@ -198,11 +216,13 @@ impl Guard<'_> {
             mode,
             ..Default::default()
         };
+        let asked = Instant::now();
         match self.s3.put_opts(&meta_path(), bytes.into(), options).await {
             Ok(put) => {
                 // Without an ETag the next use fetches the object whole.
                 self.copy.etag = put.e_tag;
-                self.changes = changes;
+                self.copy.changes = changes;
+                self.copy.checked = Some(asked);
                 Ok(true)
             }
             Err(
