@@ -23,7 +23,8 @@ use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use sqlx::sqlite::{SqliteConnectOptions, SqliteOwnedBuf};
 use sqlx::{ConnectOptions, Executor, SqliteConnection};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::store::StoreError;
@@ -43,6 +44,9 @@ pub(super) const MAX_ATTEMPTS: u32 = 30;
 pub(super) struct Shared {
     s3: Arc<dyn ObjectStore>,
     copy: Mutex<Copy>,
+    /// Orders the calls and the S3 requests of this process (see
+    /// [`Shared::lock`]).
+    ticks: AtomicU64,
 }
 
 /// This process's copy.
@@ -52,9 +56,9 @@ struct Copy {
     /// The ETag of the S3 object the copy is, or `None` when the copy may
     /// differ from it (not yet fetched, or a write that failed half-way).
     etag: Option<String>,
-    /// When the request that last found the copy to be the S3 object
-    /// (fetched, unchanged, or published) was sent.
-    checked: Option<Instant>,
+    /// The tick at which the request that last found the copy to be the S3
+    /// object (fetched, unchanged, or published) was sent.
+    checked: Option<u64>,
     /// `total_changes()` at that moment.
     changes: i64,
 }
@@ -63,6 +67,7 @@ struct Copy {
 pub(super) struct Guard<'a> {
     s3: &'a Arc<dyn ObjectStore>,
     copy: MutexGuard<'a, Copy>,
+    ticks: &'a AtomicU64,
     attempts: u32,
 }
 
@@ -98,6 +103,7 @@ impl Shared {
                 checked: None,
                 changes: 0,
             }),
+            ticks: AtomicU64::new(0),
         };
         // The first process to get here publishes the empty schema; the
         // others fetch what it published.
@@ -116,10 +122,11 @@ impl Shared {
     /// calls then cost no request of their own; a write's `If-Match`
     /// still guards against other processes).
     pub(super) async fn lock(&self) -> Result<Guard<'_>, StoreError> {
-        let arrived = Instant::now();
+        let arrived = self.ticks.fetch_add(1, Ordering::SeqCst);
         let mut guard = Guard {
             s3: &self.s3,
             copy: self.copy.lock().await,
+            ticks: &self.ticks,
             attempts: 0,
         };
         let fresh = guard.copy.etag.is_some() && guard.copy.checked.is_some_and(|t| t > arrived);
@@ -171,7 +178,7 @@ impl Guard<'_> {
             ..Default::default()
         };
         // Stamped when asked: what S3 answers is at least that recent.
-        let asked = Instant::now();
+        let asked = self.ticks.fetch_add(1, Ordering::SeqCst);
         match self.s3.get_opts(&meta_path(), options).await {
             Err(object_store::Error::NotModified { .. }) => {}
             // Not published yet (or removed): the next write creates it.
@@ -216,7 +223,7 @@ impl Guard<'_> {
             mode,
             ..Default::default()
         };
-        let asked = Instant::now();
+        let asked = self.ticks.fetch_add(1, Ordering::SeqCst);
         match self.s3.put_opts(&meta_path(), bytes.into(), options).await {
             Ok(put) => {
                 // Without an ETag the next use fetches the object whole.
