@@ -207,55 +207,62 @@ impl Guard<'_> {
     /// (or nothing changed); `Ok(false)` when another process wrote first:
     /// the copy is now theirs, and the caller applies its transaction again.
     pub(super) async fn publish(&mut self) -> Result<bool, StoreError> {
-        let changes = self.total_changes().await?;
-        if changes == self.copy.changes {
-            return Ok(true);
-        }
-        let bytes = Bytes::from(self.copy.conn.serialize(None).await?.to_vec());
-        let mode = match self.copy.etag.clone() {
-            Some(etag) => PutMode::Update(UpdateVersion {
-                e_tag: Some(etag),
-                version: None,
-            }),
-            None => PutMode::Create,
-        };
-        let options = PutOptions {
-            mode,
-            ..Default::default()
-        };
-        let asked = self.ticks.fetch_add(1, Ordering::SeqCst);
-        match self.s3.put_opts(&meta_path(), bytes.into(), options).await {
-            Ok(put) => {
-                // Without an ETag the next use fetches the object whole.
-                self.copy.etag = put.e_tag;
-                self.copy.changes = changes;
-                self.copy.checked = Some(asked);
-                Ok(true)
+        loop {
+            let changes = self.total_changes().await?;
+            if changes == self.copy.changes {
+                return Ok(true);
             }
-            Err(
-                object_store::Error::Precondition { .. }
-                | object_store::Error::AlreadyExists { .. },
-            ) => {
-                self.attempts += 1;
-                if self.attempts >= MAX_ATTEMPTS {
-                    self.copy.etag = None;
-                    return Err(StoreError::Contended(self.attempts));
+            let bytes = Bytes::from(self.copy.conn.serialize(None).await?.to_vec());
+            let mode = match self.copy.etag.clone() {
+                Some(etag) => PutMode::Update(UpdateVersion {
+                    e_tag: Some(etag),
+                    version: None,
+                }),
+                None => PutMode::Create,
+            };
+            let options = PutOptions {
+                mode,
+                ..Default::default()
+            };
+            let asked = self.ticks.fetch_add(1, Ordering::SeqCst);
+            match self.s3.put_opts(&meta_path(), bytes.into(), options).await {
+                Ok(put) => {
+                    // Without an ETag the next use fetches the object whole.
+                    self.copy.etag = put.e_tag;
+                    self.copy.changes = changes;
+                    self.copy.checked = Some(asked);
+                    return Ok(true);
                 }
-                // Random backoff, growing with the attempts, so two
-                // processes stop meeting.
-                let ceiling = 2u64 << self.attempts.min(6);
-                let mut byte = [0u8; 2];
-                getrandom::fill(&mut byte).expect("the system's random source");
-                let wait = u64::from(u16::from_le_bytes(byte)) % ceiling;
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                self.copy.etag = None;
-                self.refresh().await?;
-                Ok(false)
-            }
-            Err(e) => {
-                // The copy holds a write S3 does not: fetch it whole next.
-                self.copy.etag = None;
-                Err(e.into())
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. },
+                ) => {
+                    self.attempts += 1;
+                    if self.attempts >= MAX_ATTEMPTS {
+                        self.copy.etag = None;
+                        return Err(StoreError::Contended(self.attempts));
+                    }
+                    // Random backoff, growing with the attempts, so two
+                    // processes stop meeting.
+                    let ceiling = 2u64 << self.attempts.min(6);
+                    let mut byte = [0u8; 2];
+                    getrandom::fill(&mut byte).expect("the system's random source");
+                    let wait = u64::from(u16::from_le_bytes(byte)) % ceiling;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    self.copy.etag = None;
+                    self.refresh().await?;
+                    if self.copy.etag.is_some() {
+                        return Ok(false);
+                    }
+                    // The object was removed meanwhile: the copy, this
+                    // transaction included, becomes it.
+                    self.copy.changes = -1;
+                }
+                Err(e) => {
+                    // The copy holds a write S3 does not: fetch it whole next.
+                    self.copy.etag = None;
+                    return Err(e.into());
+                }
             }
         }
     }

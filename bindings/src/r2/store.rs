@@ -412,17 +412,26 @@ impl R2Store {
         Ok(store)
     }
 
-    /// The store of folder `dir` shared by every user in this process
-    /// (bindings of a reloaded worker, the CLI), so one pool serializes
-    /// its writes: on the local disk, or at an S3 URL (with its settings
-    /// and the time before which orphan blobs are swept).
+    /// The store of folder `dir` (on the local disk) or of an S3 URL (with
+    /// its settings and the time before which orphan blobs are swept),
+    /// shared by every user in this process (bindings of a reloaded worker,
+    /// the CLI), so one pool or one lock serializes its writes.
     pub async fn open_shared(
         dir: &Path,
         s3: Option<(&str, &std::collections::BTreeMap<String, String>, i64)>,
     ) -> Result<Self, StoreError> {
-        static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, R2Store>> =
+        /// Where a bucket is.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        enum Place {
+            Local(PathBuf),
+            S3(String),
+        }
+        static OPEN: std::sync::Mutex<std::collections::BTreeMap<Place, R2Store>> =
             std::sync::Mutex::new(std::collections::BTreeMap::new());
-        let key = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let key = match s3 {
+            None => Place::Local(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
+            Some((url, _, _)) => Place::S3(url.trim_end_matches('/').to_owned()),
+        };
         if let Some(store) = OPEN.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(store.clone());
         }
