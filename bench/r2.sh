@@ -9,8 +9,15 @@
 #     straight into put) and out (GET, the object's body as the response):
 #     MB/s, and the peak RSS of pyflare and of the worker host
 #
+#   - with R2_S3_URL=s3://bucket/prefix (and the AWS_* settings of an
+#     S3-compatible store in the environment), the small put+get also on
+#     S3: blobs and the shared metadata object there
+#
 #   bash bench/r2.sh                  # needs wrk and curl
 #   DURATION=30 SIZE_MB=256 bash bench/r2.sh
+#   R2_S3_URL=s3://bench/run1 AWS_ENDPOINT_URL=http://127.0.0.1:5000 \
+#     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+#     AWS_ALLOW_HTTP=true bash bench/r2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +54,15 @@ wait_up "$PORT"
 SMALL=$(load "$PORT")
 kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
 
+# 1b. The same on S3, when asked.
+if [ -n "${R2_S3_URL:-}" ]; then
+  PYFLARE_R2_BUCKET_URL="$R2_S3_URL" "$BIN" dev bench/workers/r2 --port "$PORT" --no-reload --persist-to "$WORK/state-s3" >"$LOG" 2>&1 &
+  PYFLARE_PID=$!
+  wait_up "$PORT"
+  SMALL_S3=$(load "$PORT")
+  kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true
+fi
+
 # 2. The same route, bare, on an in-memory bucket.
 "$NODE" bench/r2_baseline.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" >/dev/null 2>&1 &
 BASE_PID=$!
@@ -57,6 +73,9 @@ kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
 echo "R2 put+get (small) via pyflare: $(rps "$SMALL") req/s, p99 $(p99 "$SMALL") (wrk -c$CONNECTIONS, ${DURATION}s)"
 echo "same route, bare, in-memory R2: $(rps "$BASE") req/s, p99 $(p99 "$BASE")"
 echo "ratio pyflare / bare:           $(ratio "$(rps "$SMALL")" "$(rps "$BASE")")"
+if [ -n "${SMALL_S3:-}" ]; then
+  echo "R2 put+get (small) on S3:       $(rps "$SMALL_S3") req/s, p99 $(p99 "$SMALL_S3") ($R2_S3_URL)"
+fi
 
 # 3. A large object in and out, on a fresh pyflare.
 BIG="$WORK/big.bin"
