@@ -316,32 +316,22 @@ async fn r2_two_pyflare_processes_share_one_s3_bucket() {
         .collect();
     std::fs::write(project.path().join(".dev.vars"), dev_vars).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = crate::util::pyflare(&[
-        "r2",
-        "object",
-        "get",
-        "photos/cli/read-me",
-        "--pipe",
-        "--dir",
-        project.path().to_str().unwrap(),
-        "--persist-to",
-        state.path().to_str().unwrap(),
-    ]);
+    let cli = |command: &[&str]| {
+        let at = [
+            "--dir",
+            project.path().to_str().unwrap(),
+            "--persist-to",
+            state.path().to_str().unwrap(),
+        ];
+        crate::util::pyflare(&[&["r2", "object"], command, &at[..]].concat())
+    };
+    let (code, stdout, stderr) = cli(&["get", "photos/cli/read-me", "--pipe"]);
     assert_eq!(
         (code, stdout.as_str()),
         (0, "written by a worker"),
         "{stderr}"
     );
-    let (code, _, stderr) = crate::util::pyflare(&[
-        "r2",
-        "object",
-        "delete",
-        "photos/cli/read-me",
-        "--dir",
-        project.path().to_str().unwrap(),
-        "--persist-to",
-        state.path().to_str().unwrap(),
-    ]);
+    let (code, _, stderr) = cli(&["delete", "photos/cli/read-me"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         get(&b, "/head?key=cli/read-me").await["object"],

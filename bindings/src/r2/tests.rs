@@ -122,6 +122,16 @@ fn row(key: &str, blob: &str, size: u64) -> ObjectRow {
     }
 }
 
+fn upload_row(key: &str) -> UploadRow {
+    UploadRow {
+        key: key.into(),
+        http_metadata: "{}".into(),
+        custom_metadata: "{}".into(),
+        storage_class: "Standard".into(),
+        state: 0,
+    }
+}
+
 async fn read(store: &R2Store, blob: &str, offset: u64, length: u64) -> Vec<u8> {
     let mut body = store.read_blob(blob, offset, length).await.unwrap();
     let mut out = Vec::new();
@@ -231,13 +241,7 @@ async fn conformance(store: R2Store) {
     );
 
     // Multipart bookkeeping.
-    let upload = UploadRow {
-        key: "m".into(),
-        http_metadata: "{}".into(),
-        custom_metadata: "{}".into(),
-        storage_class: "Standard".into(),
-        state: 0,
-    };
+    let upload = upload_row("m");
     store.create_upload("u1", &upload, 5).await.unwrap();
     assert!(store.upload("other-key", "u1").await.unwrap().is_none());
     let part = PartRow {
@@ -279,18 +283,24 @@ async fn in_memory_blob_store() {
     .await;
 }
 
-#[tokio::test]
-async fn open_sweeps_blobs_no_row_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = R2Store::open_local(dir.path()).await.unwrap();
+/// Two empty blobs: one an object's, one no row names.
+async fn kept_and_orphan(store: &R2Store) -> (String, String) {
     let kept = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
     store
         .commit_put(&row("k", &kept.blob, 0), |_| true)
         .await
         .unwrap();
     let orphan = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
+    (kept.blob, orphan.blob)
+}
+
+#[tokio::test]
+async fn open_sweeps_blobs_no_row_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = R2Store::open_local(dir.path()).await.unwrap();
+    let (kept, orphan) = kept_and_orphan(&store).await;
     let blobs = dir.path().join("blobs");
-    std::fs::write(blobs.join(format!("{}#3", orphan.blob)), b"staged").unwrap();
+    std::fs::write(blobs.join(format!("{orphan}#3")), b"staged").unwrap();
     drop(store);
     let _store = R2Store::open_local(dir.path()).await.unwrap();
     let mut left: Vec<String> = std::fs::read_dir(&blobs)
@@ -298,7 +308,7 @@ async fn open_sweeps_blobs_no_row_names() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, [kept.blob]);
+    assert_eq!(left, [kept]);
 }
 
 #[tokio::test]
@@ -351,13 +361,7 @@ async fn two_processes_share_one_prefix() {
     }
 
     // An upload begun by one is finished once: the other's try is refused.
-    let upload = UploadRow {
-        key: "m".into(),
-        http_metadata: "{}".into(),
-        custom_metadata: "{}".into(),
-        storage_class: "Standard".into(),
-        state: 0,
-    };
+    let upload = upload_row("m");
     a.create_upload("u", &upload, 1).await.unwrap();
     assert!(b.upload("m", "u").await.unwrap().is_some());
     assert_eq!(b.finish_upload("u", 1, None).await.unwrap(), Some(vec![]));
@@ -371,12 +375,7 @@ async fn shared_sweep_spares_young_orphans() {
     use object_store::ObjectStore;
     let s3: Arc<InMemory> = Arc::new(InMemory::new());
     let store = R2Store::open_shared_in(s3.clone(), i64::MAX).await.unwrap();
-    let kept = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
-    store
-        .commit_put(&row("k", &kept.blob, 0), |_| true)
-        .await
-        .unwrap();
-    let orphan = store.write_blob(None, 1, 0, |_| {}).await.unwrap();
+    let (kept, orphan) = kept_and_orphan(&store).await;
     let names = || async {
         let mut names: Vec<String> = s3
             .list(None)
@@ -388,9 +387,9 @@ async fn shared_sweep_spares_young_orphans() {
     };
     // Last written after the given time: spared.
     R2Store::open_shared_in(s3.clone(), 0).await.unwrap();
-    assert!(names().await.contains(&orphan.blob));
+    assert!(names().await.contains(&orphan));
     R2Store::open_shared_in(s3.clone(), i64::MAX).await.unwrap();
-    let mut expected = vec![kept.blob.clone(), ".pyflare/metadata.sqlite3".to_owned()];
+    let mut expected = vec![kept.clone(), ".pyflare/metadata.sqlite3".to_owned()];
     expected.sort();
     assert_eq!(names().await, expected);
 }
