@@ -363,3 +363,39 @@ async fn r2_two_pyflare_processes_share_one_s3_bucket() {
     assert_eq!(names.len(), 102, "{names:?}");
     assert_eq!(get(&c, "/get?key=many/b07").await["value"], "many/b07");
 }
+
+/// A store that does not honour conditional writes would lose one of two
+/// processes' writes: pyflare refuses it at start (object_store's
+/// `AWS_CONDITIONAL_PUT=disabled` stands in for such a store).
+#[tokio::test]
+async fn r2_a_store_without_conditional_writes_is_refused() {
+    let Some(moto) = moto_or_skip("r2_a_store_without_conditional_writes_is_refused").await else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(crate::util::pyflare_bin())
+        .arg("dev")
+        .arg(crate::util::fixture("r2"))
+        .args(["--port", "0", "--persist-to"])
+        .arg(state.path())
+        .envs(moto.settings("refused"))
+        .env("AWS_CONDITIONAL_PUT", "disabled")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("pyflare dev stops at start")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot open the R2 bucket photos at s3://r2test/refused: this S3-compatible store does not honour conditional writes (If-Match)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: check PYFLARE_R2_BUCKET_URL"),
+        "{stderr}"
+    );
+}

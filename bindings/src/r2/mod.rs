@@ -356,7 +356,11 @@ impl R2Bucket {
             .map(|_| ())
             .map_err(|error| BindingConfigError::Storage {
                 what: format!("the R2 bucket {}", self.config.bucket()),
-                path: self.dir.clone(),
+                // A bucket on S3 has nothing in the local folder.
+                path: match &self.s3 {
+                    Some((url, _)) => PathBuf::from(url),
+                    None => self.dir.clone(),
+                },
                 message: error.to_string(),
                 hint: Some(if self.s3.is_some() {
                     format!(
