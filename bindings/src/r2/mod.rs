@@ -178,6 +178,9 @@ pub fn s3_setting(binding: &str) -> String {
     format!("PYFLARE_R2_{binding}_URL")
 }
 
+/// Tries of a get whose row is replaced while its bytes are read.
+const GET_TRIES: u32 = 3;
+
 /// The checksum algorithms, in R2's order: (option name, name in errors).
 const ALGORITHMS: [(&str, &str); 5] = [
     ("md5", "MD5"),
@@ -439,40 +442,56 @@ impl R2Bucket {
     ) -> Result<Reply, R2Error> {
         validate_key(&key, Op::Get)?;
         let store = self.store().await.map_err(internal(Op::Get))?;
-        let Some(row) = store.head(&key).await.map_err(internal(Op::Get))? else {
-            return Ok(Reply::json(Value::Null));
-        };
-        if let Some(condition) = &only_if
-            && !condition.holds(Some((&row.etag, row.uploaded)))
-        {
-            let object = object_json(&row, Some((0, row.size)), (true, true));
-            return Ok(Reply::json(json!({ "object": object, "bodyless": true })));
+        // A row whose bytes are gone when read was replaced or deleted
+        // meanwhile (by a call on another binding, or another process on
+        // S3): the get starts again from the new row.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Some(row) = store.head(&key).await.map_err(internal(Op::Get))? else {
+                return Ok(Reply::json(Value::Null));
+            };
+            if let Some(condition) = &only_if
+                && !condition.holds(Some((&row.etag, row.uploaded)))
+            {
+                let object = object_json(&row, Some((0, row.size)), (true, true));
+                return Ok(Reply::json(json!({ "object": object, "bodyless": true })));
+            }
+            let (offset, length) = match &range {
+                None => (0, row.size),
+                Some(range) => range
+                    .resolve(row.size)
+                    .map_err(|_| R2Error::service(Op::Get, Failure::InvalidRange))?
+                    .unwrap_or((0, row.size)),
+            };
+            let body = if row.blob.is_empty() {
+                let bytes = store
+                    .inline(&row.key, &row.version)
+                    .await
+                    .map_err(internal(Op::Get))?;
+                let Some(bytes) = bytes else {
+                    if tries < GET_TRIES {
+                        continue;
+                    }
+                    let gone = StoreError::Config("replaced while read".into());
+                    return Err(internal(Op::Get)(gone));
+                };
+                let (start, end) = (offset as usize, (offset + length) as usize);
+                BodyStream::whole(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
+            } else {
+                match store.read_blob(&row.blob, offset, length).await {
+                    Ok(body) => body,
+                    Err(StoreError::Blob(object_store::Error::NotFound { .. }))
+                        if tries < GET_TRIES =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(internal(Op::Get)(e)),
+                }
+            };
+            let object = object_json(&row, Some((offset, length)), (true, true));
+            return Ok(Reply::with_body(json!({ "object": object }), body));
         }
-        let (offset, length) = match range {
-            None => (0, row.size),
-            Some(range) => range
-                .resolve(row.size)
-                .map_err(|_| R2Error::service(Op::Get, Failure::InvalidRange))?
-                .unwrap_or((0, row.size)),
-        };
-        let body = if row.blob.is_empty() {
-            let bytes = store
-                .inline(&row.key, &row.version)
-                .await
-                .map_err(internal(Op::Get))?
-                .ok_or_else(|| {
-                    internal(Op::Get)(StoreError::Config("replaced while read".into()))
-                })?;
-            let (start, end) = (offset as usize, (offset + length) as usize);
-            BodyStream::whole(bytes.slice(start.min(bytes.len())..end.min(bytes.len())))
-        } else {
-            store
-                .read_blob(&row.blob, offset, length)
-                .await
-                .map_err(internal(Op::Get))?
-        };
-        let object = object_json(&row, Some((offset, length)), (true, true));
-        Ok(Reply::with_body(json!({ "object": object }), body))
     }
 
     async fn put(
