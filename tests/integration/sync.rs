@@ -203,6 +203,11 @@ def summary(name, status, headers, text):
     return f"{name} {status} {headers.get('x-seen-method')} {text}"
 
 
+async def parts():
+    yield b"chunked-"
+    yield b"body"
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         url, _, query = request.url.partition("?")
@@ -248,6 +253,8 @@ class Default(WorkerEntrypoint):
                 async with session.post(echo, json={"k": [1, 2]}) as r:
                     seen = await r.json()
                     out.append(f"{seen['method']} {seen['type']} {seen['body']}")
+                async with session.post(base + "/target", data=parts()) as r:
+                    out.append(summary("chunked", r.status, r.headers, await r.text()))
                 async with session.get(base + "/moved") as r:
                     out.append(f"{[h.status for h in r.history]} {r.url.path} {await r.text()}")
                 try:
@@ -283,20 +290,22 @@ class Default(WorkerEntrypoint):
     let aiohttp = w.get("/aiohttp").await.text().await.unwrap();
     let lines: Vec<&str> = aiohttp.lines().collect();
     assert_eq!(
-        lines[..5],
+        lines[..lines.len().min(6)],
         [
             "200 application/json GET q=a+b yes",
             "post 200 POST pong:bytes",
             "put 200 PUT pong:text",
             "POST application/json {\"k\": [1, 2]}",
+            "chunked 200 POST pong:chunked-body",
             "[302] /target pong:",
         ],
         "{aiohttp}\n{}",
         w.output()
     );
+    let failure = lines.get(6).copied().unwrap_or_default();
     assert!(
-        lines[5].starts_with("ClientConnectorError: Cannot connect to host 127.0.0.1:9")
-            && lines[5].contains("fetch failed"),
+        failure.starts_with("ClientConnectorError: Cannot connect to host 127.0.0.1:9")
+            && failure.contains("fetch failed"),
         "{aiohttp}"
     );
 }
