@@ -1,6 +1,6 @@
 // Pyodide with Cloudflare's Python SDK importable and the two runtime
 // modules the SDK imports stubbed: the common set-up of the benchmarks that
-// run Python without pyflare (baseline.mjs, sdk_cost.mjs).
+// run Python without pyflare (ceiling.mjs, sdk_cost.mjs).
 
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";

@@ -64,7 +64,7 @@ if [ -n "${R2_S3_URL:-}" ]; then
 fi
 
 # 2. The same route, bare, on an in-memory bucket.
-"$NODE" bench/r2_baseline.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" >/dev/null 2>&1 &
+"$NODE" bench/ceiling.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" r2 >/dev/null 2>&1 &
 BASE_PID=$!
 wait_up "$BASE_PORT"
 BASE=$(load "$BASE_PORT")

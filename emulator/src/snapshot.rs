@@ -78,22 +78,27 @@ pub fn prune(dir: &Path, bound: u64) {
                 let _ = std::fs::remove_file(&path);
             }
         } else if name.ends_with(".snap") {
-            snapshots.push((modified, meta.len(), name.ends_with(".base.snap"), path));
+            let kind = if name.ends_with(".base.snap") {
+                1
+            } else if name.ends_with(".pkgs.snap") {
+                2
+            } else {
+                0
+            };
+            snapshots.push((modified, meta.len(), kind, path));
         }
     }
     snapshots.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let mut total = 0u64;
-    let (mut kept_dedicated, mut kept_baseline) = (false, false);
-    for (_, len, baseline, path) in snapshots {
-        let newest_of_its_kind = if baseline {
-            !std::mem::replace(&mut kept_baseline, true)
-        } else {
-            !std::mem::replace(&mut kept_dedicated, true)
-        };
+    // Dedicated, baseline, packages.
+    let mut kept = [false; 3];
+    for (_, len, kind, path) in snapshots {
+        let newest_of_its_kind = !std::mem::replace(&mut kept[kind], true);
         total = total.saturating_add(len);
         if total > bound && !newest_of_its_kind {
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(path.with_extension("snap.nosnap"));
+            let _ = std::fs::remove_file(packages_list_path(&path));
         }
     }
 }
@@ -101,21 +106,30 @@ pub fn prune(dir: &Path, bound: u64) {
 /// Keeps the snapshots a maker host wrote (`<path>.made`) as the snapshots
 /// of `init`'s key only if the worker's files still have that key: a file
 /// saved while the maker imported them may be in the snapshot, which must
-/// then not answer for the files it was keyed by.
+/// then not answer for the files it was keyed by. A packages snapshot kept
+/// gets the list of its modules (`init.packages`) beside it.
 pub fn keep_made(init: &WorkerInit) {
-    let (Some(dedicated), Some(baseline)) = (&init.snapshot_path, &init.baseline_snapshot_path)
-    else {
+    let Some(baseline) = &init.baseline_snapshot_path else {
         return;
     };
-    let dir = Path::new(dedicated).parent().unwrap_or(Path::new("."));
+    let dir = Path::new(baseline).parent().unwrap_or(Path::new("."));
     let now = paths_for(dir, init);
-    let now = [now.dedicated, now.baseline];
-    for (path, now) in [dedicated, baseline].into_iter().zip(now) {
+    let made = [
+        (&init.snapshot_path, Some(now.dedicated)),
+        (&init.baseline_snapshot_path, Some(now.baseline)),
+        (&init.packages_snapshot_path, now.packages),
+    ];
+    for (path, now) in made {
+        let Some(path) = path else { continue };
         let made = format!("{path}.made");
         if !Path::new(&made).exists() {
             continue;
         }
-        if Path::new(path) == now {
+        if now.as_deref() == Some(Path::new(path)) {
+            if init.packages_snapshot_path.as_ref() == Some(path) {
+                let list = packages_list_path(Path::new(path));
+                let _ = std::fs::write(list, init.packages.join("\n"));
+            }
             let _ = std::fs::rename(&made, path);
         } else {
             tracing::debug!("files changed while {path} was made; not keeping it");
@@ -142,6 +156,10 @@ pub struct SnapshotPaths {
     /// The baseline snapshot: Pyodide, the SDK, pyflare's glue and
     /// `python_modules/` imported, none of the worker's own code.
     pub baseline: PathBuf,
+    /// The packages snapshot: the baseline with the modules of
+    /// `python_modules/` the worker imports imported too (keyed as the
+    /// baseline is); only for a worker with `python_modules/`.
+    pub packages: Option<PathBuf>,
 }
 
 /// The snapshots for `init`, from one walk of its folders, and marks those
@@ -153,13 +171,46 @@ pub fn paths_for(dir: &Path, init: &WorkerInit) -> SnapshotPaths {
     hasher.update(init.main_module.as_bytes());
     hash_tree(&mut hasher, Path::new(&init.module_root), &mut digests);
     digests.save();
+    let baseline = finish(dir, base, "base.snap");
+    let packages = init.python_modules_dir.is_some().then(|| {
+        baseline
+            .with_extension("")
+            .with_extension(PACKAGES_EXTENSION)
+    });
     let paths = SnapshotPaths {
         dedicated: finish(dir, hasher, "snap"),
-        baseline: finish(dir, base, "base.snap"),
+        baseline,
+        packages,
     };
-    mark_used(&paths.dedicated);
-    mark_used(&paths.baseline);
+    for path in [
+        Some(&paths.dedicated),
+        Some(&paths.baseline),
+        paths.packages.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        mark_used(path);
+    }
     paths
+}
+
+/// The extension of a packages snapshot (`<baseline key>.pkgs.snap`).
+const PACKAGES_EXTENSION: &str = "pkgs.snap";
+
+/// The file beside a packages snapshot listing the modules it holds, one
+/// per line (written once the snapshot is kept).
+pub fn packages_list_path(snapshot: &Path) -> PathBuf {
+    snapshot.with_extension("snap.imports")
+}
+
+/// The modules the packages snapshot at `snapshot` holds, if it exists.
+pub fn packages_made(snapshot: &Path) -> Option<Vec<String>> {
+    if !snapshot.exists() {
+        return None;
+    }
+    let text = std::fs::read_to_string(packages_list_path(snapshot)).ok()?;
+    Some(text.lines().map(str::to_owned).collect())
 }
 
 fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
@@ -355,6 +406,8 @@ mod tests {
             bindings: vec![],
             snapshot_path: None,
             baseline_snapshot_path: None,
+            packages_snapshot_path: None,
+            packages: Vec::new(),
             take_snapshots: false,
             memory_limit_bytes: 0,
         }

@@ -25,12 +25,15 @@ const PYFLARE_LIB = `${SESSION}/pyflare`;
  * Loads the worker described by `init` (the `worker` part of `hello`).
  * Returns a `Worker` that dispatches events into Python.
  *
- * Two memory snapshots make later starts fast: a baseline, taken once
- * Pyodide, the SDK and pyflare's glue are imported (it changes only with
- * them and `python_modules/`), and a dedicated one, taken after the worker's
- * own imports (it changes with every edit). A start restores the dedicated
- * snapshot when it matches, else the baseline and imports the worker, else
- * starts afresh; whatever was missing is written for next time.
+ * Memory snapshots make later starts fast: a baseline, taken once Pyodide,
+ * the SDK and pyflare's glue are imported (it changes only with them and
+ * `python_modules/`); for a worker with `python_modules/`, a packages
+ * snapshot, the baseline with the modules of `python_modules/` the worker
+ * imports imported too (keyed as the baseline); and a dedicated one, taken
+ * after the worker's own imports (it changes with every edit). A start
+ * restores the dedicated snapshot when it matches, else the packages or
+ * the baseline snapshot and imports the worker, else starts afresh;
+ * whatever was missing is written for next time by a snapshot-making host.
  */
 export async function loadWorker(init, channel) {
   const stage = await prepareWorker(init, channel, false);
@@ -57,6 +60,7 @@ export async function prepareWorker(init, channel, standby) {
   const known = { helper, flags, workersModule, env, pyodideApi: pyodideApi.module, pyodideInternal: pyodideApi.internal, pyflareHost: channel.pythonApi };
   const dedicated = new SnapshotFile(standby ? null : init.snapshot_path, known, log);
   const baseline = new SnapshotFile(init.baseline_snapshot_path, known, log);
+  const packages = new SnapshotFile(init.packages_snapshot_path, known, log);
 
   const userModules = init.python_modules_dir && existsSync(init.python_modules_dir);
   const userSdk = userModules && existsSync(join(init.python_modules_dir, "workers", "__init__.py"));
@@ -116,18 +120,26 @@ export async function prepareWorker(init, channel, standby) {
   // it can (it tracks every JS global access), so serving hosts never do.
   const takes = Boolean(init.take_snapshots) && !standby;
   const mayTakeDedicated = takes && dedicated.wanted();
+  // Only a host told which modules to import makes the packages snapshot.
+  const packageList = init.packages ?? [];
+  const mayTakePackages = takes && packageList.length > 0 && packages.wanted();
   let origin = "restored";
   let makeMode = false;
   let baselineTaken = null;
   let py = await restore(dedicated, false);
+  if (!py && !mayTakePackages) {
+    origin = "packages";
+    makeMode = mayTakeDedicated;
+    py = await restore(packages, makeMode);
+  }
   if (!py) {
     origin = "baseline";
-    makeMode = mayTakeDedicated;
+    makeMode = mayTakeDedicated || mayTakePackages;
     py = await restore(baseline, makeMode);
   }
   if (!py) {
     origin = "fresh";
-    makeMode = (takes && baseline.wanted()) || mayTakeDedicated;
+    makeMode = (takes && baseline.wanted()) || mayTakeDedicated || mayTakePackages;
     py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: makeMode });
   }
 
@@ -154,6 +166,13 @@ export async function prepareWorker(init, channel, standby) {
   // API objects it holds), before any of the worker's code.
   pyodideApi.attach(py);
 
+  let packagesTaken = null;
+  if (mayTakePackages && (origin === "baseline" || origin === "fresh")) {
+    // As the worker's import would (the SDK's patches apply), before it.
+    py.pyimport("_pyflare.bootstrap").preimport(packageList);
+    packagesTaken = await packages.take(py);
+  }
+
   const entrypoints = py.pyimport("_pyflare.entrypoints");
   if (standby) {
     // Compile the import machinery's code paths now, not when the new code
@@ -177,9 +196,13 @@ export async function prepareWorker(init, channel, standby) {
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
       const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py);
       if (takes) {
+        // What a packages snapshot of this worker should hold.
+        const imported = init.packages_snapshot_path
+          ? py.pyimport("_pyflare.bootstrap").worker_packages().toJs()
+          : [];
         // Tell pyflare the snapshots are on disk; it then stops this host.
-        Promise.all([taken?.written, baselineTaken?.written]).then(() =>
-          setTimeout(() => channel.send({ type: "snapshot_done" }), 0),
+        Promise.all([taken?.written, baselineTaken?.written, packagesTaken?.written]).then(() =>
+          setTimeout(() => channel.send({ type: "snapshot_done", packages: imported }), 0),
         );
       }
       entrypoints.before_first_request();

@@ -320,3 +320,61 @@ async fn snapshot_of_a_worker_whose_imports_grew_memory_restores() {
         .collect();
     assert!(refused.is_empty(), "{}", w.output());
 }
+
+#[tokio::test]
+async fn reload_restores_the_packages_the_worker_imports_from_their_snapshot() {
+    // A package that stamps the time it was imported: a host restored from
+    // the packages snapshot has the stamp of the snapshot, not its own.
+    let project = tempfile::tempdir().unwrap();
+    for dir in ["src", "python_modules/stamp"] {
+        std::fs::create_dir_all(project.path().join(dir)).unwrap();
+    }
+    std::fs::write(
+        project.path().join("wrangler.toml"),
+        "name = \"stamped\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("python_modules/stamp/__init__.py"),
+        "import time\n\nSTAMP = time.time_ns()\n",
+    )
+    .unwrap();
+    let entry = |version: u32| {
+        format!(
+            "import stamp\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(f\"v{version} {{stamp.STAMP}}\")\n"
+        )
+    };
+    save(&project.path().join("src/entry.py"), &entry(1));
+    let snapshots = tempfile::tempdir().unwrap();
+    let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+    let stamp_of = |body: String| body.split_once(' ').unwrap().1.to_owned();
+    let fresh = stamp_of(w.get("/").await.text().await.unwrap());
+
+    // The snapshot maker learns the worker's packages and snapshots them.
+    let packages = wait_for_file(&w, snapshots.path(), ".pkgs.snap", "\u{0}").await;
+    let list = std::fs::read_to_string(packages.with_extension("snap.imports")).unwrap();
+    assert!(list.lines().any(|line| line == "stamp"), "{list}");
+
+    let mut stamps = Vec::new();
+    for version in 2..=3 {
+        save(&project.path().join("src/entry.py"), &entry(version));
+        let started = Instant::now();
+        let body = loop {
+            let body = w.get("/").await.text().await.unwrap();
+            if body.starts_with(&format!("v{version} ")) {
+                break body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{}",
+                w.output()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        stamps.push(stamp_of(body));
+    }
+    // Both reloads imported only the worker's own module.
+    assert_eq!(stamps[0], stamps[1], "{}", w.output());
+    assert_ne!(stamps[0], fresh, "{}", w.output());
+}

@@ -190,8 +190,11 @@ async fn sync_packages_get_the_sdks_patches_as_on_cloudflare() {
 #[tokio::test]
 async fn sync_http_clients_reach_the_network_through_fetch() {
     let project = project(
-        "\"httpx\", \"requests\"",
-        r#"import httpx
+        "\"httpx\", \"requests\", \"aiohttp\"",
+        r#"import json
+
+import aiohttp
+import httpx
 import requests
 from workers import Response, WorkerEntrypoint
 
@@ -200,13 +203,29 @@ def summary(name, status, headers, text):
     return f"{name} {status} {headers.get('x-seen-method')} {text}"
 
 
+async def parts():
+    yield b"chunked-"
+    yield b"body"
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        url = request.url.split("?")[0]
+        url, _, query = request.url.partition("?")
         base = url.rsplit("/", 1)[0]
         if url.endswith("/target"):
             body = await request.text()
             return Response(f"pong:{body}", headers={"x-seen-method": request.method})
+        if url.endswith("/echo"):
+            seen = {
+                "method": request.method,
+                "query": query,
+                "custom": request.headers.get("x-custom"),
+                "type": request.headers.get("content-type"),
+                "body": await request.text(),
+            }
+            return Response(json.dumps(seen), headers={"content-type": "application/json"})
+        if url.endswith("/moved"):
+            return Response("", status=302, headers={"location": base + "/target"})
         if url.endswith("/sync"):
             with httpx.Client() as client:
                 got = client.post(base + "/target", content=b"httpx-sync")
@@ -220,6 +239,29 @@ class Default(WorkerEntrypoint):
             async with httpx.AsyncClient() as client:
                 got = await client.put(base + "/target", content=b"httpx-async")
             return Response(summary("httpx-async", got.status_code, got.headers, got.text))
+        if url.endswith("/aiohttp"):
+            out = []
+            async with aiohttp.ClientSession() as session:
+                echo = base + "/echo"
+                async with session.get(echo, params={"q": "a b"}, headers={"x-custom": "yes"}) as r:
+                    seen = await r.json()
+                    out.append(f"{r.status} {r.headers['content-type']} {seen['method']} {seen['query']} {seen['custom']}")
+                async with session.post(base + "/target", data=b"bytes") as r:
+                    out.append(summary("post", r.status, r.headers, await r.text()))
+                async with session.put(base + "/target", data="text") as r:
+                    out.append(summary("put", r.status, r.headers, (await r.read()).decode()))
+                async with session.post(echo, json={"k": [1, 2]}) as r:
+                    seen = await r.json()
+                    out.append(f"{seen['method']} {seen['type']} {seen['body']}")
+                async with session.post(base + "/target", data=parts()) as r:
+                    out.append(summary("chunked", r.status, r.headers, await r.text()))
+                async with session.get(base + "/moved") as r:
+                    out.append(f"{[h.status for h in r.history]} {r.url.path} {await r.text()}")
+                try:
+                    await session.get("http://127.0.0.1:9/")
+                except aiohttp.ClientConnectorError as error:
+                    out.append(f"ClientConnectorError: {error}")
+            return Response("\n".join(out))
         if url.endswith("/refused"):
             try:
                 httpx.get("http://127.0.0.1:9/")
@@ -243,5 +285,27 @@ class Default(WorkerEntrypoint):
     assert!(
         refused.starts_with("ConnectError: fetch failed"),
         "{refused}"
+    );
+
+    let aiohttp = w.get("/aiohttp").await.text().await.unwrap();
+    let lines: Vec<&str> = aiohttp.lines().collect();
+    assert_eq!(
+        lines[..lines.len().min(6)],
+        [
+            "200 application/json GET q=a+b yes",
+            "post 200 POST pong:bytes",
+            "put 200 PUT pong:text",
+            "POST application/json {\"k\": [1, 2]}",
+            "chunked 200 POST pong:chunked-body",
+            "[302] /target pong:",
+        ],
+        "{aiohttp}\n{}",
+        w.output()
+    );
+    let failure = lines.get(6).copied().unwrap_or_default();
+    assert!(
+        failure.starts_with("ClientConnectorError: Cannot connect to host 127.0.0.1:9")
+            && failure.contains("fetch failed"),
+        "{aiohttp}"
     );
 }

@@ -119,6 +119,9 @@ impl TestWorker {
                 }
             });
         }
+        // Only the readers send: a pyflare that exits before it is ready
+        // fails the test at once rather than after the timeout.
+        drop(ready_tx);
         let base = tokio::time::timeout(Duration::from_secs(120), ready_rx.recv())
             .await
             .ok()

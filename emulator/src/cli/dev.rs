@@ -118,6 +118,7 @@ fn host_spec(
         let paths = crate::snapshot::paths_for(&runtime.snapshot_dir, &init);
         init.snapshot_path = path(paths.dedicated);
         init.baseline_snapshot_path = path(paths.baseline);
+        init.packages_snapshot_path = paths.packages.and_then(path);
         // After the paths above have marked this worker's snapshots used.
         crate::snapshot::prune(&runtime.snapshot_dir, crate::snapshot::cache_bound());
     }
@@ -178,6 +179,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         Slot::Ready(host) => match host.origin.as_str() {
             "restored" => "from a snapshot",
             "baseline" => "from the baseline snapshot",
+            "packages" => "from the packages snapshot",
             _ => "without a snapshot",
         },
         Slot::Failed(_) => {
@@ -385,6 +387,8 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingIn
         bindings,
         snapshot_path: None,
         baseline_snapshot_path: None,
+        packages_snapshot_path: None,
+        packages: Vec::new(),
         take_snapshots: false,
         memory_limit_bytes: 0,
     }

@@ -172,6 +172,8 @@ pub(super) async fn start_host_with(
         }],
         snapshot_path: None,
         baseline_snapshot_path: None,
+        packages_snapshot_path: None,
+        packages: Vec::new(),
         take_snapshots: false,
         memory_limit_bytes: 0,
     };

@@ -145,7 +145,7 @@ struct Shared {
     exit: watch::Sender<Option<ExitReason>>,
     bindings: Arc<BindingMap>,
     /// Set when the host has written its snapshots (see `Host::snapshot_done`).
-    snapshot_done: watch::Sender<bool>,
+    snapshot_done: watch::Sender<Option<Vec<String>>>,
 }
 
 impl Shared {
@@ -316,7 +316,7 @@ impl Host {
             ping: Mutex::default(),
             exit: exit_tx,
             bindings,
-            snapshot_done: watch::channel(false).0,
+            snapshot_done: watch::channel(None).0,
         });
         shared.send(&ToHost::Hello {
             version: PROTOCOL_VERSION,
@@ -346,10 +346,14 @@ impl Host {
         }
     }
 
-    /// Resolves once a host started to take snapshots has written them.
-    pub async fn snapshot_done(&self) {
+    /// Resolves once a host started to take snapshots has written them,
+    /// with the modules from `python_modules/` the worker imported.
+    pub async fn snapshot_done(&self) -> Vec<String> {
         let mut rx = self.shared.snapshot_done.subscribe();
-        let _ = rx.wait_for(|done| *done).await;
+        match rx.wait_for(Option::is_some).await {
+            Ok(done) => done.clone().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Whether the host is still serving.

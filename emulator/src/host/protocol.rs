@@ -31,6 +31,15 @@ pub struct WorkerInit {
     pub snapshot_path: Option<String>,
     /// Snapshot taken before the worker's own imports.
     pub baseline_snapshot_path: Option<String>,
+    /// Snapshot of the baseline with the worker's packages (the modules
+    /// from `python_modules/` it imported) imported too: what a reload
+    /// restores, so that only the worker's own modules are imported again.
+    /// Set only when the worker has `python_modules/`.
+    pub packages_snapshot_path: Option<String>,
+    /// For a snapshot-making host: the modules to import into the packages
+    /// snapshot (see `packages_snapshot_path`); empty, it makes none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
     /// This host only makes the snapshots (serving hosts never take them).
     pub take_snapshots: bool,
     /// The isolate's memory limit in bytes (Pyodide's memory and the
@@ -110,7 +119,12 @@ pub enum FromHost {
     StandbyReady {
         startup_ms: u64,
     },
-    SnapshotDone,
+    SnapshotDone {
+        /// The modules from `python_modules/` the worker imported (what
+        /// its packages snapshot should hold), in import order.
+        #[serde(default)]
+        packages: Vec<String>,
+    },
     LoadError {
         message: String,
     },

@@ -64,14 +64,18 @@ pub fn node_flags(runtime: &Runtime, init: &WorkerInit) -> Vec<OsString> {
 /// as the snapshot only if the worker's files did not change meanwhile),
 /// and the `.nosnap` note that says why one is not taken.
 pub fn snapshot_files(init: &WorkerInit) -> Vec<std::path::PathBuf> {
-    [&init.snapshot_path, &init.baseline_snapshot_path]
-        .into_iter()
-        .flatten()
-        .flat_map(|path| {
-            ["", ".tmp", ".made", ".nosnap"]
-                .map(|suffix| std::path::PathBuf::from(format!("{path}{suffix}")))
-        })
-        .collect()
+    [
+        &init.snapshot_path,
+        &init.baseline_snapshot_path,
+        &init.packages_snapshot_path,
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|path| {
+        ["", ".tmp", ".made", ".nosnap"]
+            .map(|suffix| std::path::PathBuf::from(format!("{path}{suffix}")))
+    })
+    .collect()
 }
 
 /// The environment a host starts with (after `env_clear`).

@@ -291,14 +291,67 @@ fn prepare_standby(
     });
 }
 
+/// Whether the snapshot at `path` was refused for good (a `.nosnap` note).
+fn refused(path: &str) -> bool {
+    std::path::Path::new(&format!("{path}.nosnap")).exists()
+}
+
+/// Runs a host that only makes the snapshots `init` names (it serves
+/// nothing), keeps those still valid, and returns the modules from
+/// `python_modules/` the worker imported.
+async fn run_maker(spec: &HostSpec, mut init: WorkerInit) -> Vec<String> {
+    init.take_snapshots = true;
+    let started = Host::start(
+        &spec.runtime,
+        init.clone(),
+        &spec.socket_dir,
+        spec.cpu_limit,
+        spec.bindings.clone(),
+    )
+    .await;
+    match started {
+        Ok(maker) => {
+            let packages = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done())
+                .await
+                .unwrap_or_default();
+            maker.stop(ExitReason::Stopped);
+            let _ = tokio::task::spawn_blocking(move || crate::snapshot::keep_made(&init)).await;
+            packages
+        }
+        Err(StartError::Load(e)) => {
+            tracing::debug!("no snapshot: {e}");
+            Vec::new()
+        }
+        Err(StartError::Host(e)) => {
+            tracing::debug!("no snapshot: {e:#}");
+            Vec::new()
+        }
+    }
+}
+
 /// Writes the snapshots a start could not restore, from a separate host
 /// that serves nothing: Pyodide runs slower while it can take snapshots,
 /// so the serving host never does. The next start restores them.
+///
+/// Two passes at most: the first makes the dedicated snapshot (and the
+/// baseline, if missing) and learns which packages the worker imports; the
+/// second makes the packages snapshot with them, when it is missing or
+/// holds other modules. A reload restores that one, so only the worker's
+/// own modules are imported again.
 fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
     let Some(path) = &spec.init.snapshot_path else {
         return;
     };
-    if std::path::Path::new(&format!("{path}.nosnap")).exists() {
+    let packages_path = spec
+        .init
+        .packages_snapshot_path
+        .clone()
+        .filter(|p| !refused(p));
+    let dedicated_wanted = !refused(path);
+    let packages_missing = packages_path
+        .as_ref()
+        .is_some_and(|p| !std::path::Path::new(p).exists());
+    if !dedicated_wanted && !packages_missing {
         return;
     }
     let path = path.clone();
@@ -315,35 +368,36 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
         }
         let _done = Done(making);
         // A sound snapshot needs no maker; a damaged one is remade.
-        let sound = tokio::task::spawn_blocking(move || {
-            crate::snapshot::is_sound(std::path::Path::new(&path))
-        })
-        .await
-        .unwrap_or(false);
-        if sound {
+        let sound = dedicated_wanted
+            && tokio::task::spawn_blocking(move || {
+                crate::snapshot::is_sound(std::path::Path::new(&path))
+            })
+            .await
+            .unwrap_or(false);
+        if sound && !packages_missing {
             return;
         }
-        let mut init = spec.init.clone();
-        init.take_snapshots = true;
-        match Host::start(
-            &spec.runtime,
-            init,
-            &spec.socket_dir,
-            spec.cpu_limit,
-            spec.bindings.clone(),
-        )
-        .await
-        {
-            Ok(maker) => {
-                let _ = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done()).await;
-                maker.stop(ExitReason::Stopped);
-                let init = spec.init.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || crate::snapshot::keep_made(&init)).await;
-            }
-            Err(StartError::Load(e)) => tracing::debug!("no snapshot: {e}"),
-            Err(StartError::Host(e)) => tracing::debug!("no snapshot: {e:#}"),
+        let mut first = spec.init.clone();
+        if sound || !dedicated_wanted {
+            // Only to learn the packages the worker imports.
+            first.snapshot_path = None;
         }
+        let packages = run_maker(&spec, first).await;
+        let Some(packages_path) = packages_path else {
+            return;
+        };
+        let current = std::path::PathBuf::from(&packages_path);
+        if packages.is_empty()
+            || crate::snapshot::packages_made(&current).as_ref() == Some(&packages)
+        {
+            return;
+        }
+        // Remade with the modules the worker imports now.
+        let _ = std::fs::remove_file(&current);
+        let mut second = spec.init.clone();
+        second.snapshot_path = None;
+        second.packages = packages;
+        run_maker(&spec, second).await;
     });
     let previous = supervisor
         .maker

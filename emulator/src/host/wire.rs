@@ -287,8 +287,8 @@ pub(super) fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 (None, None) => {}
             }
         }
-        FromHost::SnapshotDone => {
-            shared.snapshot_done.send_replace(true);
+        FromHost::SnapshotDone { packages } => {
+            shared.snapshot_done.send_replace(Some(packages));
         }
         FromHost::Ready { .. }
         | FromHost::LoadError { .. }

@@ -53,3 +53,31 @@ def native_extension_modules():
         if str(getattr(module, "__file__", "") or "").startswith("/session/")
         and str(module.__file__).endswith(".so")
     )
+
+
+PYTHON_MODULES = "/session/python_modules/"
+
+
+def worker_packages():
+    """Names of the loaded modules that come from ``python_modules/``, in
+    the order they were imported: what a packages snapshot of this worker
+    holds (see ``preimport``)."""
+    return [
+        name
+        for name, module in list(sys.modules.items())
+        if str(getattr(module, "__file__", "") or "").startswith(PYTHON_MODULES)
+    ]
+
+
+def preimport(names):
+    """Imports ``names`` (from ``worker_packages`` of an earlier load) for a
+    packages snapshot, in their order. A module whose import needs the
+    worker's own set-up first (Django's models need its settings) fails
+    here and is left out: the worker's import brings it in as usual."""
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001  (any failure: left to the worker)
+            sys.modules.pop(name, None)
