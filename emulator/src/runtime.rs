@@ -353,7 +353,7 @@ fn pip_install(dir: &Path, requirement: &str) -> Result<()> {
 fn find_node(cache: &Path) -> Result<PathBuf> {
     if let Some(node) = std::env::var_os("PYFLARE_NODE").filter(|v| !v.is_empty()) {
         let node = PathBuf::from(node);
-        if !is_usable_node(&node) {
+        if !is_usable_node(cache, &node) {
             return Err(Hinted::new(
                 format!(
                     "PYFLARE_NODE={} lacks JSPI (WebAssembly.Suspending) or the permission model with --allow-net",
@@ -365,7 +365,7 @@ fn find_node(cache: &Path) -> Result<PathBuf> {
         }
         return Ok(node);
     }
-    if let Some(node) = which("node").filter(|n| is_usable_node(n)) {
+    if let Some(node) = which("node").filter(|n| is_usable_node(cache, n)) {
         return Ok(node);
     }
     let package = node_package()?;
@@ -404,17 +404,62 @@ fn node_package() -> Result<&'static str> {
 /// the SDK's synchronous calls, and the permission model with network
 /// access (`--permission --allow-net`, Node 25 and later) for the sandbox
 /// (`host::sandbox`).
-fn is_usable_node(node: &Path) -> bool {
+///
+/// Asking costs a Node start (~0.1-0.2 s of every `pyflare dev` start), so
+/// the answer is remembered in the cache by the binary's real path, size
+/// and modification time: a Node upgraded in place is asked again.
+fn is_usable_node(cache: &Path, node: &Path) -> bool {
     const CHECK: &str = "const flags = process.allowedNodeEnvironmentFlags; \
         process.exit(typeof WebAssembly.Suspending === 'function' \
         && flags.has('--permission') && flags.has('--allow-net') ? 0 : 1)";
-    Command::new(node)
+    let identity = std::fs::canonicalize(node).ok().and_then(|real| {
+        let meta = std::fs::metadata(&real).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!(
+            "{}\t{}\t{}",
+            real.display(),
+            meta.len(),
+            modified.as_nanos()
+        ))
+    });
+    let verdicts = cache.join("node-checks.tsv");
+    let known = std::fs::read_to_string(&verdicts).unwrap_or_default();
+    if let Some(identity) = &identity
+        && let Some(verdict) = known.lines().find_map(|line| {
+            let (id, verdict) = line.rsplit_once('\t')?;
+            (id == identity).then_some(verdict == "usable")
+        })
+    {
+        return verdict;
+    }
+    let usable = Command::new(node)
         .args(["-e", CHECK])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if let Some(identity) = identity {
+        let verdict = if usable { "usable" } else { "unusable" };
+        // Other binaries' answers stay; a stale one for this path goes.
+        let path = identity.split('\t').next().unwrap_or_default();
+        let mut lines: Vec<String> = known
+            .lines()
+            .filter(|line| line.split('\t').next() != Some(path))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{identity}\t{verdict}"));
+        let _ = std::fs::create_dir_all(cache);
+        let tmp = verdicts.with_extension(format!("tsv.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, lines.join("\n") + "\n").is_ok() {
+            let _ = std::fs::rename(&tmp, &verdicts);
+        }
+    }
+    usable
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -478,5 +523,34 @@ mod tests {
                 "{file} is not in HOST_FILES"
             );
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_nodes_check_is_remembered_until_the_binary_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        // A stand-in `node` that counts how often it is asked.
+        let node = dir.path().join("node");
+        let script = format!("#!/bin/sh\necho run >> '{}'\nexit 0\n", runs.display());
+        std::fs::write(&node, &script).unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cache = dir.path().join("cache");
+        let asked = || {
+            std::fs::read_to_string(&runs)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+
+        assert!(super::is_usable_node(&cache, &node));
+        assert!(super::is_usable_node(&cache, &node));
+        assert_eq!(asked(), 1);
+        // Upgraded in place: asked again, and the new answer is kept.
+        std::fs::write(&node, script.replace("exit 0", "exit 1 ")).unwrap();
+        assert!(!super::is_usable_node(&cache, &node));
+        assert!(!super::is_usable_node(&cache, &node));
+        assert_eq!(asked(), 2);
     }
 }

@@ -358,6 +358,7 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
     let spec = spec.clone();
     supervisor.making.send_replace(true);
     let making = supervisor.making.clone();
+    let mut slot = supervisor.slot.subscribe();
     let handle = tokio::spawn(async move {
         // Cleared when this task ends, also when it is aborted.
         struct Done(watch::Sender<bool>);
@@ -367,7 +368,13 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
             }
         }
         let _done = Done(making);
-        // A sound snapshot needs no maker; a damaged one is remade.
+        // A sound snapshot needs no maker; a damaged one is remade. Its
+        // checksum is read once the start that restores it is over, not
+        // beside it (30 MB or more hashed on the CPU that start needs).
+        if dedicated_wanted && std::path::Path::new(&path).exists() {
+            let started = slot.wait_for(|slot| !matches!(slot, Slot::Starting));
+            let _ = tokio::time::timeout(Duration::from_secs(30), started).await;
+        }
         let sound = dedicated_wanted
             && tokio::task::spawn_blocking(move || {
                 crate::snapshot::is_sound(std::path::Path::new(&path))
