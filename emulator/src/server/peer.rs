@@ -13,10 +13,13 @@ use std::net::SocketAddr;
 
 /// Whether the connection from `peer` belongs to a child process of this
 /// pyflare (a worker host).
+///
+/// A loopback client's socket is always in the table, so one that cannot
+/// be found counts as a host's (refused): the check fails closed.
 #[cfg(target_os = "linux")]
 pub fn from_own_host(peer: SocketAddr) -> bool {
     let Some(inode) = socket_inode(peer) else {
-        return false;
+        return peer.ip().is_loopback();
     };
     let needle = format!("socket:[{inode}]");
     child_pids(std::process::id())
@@ -56,15 +59,20 @@ fn proc_address(addr: SocketAddr) -> (String, &'static str) {
     }
 }
 
+/// The inode of the socket bound to `peer`. The table is read a page at a
+/// time, and sockets opened or closed meanwhile shift its rows, so a row
+/// can be skipped in one read: it is read again before giving up.
 #[cfg(target_os = "linux")]
 fn socket_inode(peer: SocketAddr) -> Option<u64> {
     let (local, table) = proc_address(peer);
-    let text = std::fs::read_to_string(table).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str()))
-            .then(|| fields.get(9)?.parse().ok())
-            .flatten()
+    (0..5).find_map(|_| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()))
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
     })
 }
 
