@@ -10,8 +10,12 @@
 #     worker in a bare Node+Pyodide+SDK process with in-memory bindings)
 #   - memory of the worker host
 #
+#   - with PACKAGES=1, package-heavy workers too (bench/packages.sh: starts
+#     from each kind of snapshot, reloads, snapshot sizes; syncs from PyPI)
+#
 #   bash bench/run.sh                 # needs wrk and curl (apt-get install wrk curl)
 #   DURATION=30 CONNECTIONS=32 bash bench/run.sh
+#   PACKAGES=1 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -139,3 +143,8 @@ echo "Cloudflare's SDK cost per D1 query, without pyflare:"
 "$NODE" bench/sdk_cost.mjs "$PYODIDE_DIR" "$SDK_DIR" | sed 's/^/  /'
 echo "memory after the hello run:     worker host RSS $((HOST_RSS / 1024)) MB (target <= 200; host $HELLO_START), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
 echo "memory after the bare run:      bare Node+Pyodide RSS $((BASE_RSS / 1024)) MB (V8's default heap sizing)"
+
+if [ -n "${PACKAGES:-}" ]; then
+  echo "package-heavy workers (bench/packages.sh):"
+  bash bench/packages.sh | sed 's/^/  /'
+fi
