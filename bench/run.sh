@@ -7,7 +7,8 @@
 #   - hello world requests/s and p99 (wrk), next to its SDK-bound ceiling
 #   - a request doing one KV put and one KV get, and one doing a D1 select,
 #     each next to the same route's ceiling (bench/ceiling.mjs: the same
-#     worker in a bare Node+Pyodide+SDK process with in-memory bindings)
+#     worker in a bare Node+Pyodide+SDK process with in-memory bindings),
+#     both serving at once and loaded in turns (ROUNDS, default 4)
 #   - memory of the worker host
 #
 #   - with PACKAGES=1, package-heavy workers too (bench/packages.sh: starts
@@ -30,18 +31,13 @@ BASE_PORT="${BASE_PORT:-8791}"
 WORK=$(mktemp -d)
 LOG="$WORK/log"
 export PYFLARE_SNAPSHOT_DIR="$WORK/snapshots"
-cleanup() { kill "${PYFLARE_PID:-}" 2>/dev/null || true; pkill -f "bench/ceiling.mjs .* $BASE_PORT" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${PYFLARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 now_ms() { date +%s%3N; }
 median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.005; done; }
-# wrk output for a server on port $1, after a 2 s warm-up.
-load() {
-  wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$1/" >/dev/null
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/"
-}
 # Starts `pyflare dev` on a project (extra arguments follow), waits until it answers.
 serve() {
   "$BIN" dev "$@" --port "$PORT" --no-reload >"$LOG" 2>&1 &
@@ -93,56 +89,63 @@ later=$(echo $reloads | cut -d' ' -f3- | median)
 echo "reload, save to new response:   first ${first_reload} ms, then median ${later} ms (all:${reloads}; target <= 500)"
 echo "ratio later reload / bare start: $(ratio "$later" "$bare")"
 
-# 3. Throughput through pyflare, on a host started as most are: from the
-# worker's snapshot (the first start writes it).
+# 3-5. Throughput: each route through pyflare next to its SDK-bound ceiling
+# (bench/ceiling.mjs). Both serve at once and are loaded in turns, ROUNDS
+# rounds of DURATION/ROUNDS seconds each, so that load from elsewhere on the
+# machine falls on both alike; the ratio printed is the median of the
+# rounds' ratios.
+ROUNDS="${ROUNDS:-4}"
+SLICE=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
+rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
+p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
+slice() { wrk -t2 -c"$CONNECTIONS" -d"${SLICE}s" --latency "http://127.0.0.1:$1/"; }
+# compare LABEL ROUTE TARGET: pyflare (started by the caller) against the ceiling of ROUTE.
+compare() {
+  "$NODE" bench/ceiling.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" "$2" >/dev/null 2>&1 &
+  BASE_PID=$!
+  wait_up "$BASE_PORT"
+  wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+  wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$BASE_PORT/" >/dev/null
+  local ours="" theirs="" ratios="" p99s=""
+  for _ in $(seq "$ROUNDS"); do
+    local a b; a=$(slice "$PORT"); b=$(slice "$BASE_PORT")
+    ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
+    ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99 "$a")"
+  done
+  BASE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$BASE_PID/status")
+  kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
+  printf '%-32s%s req/s (median of %s rounds of %s s, wrk -c%s; p99s:%s)\n' "$1 via pyflare dev:" "$(echo $ours | median)" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$p99s"
+  printf '%-32s%s req/s; ratio %s (target >= %s; rounds:%s)\n' "  its SDK-bound ceiling:" "$(echo $theirs | median)" "$(echo $ratios | median)" "$3" "$ratios"
+}
+
+# On a host started as most are: from the worker's snapshot (the first
+# start writes it).
 cp -r examples/hello "$WORK/hello2"
 serve "$WORK/hello2"
 stop_pyflare
 serve "$WORK/hello2"
 HELLO_START=$(grep -o 'started in .*' "$LOG" | head -1)
-PYFLARE_OUT=$(load "$PORT")
+compare "hello world" hello 0.95
 HOST_PID=$(pgrep -P "$PYFLARE_PID" | head -1)
 HOST_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
 PYFLARE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PYFLARE_PID/status")
+HELLO_BASE_RSS=$BASE_RSS
 stop_pyflare
 
-# 4. A request doing one KV put and one KV get (sled, flushed before the put returns).
+# One KV put and one KV get (sled, flushed before the put returns).
 serve bench/workers/kv --persist-to "$WORK/kv-state"
-KV_OUT=$(load "$PORT")
+compare "KV put+get" kv 0.9
 stop_pyflare
 
-# 5. A request doing one D1 select with a bound parameter.
+# One D1 select with a bound parameter.
 serve bench/workers/d1 --persist-to "$WORK/d1-state"
-D1_OUT=$(load "$PORT")
+compare "D1 select" d1 0.9
 stop_pyflare
 
-# 6. The SDK-bound ceilings, same machine, same run.
-ceiling() { # route
-  "$NODE" bench/ceiling.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" "$1" >/dev/null 2>&1 &
-  BASE_PID=$!
-  wait_up "$BASE_PORT"
-  load "$BASE_PORT"
-  awk '/VmRSS/ {print $2}' "/proc/$BASE_PID/status" >"$WORK/rss-$1"
-  kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
-}
-KV_BASE_OUT=$(ceiling kv)
-D1_BASE_OUT=$(ceiling d1)
-BASE_OUT=$(ceiling hello)
-BASE_RSS=$(cat "$WORK/rss-hello")
-
-rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
-p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
-P_RPS=$(rps "$PYFLARE_OUT"); B_RPS=$(rps "$BASE_OUT")
-echo "hello world via pyflare dev:    ${P_RPS} req/s, p99 $(p99 "$PYFLARE_OUT") (wrk -c$CONNECTIONS, ${DURATION}s)"
-echo "  its SDK-bound ceiling:        ${B_RPS} req/s, p99 $(p99 "$BASE_OUT"); ratio $(ratio "$P_RPS" "$B_RPS") (target >= 0.95)"
-echo "KV put+get via pyflare dev:     $(rps "$KV_OUT") req/s, p99 $(p99 "$KV_OUT")"
-echo "  its SDK-bound ceiling:        $(rps "$KV_BASE_OUT") req/s; ratio $(ratio "$(rps "$KV_OUT")" "$(rps "$KV_BASE_OUT")") (target >= 0.9)"
-echo "D1 select via pyflare dev:      $(rps "$D1_OUT") req/s, p99 $(p99 "$D1_OUT")"
-echo "  its SDK-bound ceiling:        $(rps "$D1_BASE_OUT") req/s; ratio $(ratio "$(rps "$D1_OUT")" "$(rps "$D1_BASE_OUT")") (target >= 0.9)"
 echo "Cloudflare's SDK cost per D1 query, without pyflare:"
 "$NODE" bench/sdk_cost.mjs "$PYODIDE_DIR" "$SDK_DIR" | sed 's/^/  /'
 echo "memory after the hello run:     worker host RSS $((HOST_RSS / 1024)) MB (target <= 200; host $HELLO_START), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
-echo "memory after the bare run:      bare Node+Pyodide RSS $((BASE_RSS / 1024)) MB (V8's default heap sizing)"
+echo "memory after the bare run:      bare Node+Pyodide RSS $((HELLO_BASE_RSS / 1024)) MB (V8's default heap sizing)"
 
 if [ -n "${PACKAGES:-}" ]; then
   echo "package-heavy workers (bench/packages.sh):"
