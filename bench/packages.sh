@@ -25,10 +25,7 @@ LOG="$WORK/log"
 cleanup() { [ -n "${PYFLARE_PID:-}" ] && kill "$PYFLARE_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 megabytes() { awk -v b="$(stat -c %s "$1" 2>/dev/null || echo 0)" 'BEGIN {printf "%.0f MB", b / 1048576}'; }
-wait_up() { until curl -sf "http://127.0.0.1:$PORT/" >/dev/null 2>&1; do sleep 0.01; done; }
 stop() { kill "$PYFLARE_PID"; wait "$PYFLARE_PID" 2>/dev/null || true; PYFLARE_PID=""; }
 # Waits until a file matching the glob exists (at most 5 minutes).
 wait_file() { for _ in $(seq 3000); do compgen -G "$1" >/dev/null && return; sleep 0.1; done; }
@@ -37,7 +34,7 @@ time_start() {
   local t0; t0=$(now_ms)
   "$BIN" dev "$PROJECT" --port "$PORT" --no-reload "$@" >"$LOG" 2>&1 &
   PYFLARE_PID=$!
-  wait_up
+  wait_up "$PORT"
   echo $(( $(now_ms) - t0 ))
   stop
 }
@@ -50,7 +47,7 @@ make_dedicated() {
   local before; before=$(dedicated_count)
   "$BIN" dev "$PROJECT" --port "$PORT" --no-reload >"$LOG" 2>&1 &
   PYFLARE_PID=$!
-  wait_up
+  wait_up "$PORT"
   for _ in $(seq 1200); do [ "$(dedicated_count)" -gt "$before" ] && break; sleep 0.1; done
   stop
 }
@@ -72,7 +69,7 @@ bench_project() {
   # baseline and packages snapshots; then edits reload from the standby.
   "$BIN" dev "$PROJECT" --port "$PORT" >"$LOG" 2>&1 &
   PYFLARE_PID=$!
-  wait_up
+  wait_up "$PORT"
   wait_file "$PYFLARE_SNAPSHOT_DIR/*.base.snap"
   local packages_made=yes
   if [ -e "$PROJECT/python_modules" ]; then
@@ -92,7 +89,7 @@ bench_project() {
     reloads="$reloads $(( $(now_ms) - t0 ))"
   done
   stop
-  local reload; reload=$(echo $reloads | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  local reload; reload=$(echo $reloads | median)
 
   # Reloads make no dedicated snapshot: a start makes it, the next restores it.
   make_dedicated

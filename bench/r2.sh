@@ -35,17 +35,12 @@ LOG="$WORK/log"
 cleanup() { kill "${PYFLARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.05; done; }
 load() {
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$1/" >/dev/null
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/"
 }
-rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
-p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
 peak_mb() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 rss_mb() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
-now_ms() { date +%s%3N; }
 
 # 1. Small put+get through pyflare dev.
 "$BIN" dev bench/workers/r2 --port "$PORT" --no-reload --persist-to "$WORK/state" >"$LOG" 2>&1 &

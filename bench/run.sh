@@ -34,10 +34,6 @@ export PYFLARE_SNAPSHOT_DIR="$WORK/snapshots"
 cleanup() { kill "${PYFLARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
-median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.005; done; }
 # Starts `pyflare dev` on a project (extra arguments follow), waits until it answers.
 serve() {
   "$BIN" dev "$@" --port "$PORT" --no-reload >"$LOG" 2>&1 &
@@ -96,8 +92,6 @@ echo "ratio later reload / bare start: $(ratio "$later" "$bare")"
 # rounds' ratios.
 ROUNDS="${ROUNDS:-4}"
 SLICE=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
-rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
-p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
 slice() { wrk -t2 -c"$CONNECTIONS" -d"${SLICE}s" --latency "http://127.0.0.1:$1/"; }
 # compare LABEL ROUTE TARGET: pyflare (started by the caller) against the ceiling of ROUTE.
 compare() {
