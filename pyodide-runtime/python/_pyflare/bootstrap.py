@@ -48,10 +48,7 @@ def native_extension_modules():
     """Names of the loaded modules that are native extensions (``.so``) from
     the worker's own folders, which a memory snapshot cannot restore."""
     return sorted(
-        name
-        for name, module in list(sys.modules.items())
-        if str(getattr(module, "__file__", "") or "").startswith("/session/")
-        and str(module.__file__).endswith(".so")
+        name for name, file in _loaded_files() if file.startswith("/session/") and file.endswith(".so")
     )
 
 
@@ -62,11 +59,14 @@ def worker_packages():
     """Names of the loaded modules that come from ``python_modules/``, in
     the order they were imported: what a packages snapshot of this worker
     holds (see ``preimport``)."""
-    return [
-        name
-        for name, module in list(sys.modules.items())
-        if str(getattr(module, "__file__", "") or "").startswith(PYTHON_MODULES)
-    ]
+    return [name for name, file in _loaded_files() if file.startswith(PYTHON_MODULES)]
+
+
+def _loaded_files():
+    """``(name, file)`` of each loaded module, in import order (``""`` for
+    a module without a file)."""
+    modules = list(sys.modules.items())
+    return [(name, str(getattr(module, "__file__", "") or "")) for name, module in modules]
 
 
 def preimport(names):
