@@ -412,6 +412,8 @@ fn is_usable_node(cache: &Path, node: &Path) -> bool {
     const CHECK: &str = "const flags = process.allowedNodeEnvironmentFlags; \
         process.exit(typeof WebAssembly.Suspending === 'function' \
         && flags.has('--permission') && flags.has('--allow-net') ? 0 : 1)";
+    // The binary's real path, and its size and time: a Node upgraded in
+    // place is asked again.
     let identity = std::fs::canonicalize(node).ok().and_then(|real| {
         let meta = std::fs::metadata(&real).ok()?;
         let modified = meta
@@ -419,22 +421,24 @@ fn is_usable_node(cache: &Path, node: &Path) -> bool {
             .ok()?
             .duration_since(std::time::UNIX_EPOCH)
             .ok()?;
-        Some(format!(
-            "{}\t{}\t{}",
-            real.display(),
-            meta.len(),
-            modified.as_nanos()
+        Some((
+            real.display().to_string(),
+            format!("{}\t{}", meta.len(), modified.as_nanos()),
         ))
     });
+    // One line per binary: path, size, time, verdict.
     let verdicts = cache.join("node-checks.tsv");
     let known = std::fs::read_to_string(&verdicts).unwrap_or_default();
-    if let Some(identity) = &identity
-        && let Some(verdict) = known.lines().find_map(|line| {
-            let (id, verdict) = line.rsplit_once('\t')?;
-            (id == identity).then_some(verdict == "usable")
-        })
+    let line_of = |path: &str| {
+        known
+            .lines()
+            .find_map(|line| line.strip_prefix(path)?.strip_prefix('\t'))
+    };
+    if let Some((path, stamp)) = &identity
+        && let Some((seen, verdict)) = line_of(path).and_then(|rest| rest.rsplit_once('\t'))
+        && seen == stamp
     {
-        return verdict;
+        return verdict == "usable";
     }
     let usable = Command::new(node)
         .args(["-e", CHECK])
@@ -443,23 +447,28 @@ fn is_usable_node(cache: &Path, node: &Path) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if let Some(identity) = identity {
+    if let Some((path, stamp)) = identity {
         let verdict = if usable { "usable" } else { "unusable" };
         // Other binaries' answers stay; a stale one for this path goes.
-        let path = identity.split('\t').next().unwrap_or_default();
-        let mut lines: Vec<String> = known
+        let mut text: String = known
             .lines()
-            .filter(|line| line.split('\t').next() != Some(path))
-            .map(str::to_owned)
+            .filter(|line| line.split('\t').next() != Some(path.as_str()))
+            .map(|line| format!("{line}\n"))
             .collect();
-        lines.push(format!("{identity}\t{verdict}"));
+        text.push_str(&format!("{path}\t{stamp}\t{verdict}\n"));
         let _ = std::fs::create_dir_all(cache);
-        let tmp = verdicts.with_extension(format!("tsv.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, lines.join("\n") + "\n").is_ok() {
-            let _ = std::fs::rename(&tmp, &verdicts);
-        }
+        replace_file(&verdicts, &text);
     }
     usable
+}
+
+/// Writes `text` to `path` through a temporary file renamed over it, so a
+/// reader never sees half of it; a failure leaves `path` as it was.
+pub(crate) fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, text).is_err() || std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn which(program: &str) -> Option<PathBuf> {

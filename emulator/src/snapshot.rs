@@ -370,12 +370,7 @@ impl FileDigests {
             };
             text.push_str(&format!("{digest}\t{len}\t{modified}\t{path}\n"));
         }
-        let tmp = self
-            .path
-            .with_extension(format!("tsv.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &self.path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        crate::runtime::replace_file(&self.path, &text);
     }
 }
 
