@@ -7,17 +7,41 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Polls `/` until the body is `want`; every answer meanwhile must be 200.
-async fn wait_for_body(w: &TestWorker, want: &str) -> Duration {
+async fn wait_for_body(w: &TestWorker, want: &str) {
+    wait_for_body_where(w, want, |body| body == want).await;
+}
+
+/// Polls `/` until `accept` takes the body, and returns it; every answer
+/// meanwhile must be 200. `what` names the awaited body in a failure.
+async fn wait_for_body_where(w: &TestWorker, what: &str, accept: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         let res = w.get("/").await;
         assert_eq!(res.status(), 200, "a request failed during the reload");
-        if res.text().await.unwrap() == want {
-            return started.elapsed();
+        let body = res.text().await.unwrap();
+        if accept(&body) {
+            return body;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("never served {want:?}:\n{}", w.output());
+    panic!("never served {what:?}:\n{}", w.output());
+}
+
+/// A project in a temporary folder: a `wrangler.toml` for `name` with
+/// `src/entry.py` as its main module, a `src/` folder, and `files`
+/// (relative path, text).
+fn project_of(name: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src")).unwrap();
+    let config = format!(
+        "name = \"{name}\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n"
+    );
+    for (path, text) in [("wrangler.toml", config.as_str())].iter().chain(files) {
+        let path = project.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    project
 }
 
 fn save(path: &Path, text: &str) {
@@ -283,18 +307,13 @@ async fn snapshot_of_a_worker_whose_imports_grew_memory_restores() {
     // Imports that leave Pyodide's memory larger than a fresh instance's
     // (a package-heavy worker's, as Django's) make a larger snapshot, which
     // must still fit when it is restored.
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("src")).unwrap();
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"big\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("src/entry.py"),
-        "import hashlib\nfrom workers import Response, WorkerEntrypoint\n\nDATA = bytes(range(256)) * (128 * 1024)\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(f\"{len(DATA)} {hashlib.sha256(DATA).hexdigest()[:12]}\")\n",
-    )
-    .unwrap();
+    let project = project_of(
+        "big",
+        &[(
+            "src/entry.py",
+            "import hashlib\nfrom workers import Response, WorkerEntrypoint\n\nDATA = bytes(range(256)) * (128 * 1024)\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(f\"{len(DATA)} {hashlib.sha256(DATA).hexdigest()[:12]}\")\n",
+        )],
+    );
     let snapshots = tempfile::tempdir().unwrap();
     let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
     let start = || {
@@ -325,20 +344,13 @@ async fn snapshot_of_a_worker_whose_imports_grew_memory_restores() {
 async fn reload_restores_the_packages_the_worker_imports_from_their_snapshot() {
     // A package that stamps the time it was imported: a host restored from
     // the packages snapshot has the stamp of the snapshot, not its own.
-    let project = tempfile::tempdir().unwrap();
-    for dir in ["src", "python_modules/stamp"] {
-        std::fs::create_dir_all(project.path().join(dir)).unwrap();
-    }
-    std::fs::write(
-        project.path().join("wrangler.toml"),
-        "name = \"stamped\"\nmain = \"src/entry.py\"\ncompatibility_date = \"2025-11-01\"\ncompatibility_flags = [\"python_workers\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("python_modules/stamp/__init__.py"),
-        "import time\n\nSTAMP = time.time_ns()\n",
-    )
-    .unwrap();
+    let project = project_of(
+        "stamped",
+        &[(
+            "python_modules/stamp/__init__.py",
+            "import time\n\nSTAMP = time.time_ns()\n",
+        )],
+    );
     let entry = |version: u32| {
         format!(
             "import stamp\nfrom workers import Response, WorkerEntrypoint\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        return Response(f\"v{version} {{stamp.STAMP}}\")\n"
@@ -359,19 +371,8 @@ async fn reload_restores_the_packages_the_worker_imports_from_their_snapshot() {
     let mut stamps = Vec::new();
     for version in 2..=3 {
         save(&project.path().join("src/entry.py"), &entry(version));
-        let started = Instant::now();
-        let body = loop {
-            let body = w.get("/").await.text().await.unwrap();
-            if body.starts_with(&format!("v{version} ")) {
-                break body;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{}",
-                w.output()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let want = format!("v{version} ");
+        let body = wait_for_body_where(&w, &want, |body| body.starts_with(&want)).await;
         stamps.push(stamp_of(body));
     }
     // Both reloads imported only the worker's own module.
