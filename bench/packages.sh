@@ -39,7 +39,7 @@ time_start() {
   stop
 }
 # How many dedicated snapshots the cache holds
-# (or refusals: a worker with native extension modules gets none).
+# (or refusals, `.nosnap`).
 dedicated_count() { ls "$PYFLARE_SNAPSHOT_DIR" | grep -c -E '^[0-9a-f]{32}\.snap(\.nosnap)?$' || true; }
 # Serves until the snapshot maker has written the dedicated snapshot of the
 # code as it is (at most 2 minutes).

@@ -51,6 +51,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/compat.mjs"),
     ),
     (
+        "src/dylibs.mjs",
+        include_str!("../../pyodide-runtime/src/dylibs.mjs"),
+    ),
+    (
         "src/entrypoint_helper.mjs",
         include_str!("../../pyodide-runtime/src/entrypoint_helper.mjs"),
     ),

@@ -227,7 +227,7 @@ fn finish(dir: &Path, hasher: Sha256, extension: &str) -> PathBuf {
 fn baseline_hasher(init: &WorkerInit, digests: &mut FileDigests) -> Sha256 {
     let mut hasher = Sha256::new();
     for part in [
-        "pyflare-snapshot-v2",
+        "pyflare-snapshot-v3",
         PYODIDE_VERSION,
         SDK_VERSION,
         &init.pyodide_dir,
@@ -403,6 +403,7 @@ mod tests {
             baseline_snapshot_path: None,
             packages_snapshot_path: None,
             packages: Vec::new(),
+            dylibs: Vec::new(),
             take_snapshots: false,
             memory_limit_bytes: 0,
         }

@@ -32,10 +32,12 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 // Messages the host sends to pyflare (`FromHost`):
 //   ready      { version, startup_ms, origin }     origin: restored | baseline | fresh | standby
 //   standby_ready { startup_ms }                   runtime prepared, waiting for load
-//   snapshot_done { packages }                     a host started with worker.take_snapshots
+//   snapshot_done { packages, dylibs }             a host started with worker.take_snapshots
 //                                                  has written them; pyflare stops it. packages:
 //                                                  the modules of python_modules/ the worker
-//                                                  imported (for its packages snapshot)
+//                                                  imported (for its packages snapshot); dylibs:
+//                                                  the native modules it loaded (for a maker
+//                                                  that loads them first: worker.dylibs)
 //   load_error { message }                         the worker failed to load (Python traceback)
 //   response   { id, status, status_text, headers, has_body, body_length? }
 //                                                  body_length: the whole body was at hand

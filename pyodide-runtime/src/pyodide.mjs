@@ -14,6 +14,7 @@ import { makeRestrictedApi, mountReadOnly } from "./sandbox.mjs";
 import { SnapshotFile } from "./snapshots.mjs";
 import { makeEntrypointHelper } from "./entrypoint_helper.mjs";
 import { Worker } from "./worker.mjs";
+import { preloadingOptions, restoreHandles, sessionDylibs } from "./dylibs.mjs";
 
 const SESSION = "/session";
 const MODULE_ROOT = `${SESSION}/metadata`;
@@ -34,6 +35,9 @@ const PYFLARE_LIB = `${SESSION}/pyflare`;
  * restores the dedicated snapshot when it matches, else the packages or
  * the baseline snapshot and imports the worker, else starts afresh;
  * whatever was missing is written for next time by a snapshot-making host.
+ * A snapshot whose worker loaded native extension modules is made by a
+ * host that loads them before Python starts, as its restore does
+ * (`dylibs.mjs`).
  */
 export async function loadWorker(init, channel) {
   const stage = await prepareWorker(init, channel, false);
@@ -79,17 +83,30 @@ export async function prepareWorker(init, channel, standby) {
     stdout: (line) => log("info", line),
     stderr: (line) => log("warn", line),
   };
+  // Native extension modules loaded before Python started, and the
+  // function table's length after them, for the snapshots this host takes.
+  let preloaded = [];
+  let preloadedTable = 0;
   const restore = async (file, makeMore) => {
-    const bytes = file.read();
-    if (!bytes) return null;
+    const read = file.read();
+    if (!read) return null;
+    const { memory: bytes, record } = read;
     const undoGrowth = growMemoryOnInstantiate(bytes.length);
     try {
+      const dylibs = record.dylibs ?? [];
+      const preloading = dylibs.length > 0 ? await preloadingOptions(init.pyodide_dir, dylibs, record.table) : null;
       const py = await pyodideModule.loadPyodide({
         ...options,
+        ...preloading?.options,
         _loadSnapshot: bytes,
         _snapshotDeserializer: (description) => file.deserialize(description),
         _makeSnapshot: makeMore,
       });
+      if (preloading) {
+        restoreHandles(py._module, record);
+        preloaded = dylibs;
+        preloadedTable = record.table;
+      }
       return py;
     } catch (error) {
       // The file's checksum was right, so this worker cannot be restored
@@ -126,21 +143,34 @@ export async function prepareWorker(init, channel, standby) {
   let origin = "restored";
   let makeMode = false;
   let baselineTaken = null;
-  let py = await restore(dedicated, false);
-  if (!py && !mayTakePackages) {
-    origin = "packages";
-    makeMode = mayTakeDedicated;
-    py = await restore(packages, makeMode);
+  // A maker told to load native modules first starts afresh: no snapshot
+  // made without them can be restored under them.
+  const toPreload = takes ? (init.dylibs ?? []) : [];
+  let py = null;
+  if (toPreload.length === 0) {
+    py = await restore(dedicated, false);
+    if (!py && !mayTakePackages) {
+      origin = "packages";
+      makeMode = mayTakeDedicated;
+      py = await restore(packages, makeMode);
+    }
+    if (!py) {
+      origin = "baseline";
+      makeMode = mayTakeDedicated || mayTakePackages;
+      py = await restore(baseline, makeMode);
+    }
   }
-  if (!py) {
-    origin = "baseline";
-    makeMode = mayTakeDedicated || mayTakePackages;
-    py = await restore(baseline, makeMode);
-  }
+  // The baseline holds no native module: one made here would not be it.
+  const takesBaseline = takes && toPreload.length === 0 && baseline.wanted();
   if (!py) {
     origin = "fresh";
-    makeMode = (takes && baseline.wanted()) || mayTakeDedicated || mayTakePackages;
-    py = await pyodideModule.loadPyodide({ ...options, _makeSnapshot: makeMode });
+    makeMode = takesBaseline || mayTakeDedicated || mayTakePackages;
+    const preloading = toPreload.length > 0 ? await preloadingOptions(init.pyodide_dir, toPreload) : null;
+    py = await pyodideModule.loadPyodide({ ...options, ...preloading?.options, _makeSnapshot: makeMode });
+    if (preloading) {
+      preloaded = toPreload;
+      preloadedTable = preloading.loaded().table;
+    }
   }
 
   py.registerJsModule("_pyodide_entrypoint_helper", helper);
@@ -160,7 +190,7 @@ export async function prepareWorker(init, channel, standby) {
       userSdk ? null : PINNED_SDK,
     );
     py.runPython("import workers, _pyflare.entrypoints");
-    if (makeMode) baselineTaken = await baseline.take(py);
+    if (takesBaseline) baselineTaken = await baseline.take(py);
   }
   // After the SDK's imports (the baseline snapshot records Pyodide's own
   // API objects it holds), before any of the worker's code.
@@ -170,7 +200,7 @@ export async function prepareWorker(init, channel, standby) {
   if (mayTakePackages && (origin === "baseline" || origin === "fresh")) {
     // As the worker's import would (the SDK's patches apply), before it.
     py.pyimport("_pyflare.bootstrap").preimport(packageList);
-    packagesTaken = await packages.take(py);
+    packagesTaken = await packages.take(py, preloaded, preloadedTable);
   }
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
@@ -194,15 +224,17 @@ export async function prepareWorker(init, channel, standby) {
       }
       const legacyAllowed = !flags.python_no_global_handlers;
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
-      const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py);
+      const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py, preloaded, preloadedTable);
       if (takes) {
-        // What a packages snapshot of this worker should hold.
+        // What a packages snapshot of this worker should hold, and the
+        // native modules a second maker should load before start.
         const imported = init.packages_snapshot_path
           ? py.pyimport("_pyflare.bootstrap").worker_packages().toJs()
           : [];
+        const dylibs = sessionDylibs(py._module);
         // Tell pyflare the snapshots are on disk; it then stops this host.
         Promise.all([taken?.written, baselineTaken?.written, packagesTaken?.written]).then(() =>
-          setTimeout(() => channel.send({ type: "snapshot_done", packages: imported }), 0),
+          setTimeout(() => channel.send({ type: "snapshot_done", packages: imported, dylibs }), 0),
         );
       }
       entrypoints.before_first_request();

@@ -1,26 +1,32 @@
-// Memory snapshots on disk: Pyodide's memory after the imports, followed by
-// a SHA-256 of it, so a truncated or corrupt file is never restored.
+// Memory snapshots on disk: Pyodide's memory after the imports, what
+// restoring it needs besides (the native extension modules to load first),
+// and a SHA-256 of both, so a truncated or corrupt file is never restored.
 
 import { existsSync, readFileSync, writeFileSync, unlinkSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { createHash } from "node:crypto";
 import { mkdir, writeFile, rename } from "node:fs/promises";
 import { Buffer } from "node:buffer";
+import { dylibRecord, sessionDylibs } from "./dylibs.mjs";
 
-/** SHA-256 of `bytes`, hashed 1 MiB at a time so the event loop keeps turning. */
-async function sha256InSlices(bytes) {
+/** SHA-256 of `parts` one after the other, hashed 1 MiB at a time so the event loop keeps turning. */
+async function sha256InSlices(parts) {
   const hash = createHash("sha256");
   const slice = 1024 * 1024;
-  for (let offset = 0; offset < bytes.byteLength; offset += slice) {
-    hash.update(bytes.subarray(offset, Math.min(offset + slice, bytes.byteLength)));
-    await new Promise((resolve) => setImmediate(resolve));
+  for (const bytes of parts) {
+    for (let offset = 0; offset < bytes.byteLength; offset += slice) {
+      hash.update(bytes.subarray(offset, Math.min(offset + slice, bytes.byteLength)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
   return hash.digest();
 }
 
 /**
- * One memory snapshot on disk: the bytes Pyodide makes, then a SHA-256 of
- * them, so a truncated or corrupt file is never restored. Python globals may
+ * One memory snapshot on disk: the bytes Pyodide makes, a JSON record of the
+ * native extension modules loaded before them (`dylibs.mjs`), the record's
+ * length (4 bytes, little-endian), then a SHA-256 of all that, so a
+ * truncated or corrupt file is never restored. Python globals may
  * hold the JS objects pyflare registers (the entrypoint helper, the compat
  * flags, cloudflare:workers and its env); they are recorded by name and
  * handed back on restore. Any other JS object means the worker cannot be
@@ -55,7 +61,11 @@ export class SnapshotFile {
       const body = file.subarray(0, file.length - 32);
       const digest = createHash("sha256").update(body).digest();
       if (!digest.equals(file.subarray(file.length - 32))) throw new Error("checksum mismatch");
-      return body;
+      const recordLength = body.readUInt32LE(body.length - 4);
+      const recordStart = body.length - 4 - recordLength;
+      if (recordStart < 0) throw new Error("no record of its native modules");
+      const record = JSON.parse(body.subarray(recordStart, body.length - 4).toString("utf8"));
+      return { memory: body.subarray(0, recordStart), record };
     } catch (error) {
       this.#log("warn", `[pyflare] ignoring a damaged snapshot (${error.message}); rebuilding it`);
       this.discard();
@@ -84,16 +94,29 @@ export class SnapshotFile {
     return value;
   }
 
-  async take(py) {
+  /**
+   * Takes the snapshot of `py`, whose native extension modules `preloaded`
+   * (with the function table `table` long after them) were loaded before
+   * Python started. One loaded later cannot be restored: with no preload,
+   * the snapshot is left to a maker that preloads what this one reports
+   * (`sessionDylibs`); with one, it is refused.
+   */
+  async take(py, preloaded = [], table = 0) {
     if (!this.wanted() || existsSync(this.#path)) return;
-    // Not emulated: restoring native extension modules (.so files from
-    // python_modules) from a snapshot; such workers start without one.
-    const native = py.pyimport("_pyflare.bootstrap").native_extension_modules().toJs();
-    if (native.length > 0) {
-      this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${native.slice(0, 3).join(", ")}) are not snapshotted`);
-      this.refuse(`native extension modules: ${native.join(", ")}`);
+    const late = sessionDylibs(py._module).filter((name) => !preloaded.includes(name));
+    if (late.length > 0) {
+      const names = late.map((name) => name.split("/").pop());
+      if (preloaded.length === 0) {
+        this.#log("debug", `[pyflare] native extension modules (${names.join(", ")}) go into the snapshot a second maker takes`);
+      } else {
+        this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${names.join(", ")}) were loaded after start`);
+        this.refuse(`native extension modules loaded after start: ${names.join(", ")}`);
+      }
       return;
     }
+    const record = Buffer.from(JSON.stringify(dylibRecord(py._module, preloaded, table)), "utf8");
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(record.length);
     let bytes;
     try {
       bytes = py.makeMemorySnapshot({
@@ -118,9 +141,10 @@ export class SnapshotFile {
         // pyflare makes the folder; the host may write only its own files
         // there (emulator/src/host/sandbox.rs).
         if (!existsSync(dirname(path))) await mkdir(dirname(path), { recursive: true });
-        const digest = await sha256InSlices(bytes);
+        const parts = [Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), record, length];
+        const digest = await sha256InSlices(parts);
         const tmp = `${path}.tmp`;
-        await writeFile(tmp, Buffer.concat([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), digest]));
+        await writeFile(tmp, Buffer.concat([...parts, digest]));
         // pyflare renames it to `path` once it knows the worker's files did
         // not change while they were imported (emulator/src/host/supervisor.rs).
         await rename(tmp, `${path}.made`);

@@ -251,21 +251,45 @@ async fn wait_for_file(
     suffix: &str,
     not_suffix: &str,
 ) -> std::path::PathBuf {
+    wait_for_file_where(w, dir, suffix, |name| {
+        name.ends_with(suffix) && !name.ends_with(not_suffix)
+    })
+    .await
+}
+
+/// Asserts no snapshot in `dir` was refused (a `.nosnap` note).
+fn assert_nothing_refused(w: &TestWorker, dir: &Path) {
+    let refused: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".nosnap"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}\n{}", w.output());
+}
+
+/// Waits for a file in `dir` whose name `accept`s, for 30 s at most.
+async fn wait_for_file_where(
+    w: &TestWorker,
+    dir: &Path,
+    what: &str,
+    accept: impl Fn(&str) -> bool,
+) -> std::path::PathBuf {
     for _ in 0..600 {
         let found = std::fs::read_dir(dir)
             .unwrap()
             .flatten()
             .map(|e| e.path())
             .find(|p| {
-                let name = p.to_string_lossy();
-                name.ends_with(suffix) && !name.ends_with(not_suffix)
+                p.file_name()
+                    .is_some_and(|name| accept(&name.to_string_lossy()))
             });
         if let Some(path) = found {
             return path;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no {suffix} file in {}:\n{}", dir.display(), w.output());
+    panic!("no {what} file in {}:\n{}", dir.display(), w.output());
 }
 
 #[tokio::test]
@@ -332,12 +356,7 @@ async fn snapshot_of_a_worker_whose_imports_grew_memory_restores() {
     let w = start().await;
     assert!(w.output().contains(", from a snapshot"), "{}", w.output());
     assert_eq!(w.get("/").await.text().await.unwrap(), want);
-    let refused: Vec<_> = std::fs::read_dir(snapshots.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".nosnap"))
-        .collect();
-    assert!(refused.is_empty(), "{}", w.output());
+    assert_nothing_refused(&w, snapshots.path());
 }
 
 #[tokio::test]
@@ -378,4 +397,67 @@ async fn reload_restores_the_packages_the_worker_imports_from_their_snapshot() {
     // Both reloads imported only the worker's own module.
     assert_eq!(stamps[0], stamps[1], "{}", w.output());
     assert_ne!(stamps[0], fresh, "{}", w.output());
+}
+
+#[tokio::test]
+async fn native_extension_modules_are_restored_from_snapshots() {
+    // pydantic-core is a Rust extension module (a `.so`): its code and its
+    // functions' table slots live outside the memory a snapshot copies.
+    let project = project_of(
+        "native",
+        &[(
+            "pyproject.toml",
+            "[project]\nname = \"native\"\nversion = \"0.1.0\"\ndependencies = [\"pydantic-core\"]\n",
+        )],
+    );
+    let entry = |version: u32| {
+        format!(
+            "import time\nimport pydantic_core\nfrom pydantic_core import core_schema\nfrom workers import Response, WorkerEntrypoint\n\nSTAMP = time.time_ns()\nNUMBER = pydantic_core.SchemaValidator(core_schema.int_schema(gt=0))\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        try:\n            NUMBER.validate_python('-1')\n            refused = 'no'\n        except pydantic_core.ValidationError as e:\n            refused = e.errors()[0]['type']\n        return Response(f\"v{version} {{NUMBER.validate_python('41') + 1}} {{refused}} {{STAMP}}\")\n"
+        )
+    };
+    save(&project.path().join("src/entry.py"), &entry(1));
+    let snapshots = tempfile::tempdir().unwrap();
+    let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
+    let stamp_of = |body: &str| body.rsplit_once(' ').unwrap().1.to_owned();
+
+    // The first start imports pydantic-core afresh; two makers then take
+    // the dedicated and the packages snapshot with it loaded before start.
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+    let fresh = w.get("/").await.text().await.unwrap();
+    assert!(fresh.starts_with("v1 42 greater_than "), "{fresh}");
+    wait_for_file(&w, snapshots.path(), ".pkgs.snap", "\u{0}").await;
+    let dedicated = wait_for_file_where(&w, snapshots.path(), "dedicated snapshot", |name| {
+        name.ends_with(".snap") && !name.ends_with(".pkgs.snap") && !name.ends_with(".base.snap")
+    })
+    .await;
+    drop(w);
+
+    // A restart restores the dedicated snapshot: the module-level stamp is
+    // the maker's, the same for every start, and the native code runs.
+    let mut stamps = Vec::new();
+    for _ in 0..2 {
+        let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+        assert!(w.output().contains("from a snapshot"), "{}", w.output());
+        let body = w.get("/").await.text().await.unwrap();
+        assert!(body.starts_with("v1 42 greater_than "), "{body}");
+        stamps.push(stamp_of(&body));
+    }
+    assert_eq!(stamps[0], stamps[1]);
+    assert_ne!(stamps[0], stamp_of(&fresh));
+
+    // Without it, a start restores the packages snapshot (pydantic-core
+    // loaded) and imports only the worker; so does a reload.
+    std::fs::remove_file(&dedicated).unwrap();
+    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+    assert!(
+        w.output().contains("from the packages snapshot"),
+        "{}",
+        w.output()
+    );
+    let body = w.get("/").await.text().await.unwrap();
+    assert!(body.starts_with("v1 42 greater_than "), "{body}");
+    save(&project.path().join("src/entry.py"), &entry(2));
+    let body = wait_for_body_where(&w, "v2", |body| body.starts_with("v2 ")).await;
+    assert!(body.starts_with("v2 42 greater_than "), "{body}");
+    assert_nothing_refused(&w, snapshots.path());
 }

@@ -389,6 +389,7 @@ fn worker_init(config: &WorkerConfig, runtime: &Runtime, bindings: Vec<BindingIn
         baseline_snapshot_path: None,
         packages_snapshot_path: None,
         packages: Vec::new(),
+        dylibs: Vec::new(),
         take_snapshots: false,
         memory_limit_bytes: 0,
     }

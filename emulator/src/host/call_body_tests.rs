@@ -174,6 +174,7 @@ pub(super) async fn start_host_with(
         baseline_snapshot_path: None,
         packages_snapshot_path: None,
         packages: Vec::new(),
+        dylibs: Vec::new(),
         take_snapshots: false,
         memory_limit_bytes: 0,
     };

@@ -152,7 +152,7 @@ struct Shared {
     exit: watch::Sender<Option<ExitReason>>,
     bindings: Arc<BindingMap>,
     /// Set when the host has written its snapshots (see `Host::snapshot_done`).
-    snapshot_done: watch::Sender<Option<Vec<String>>>,
+    snapshot_done: watch::Sender<Option<protocol::Imported>>,
 }
 
 impl Shared {
@@ -354,12 +354,12 @@ impl Host {
     }
 
     /// Resolves once a host started to take snapshots has written them,
-    /// with the modules from `python_modules/` the worker imported.
-    pub async fn snapshot_done(&self) -> Vec<String> {
+    /// with what the worker imported from `python_modules/`.
+    pub async fn snapshot_done(&self) -> protocol::Imported {
         let mut rx = self.shared.snapshot_done.subscribe();
         match rx.wait_for(Option::is_some).await {
             Ok(done) => done.clone().unwrap_or_default(),
-            Err(_) => Vec::new(),
+            Err(_) => protocol::Imported::default(),
         }
     }
 

@@ -40,11 +40,33 @@ pub struct WorkerInit {
     /// snapshot (see `packages_snapshot_path`); empty, it makes none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// For a snapshot-making host: native extension modules (`.so` files
+    /// under `/session/`, as Python names them) to load before Python
+    /// starts, so that the snapshots it takes hold them at addresses a
+    /// restore reproduces (see `FromHost::SnapshotDone`). When set, the host
+    /// starts afresh and takes no baseline snapshot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dylibs: Vec<String>,
     /// This host only makes the snapshots (serving hosts never take them).
     pub take_snapshots: bool,
     /// The isolate's memory limit in bytes (Pyodide's memory and the
     /// JavaScript heap); 0 for none.
     pub memory_limit_bytes: u64,
+}
+
+/// What a snapshot-making host's worker imported from outside Pyodide,
+/// for the snapshots a second maker takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Imported {
+    /// The modules from `python_modules/` (what its packages snapshot
+    /// should hold), in import order.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The native extension modules it loaded after Python started, in
+    /// load order: none can be in a snapshot unless a maker loads them
+    /// before Python starts (`WorkerInit::dylibs`).
+    #[serde(default)]
+    pub dylibs: Vec<String>,
 }
 
 /// One binding the host builds on `env`, with the shim that builds it.
@@ -120,10 +142,8 @@ pub enum FromHost {
         startup_ms: u64,
     },
     SnapshotDone {
-        /// The modules from `python_modules/` the worker imported (what
-        /// its packages snapshot should hold), in import order.
-        #[serde(default)]
-        packages: Vec<String>,
+        #[serde(flatten)]
+        imported: Imported,
     },
     LoadError {
         message: String,

@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::protocol::WorkerInit;
+use super::protocol::{Imported, WorkerInit};
 use super::{BindingMap, ExitReason, Host, Standby, StartError, Undelivered, WorkerEvent};
 use crate::logging;
 use crate::runtime::Runtime;
@@ -297,9 +297,9 @@ fn refused(path: &str) -> bool {
 }
 
 /// Runs a host that only makes the snapshots `init` names (it serves
-/// nothing), keeps those still valid, and returns the modules from
-/// `python_modules/` the worker imported.
-async fn run_maker(spec: &HostSpec, mut init: WorkerInit) -> Vec<String> {
+/// nothing), keeps those still valid, and returns what the worker imported
+/// from `python_modules/`.
+async fn run_maker(spec: &HostSpec, mut init: WorkerInit) -> Imported {
     init.take_snapshots = true;
     let started = Host::start(
         &spec.runtime,
@@ -311,20 +311,20 @@ async fn run_maker(spec: &HostSpec, mut init: WorkerInit) -> Vec<String> {
     .await;
     match started {
         Ok(maker) => {
-            let packages = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done())
+            let imported = tokio::time::timeout(Duration::from_secs(120), maker.snapshot_done())
                 .await
                 .unwrap_or_default();
             maker.stop(ExitReason::Stopped);
             let _ = tokio::task::spawn_blocking(move || crate::snapshot::keep_made(&init)).await;
-            packages
+            imported
         }
         Err(StartError::Load(e)) => {
             tracing::debug!("no snapshot: {e}");
-            Vec::new()
+            Imported::default()
         }
         Err(StartError::Host(e)) => {
             tracing::debug!("no snapshot: {e:#}");
-            Vec::new()
+            Imported::default()
         }
     }
 }
@@ -337,7 +337,10 @@ async fn run_maker(spec: &HostSpec, mut init: WorkerInit) -> Vec<String> {
 /// baseline, if missing) and learns which packages the worker imports; the
 /// second makes the packages snapshot with them, when it is missing or
 /// holds other modules. A reload restores that one, so only the worker's
-/// own modules are imported again.
+/// own modules are imported again. A worker whose imports load native
+/// extension modules gets its dedicated snapshot from the second pass too:
+/// that maker loads them before Python starts, where a restore loads them
+/// again at the same addresses.
 fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
     let Some(path) = &spec.init.snapshot_path else {
         return;
@@ -376,8 +379,9 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
             let _ = tokio::time::timeout(Duration::from_secs(30), started).await;
         }
         let sound = dedicated_wanted
-            && tokio::task::spawn_blocking(move || {
-                crate::snapshot::is_sound(std::path::Path::new(&path))
+            && tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || crate::snapshot::is_sound(std::path::Path::new(&path))
             })
             .await
             .unwrap_or(false);
@@ -389,21 +393,27 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
             // Only to learn the packages the worker imports.
             first.snapshot_path = None;
         }
-        let packages = run_maker(&spec, first).await;
-        let Some(packages_path) = packages_path else {
-            return;
-        };
-        let current = std::path::PathBuf::from(&packages_path);
-        if packages.is_empty()
-            || crate::snapshot::packages_made(&current).as_ref() == Some(&packages)
-        {
+        let imported = run_maker(&spec, first).await;
+        // The first pass could not take a dedicated snapshot holding
+        // native extension modules it loaded after Python started.
+        let dedicated_missing =
+            dedicated_wanted && !sound && !imported.dylibs.is_empty() && !refused(&path);
+        let packages_stale = packages_path.as_ref().is_some_and(|p| {
+            !imported.packages.is_empty()
+                && crate::snapshot::packages_made(std::path::Path::new(p)).as_ref()
+                    != Some(&imported.packages)
+        });
+        if !dedicated_missing && !packages_stale {
             return;
         }
-        // Remade with the modules the worker imports now.
-        let _ = std::fs::remove_file(&current);
         let mut second = spec.init.clone();
-        second.snapshot_path = None;
-        second.packages = packages;
+        second.snapshot_path = dedicated_missing.then_some(path);
+        if packages_stale && let Some(packages_path) = &packages_path {
+            // Remade with the modules the worker imports now.
+            let _ = std::fs::remove_file(packages_path);
+            second.packages = imported.packages;
+        }
+        second.dylibs = imported.dylibs;
         run_maker(&spec, second).await;
     });
     let previous = supervisor

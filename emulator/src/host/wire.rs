@@ -287,8 +287,8 @@ pub(super) fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 (None, None) => {}
             }
         }
-        FromHost::SnapshotDone { packages } => {
-            shared.snapshot_done.send_replace(Some(packages));
+        FromHost::SnapshotDone { imported } => {
+            shared.snapshot_done.send_replace(Some(imported));
         }
         FromHost::Ready { .. }
         | FromHost::LoadError { .. }

@@ -44,14 +44,6 @@ def warm_up():
     python_from_rpc(js.Request.new("http://localhost/warm-up"))
 
 
-def native_extension_modules():
-    """Names of the loaded modules that are native extensions (``.so``) from
-    the worker's own folders, which a memory snapshot cannot restore."""
-    return sorted(
-        name for name, file in _loaded_files() if file.startswith("/session/") and file.endswith(".so")
-    )
-
-
 PYTHON_MODULES = "/session/python_modules/"
 
 
