@@ -14,7 +14,8 @@ use crate::host::protocol::WorkerInit;
 use crate::runtime::{PYODIDE_VERSION, SDK_VERSION};
 
 /// Whether `path` holds a snapshot whose SHA-256 trailer matches (the
-/// format the host writes: Pyodide's bytes, then their digest).
+/// format the host writes: Pyodide's bytes and a record of the native
+/// modules to load first, then their digest).
 pub fn is_sound(path: &Path) -> bool {
     use std::io::Read;
     let Ok(mut file) = std::fs::File::open(path) else {
@@ -106,8 +107,10 @@ pub fn prune(dir: &Path, bound: u64) {
 /// Keeps the snapshots a maker host wrote (`<path>.made`) as the snapshots
 /// of `init`'s key only if the worker's files still have that key: a file
 /// saved while the maker imported them may be in the snapshot, which must
-/// then not answer for the files it was keyed by. A packages snapshot kept
-/// gets the list of its modules (`init.packages`) beside it.
+/// then not answer for the files it was keyed by. So with the notes of the
+/// snapshots it refused (`<path>.nosnap.made`): the refusal may be the
+/// newer code's. A packages snapshot kept gets the list of its modules
+/// (`init.packages`) beside it.
 pub fn keep_made(init: &WorkerInit) {
     let Some(baseline) = &init.baseline_snapshot_path else {
         return;
@@ -121,11 +124,20 @@ pub fn keep_made(init: &WorkerInit) {
     ];
     for (path, now) in made {
         let Some(path) = path else { continue };
+        let unchanged = now.as_deref() == Some(Path::new(path));
+        let refusal = format!("{path}.nosnap.made");
+        if Path::new(&refusal).exists() {
+            if unchanged {
+                let _ = std::fs::rename(&refusal, format!("{path}.nosnap"));
+            } else {
+                let _ = std::fs::remove_file(&refusal);
+            }
+        }
         let made = format!("{path}.made");
         if !Path::new(&made).exists() {
             continue;
         }
-        if now.as_deref() == Some(Path::new(path)) {
+        if unchanged {
             if init.packages_snapshot_path.as_ref() == Some(path) {
                 let list = packages_list_path(Path::new(path));
                 let _ = std::fs::write(list, init.packages.join("\n"));
@@ -136,6 +148,17 @@ pub fn keep_made(init: &WorkerInit) {
             let _ = std::fs::remove_file(&made);
         }
     }
+}
+
+/// Whether the worker's files still have the key of `init`'s dedicated
+/// snapshot (none changed since it was computed).
+pub fn still_keyed(init: &WorkerInit) -> bool {
+    let (Some(dedicated), Some(baseline)) = (&init.snapshot_path, &init.baseline_snapshot_path)
+    else {
+        return false;
+    };
+    let dir = Path::new(baseline).parent().unwrap_or(Path::new("."));
+    paths_for(dir, init).dedicated == Path::new(dedicated)
 }
 
 /// Marks an existing snapshot as just used, so that pruning keeps it.
@@ -484,11 +507,16 @@ mod tests {
             }
         };
         let exists = |path: &Option<String>| Path::new(path.as_ref().unwrap()).exists();
-        // Unchanged files: both are kept.
+        let note = |init: &WorkerInit, suffix: &str| {
+            format!("{}.nosnap{suffix}", init.snapshot_path.as_ref().unwrap())
+        };
+        // Unchanged files: both are kept, as is a maker's refusal note.
         let init_one = keyed(project.path());
         made(&init_one);
+        std::fs::write(note(&init_one, ".made"), "refused\n").unwrap();
         keep_made(&init_one);
         assert!(exists(&init_one.snapshot_path) && exists(&init_one.baseline_snapshot_path));
+        assert!(Path::new(&note(&init_one, "")).exists());
         // A save while the maker imported the files: the dedicated snapshot
         // is dropped, the baseline (no worker files in it) kept.
         std::fs::write(project.path().join("entry.py"), "v = 2\n").unwrap();
@@ -497,8 +525,12 @@ mod tests {
         std::fs::write(project.path().join("entry.py"), "v = 1\n").unwrap();
         std::fs::write(project.path().join("entry.py"), "v = 3\n").unwrap();
         made(&init_two);
+        std::fs::write(note(&init_two, ".made"), "refused\n").unwrap();
         keep_made(&init_two);
         assert!(!exists(&init_two.snapshot_path));
+        // Nor its refusal note: the refusal may be the newer code's.
+        assert!(!Path::new(&note(&init_two, "")).exists());
+        assert!(!Path::new(&note(&init_two, ".made")).exists());
         assert!(
             !Path::new(&format!(
                 "{}.made",

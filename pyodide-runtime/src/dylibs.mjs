@@ -39,13 +39,19 @@ export async function preloadingOptions(pyodideDir, names, expectedTable) {
   const preload = (Module) => {
     module = Module;
     for (const name of names) {
-      const bytes = Module.FS.readFile(name);
+      // A library another one needs was loaded with it, before it.
+      if (Module.LDSO.loadedLibsByName[name]) continue;
+      const wasm = new WebAssembly.Module(Module.FS.readFile(name));
+      reserveMemory(Module, Module.getDylinkMetadata(wasm));
       // As Emscripten registers a library loaded at start: never unloaded,
       // and its symbols kept local, as Python's dlopen asks.
       const dso = Module.newDSO(name, undefined, "loading");
       dso.global = false;
-      dso.exports = Module.loadWebAssemblyModule(new WebAssembly.Module(bytes), { allowUndefined: true }, name);
+      dso.exports = Module.loadWebAssemblyModule(wasm, { allowUndefined: true }, name);
     }
+    // As Emscripten does after the libraries a program is linked with:
+    // symbols none of them defines are looked up once all are loaded.
+    Module.reportUndefinedSymbols();
     table = Module.wasmTable.length;
     if (expectedTable !== undefined && table !== expectedTable) {
       throw new Error(
@@ -59,6 +65,19 @@ export async function preloadingOptions(pyodideDir, names, expectedTable) {
     return factory(settings);
   };
   return { options: { createPyodideModule }, loaded: () => ({ module, table }) };
+}
+
+/**
+ * Grows the memory so that a library's data fits past the heap's current
+ * end: before Python starts, Emscripten places it there without growing
+ * the memory itself. Growing moves nothing, so the places stay the same.
+ */
+function reserveMemory(Module, metadata) {
+  const heapEnd = Module.HEAPU32[Module._emscripten_get_sbrk_ptr() >>> 2];
+  const needed = heapEnd + (metadata.memorySize ?? 0) + 2 ** (metadata.memoryAlign ?? 0) + 16;
+  if (needed > Module.HEAP8.length && !Module.growMemory(needed)) {
+    throw new Error(`no memory for the native extension modules (${needed} bytes)`);
+  }
 }
 
 /**

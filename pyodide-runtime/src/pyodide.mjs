@@ -83,10 +83,11 @@ export async function prepareWorker(init, channel, standby) {
     stdout: (line) => log("info", line),
     stderr: (line) => log("warn", line),
   };
-  // Native extension modules loaded before Python started, and the
-  // function table's length after them, for the snapshots this host takes.
-  let preloaded = [];
-  let preloadedTable = 0;
+  // Native extension modules loaded before Python started, the function
+  // table's length after them, and whether pyflare named them (a second
+  // snapshot maker) rather than a restored snapshot: for the snapshots
+  // this host takes.
+  const preload = { names: [], table: 0, told: false };
   const restore = async (file, makeMore) => {
     const read = file.read();
     if (!read) return null;
@@ -104,8 +105,7 @@ export async function prepareWorker(init, channel, standby) {
       });
       if (preloading) {
         restoreHandles(py._module, record);
-        preloaded = dylibs;
-        preloadedTable = record.table;
+        Object.assign(preload, { names: dylibs, table: record.table });
       }
       return py;
     } catch (error) {
@@ -168,8 +168,7 @@ export async function prepareWorker(init, channel, standby) {
     const preloading = toPreload.length > 0 ? await preloadingOptions(init.pyodide_dir, toPreload) : null;
     py = await pyodideModule.loadPyodide({ ...options, ...preloading?.options, _makeSnapshot: makeMode });
     if (preloading) {
-      preloaded = toPreload;
-      preloadedTable = preloading.loaded().table;
+      Object.assign(preload, { names: toPreload, table: preloading.loaded().table, told: true });
     }
   }
 
@@ -200,7 +199,7 @@ export async function prepareWorker(init, channel, standby) {
   if (mayTakePackages && (origin === "baseline" || origin === "fresh")) {
     // As the worker's import would (the SDK's patches apply), before it.
     py.pyimport("_pyflare.bootstrap").preimport(packageList);
-    packagesTaken = await packages.take(py, preloaded, preloadedTable);
+    packagesTaken = await packages.take(py, preload);
   }
 
   const entrypoints = py.pyimport("_pyflare.entrypoints");
@@ -224,7 +223,7 @@ export async function prepareWorker(init, channel, standby) {
       }
       const legacyAllowed = !flags.python_no_global_handlers;
       const info = await entrypoints.load.callPromising(init.main_module, legacyAllowed);
-      const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py, preloaded, preloadedTable);
+      const taken = await new SnapshotFile(takes ? snapshotPath : null, known, log).take(py, preload);
       if (takes) {
         // What a packages snapshot of this worker should hold, and the
         // native modules a second maker should load before start.

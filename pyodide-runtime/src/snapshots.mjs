@@ -79,12 +79,17 @@ export class SnapshotFile {
     } catch {}
   }
 
-  /** Records why this snapshot is not taken, so later starts do not retry. */
-  refuse(reason) {
+  /**
+   * Records why this snapshot is not taken, so later starts do not retry.
+   * A snapshot maker's note is `made`: pyflare keeps it only if the
+   * worker's files did not change while they were imported (the refusal
+   * may be the newer code's).
+   */
+  refuse(reason, made = false) {
     if (!this.#path) return;
     try {
       if (!existsSync(dirname(this.#path))) mkdirSync(dirname(this.#path), { recursive: true });
-      writeFileSync(`${this.#path}.nosnap`, `${reason}\n`);
+      writeFileSync(`${this.#path}.nosnap${made ? ".made" : ""}`, `${reason}\n`);
     } catch {}
   }
 
@@ -95,26 +100,27 @@ export class SnapshotFile {
   }
 
   /**
-   * Takes the snapshot of `py`, whose native extension modules `preloaded`
-   * (with the function table `table` long after them) were loaded before
-   * Python started. One loaded later cannot be restored: with no preload,
-   * the snapshot is left to a maker that preloads what this one reports
-   * (`sessionDylibs`); with one, it is refused.
+   * Takes the snapshot of `py`, whose native extension modules
+   * `preload.names` were loaded before Python started (the function table
+   * `preload.table` long after them). One loaded later cannot be restored:
+   * the snapshot is left to a maker told to load every module this one
+   * reports (`sessionDylibs`) first, and refused if this host was that
+   * maker (`preload.told`).
    */
-  async take(py, preloaded = [], table = 0) {
+  async take(py, preload = { names: [], table: 0, told: false }) {
     if (!this.wanted() || existsSync(this.#path)) return;
-    const late = sessionDylibs(py._module).filter((name) => !preloaded.includes(name));
+    const late = sessionDylibs(py._module).filter((name) => !preload.names.includes(name));
     if (late.length > 0) {
       const names = late.map((name) => name.split("/").pop());
-      if (preloaded.length === 0) {
+      if (!preload.told) {
         this.#log("debug", `[pyflare] native extension modules (${names.join(", ")}) go into the snapshot a second maker takes`);
       } else {
         this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${names.join(", ")}) were loaded after start`);
-        this.refuse(`native extension modules loaded after start: ${names.join(", ")}`);
+        this.refuse(`native extension modules loaded after start: ${names.join(", ")}`, true);
       }
       return;
     }
-    const record = Buffer.from(JSON.stringify(dylibRecord(py._module, preloaded, table)), "utf8");
+    const record = Buffer.from(JSON.stringify(dylibRecord(py._module, preload.names, preload.table)), "utf8");
     const length = Buffer.alloc(4);
     length.writeUInt32LE(record.length);
     let bytes;
@@ -129,7 +135,7 @@ export class SnapshotFile {
       });
     } catch (error) {
       this.#log("info", `[pyflare] starting without a memory snapshot: ${error.message}`);
-      this.refuse(error.message);
+      this.refuse(error.message, true);
       return;
     }
     // Written after the worker is ready, off the start's critical path, and

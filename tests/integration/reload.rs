@@ -257,13 +257,24 @@ async fn wait_for_file(
     .await
 }
 
+/// Whether `name` is a dedicated snapshot's (neither baseline nor packages).
+fn is_dedicated(name: &str) -> bool {
+    name.ends_with(".snap") && !name.ends_with(".pkgs.snap") && !name.ends_with(".base.snap")
+}
+
+/// Waits for a dedicated snapshot in `dir`.
+async fn wait_for_dedicated(w: &TestWorker, dir: &Path) -> std::path::PathBuf {
+    wait_for_file_where(w, dir, "dedicated snapshot", is_dedicated).await
+}
+
 /// Asserts no snapshot in `dir` was refused (a `.nosnap` note).
 fn assert_nothing_refused(w: &TestWorker, dir: &Path) {
     let refused: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".nosnap"))
+        .map(|e| e.path())
+        .filter(|path| path.to_string_lossy().ends_with(".nosnap"))
+        .map(|path| std::fs::read_to_string(&path).unwrap_or_default())
         .collect();
     assert!(refused.is_empty(), "{refused:?}\n{}", w.output());
 }
@@ -401,45 +412,49 @@ async fn reload_restores_the_packages_the_worker_imports_from_their_snapshot() {
 
 #[tokio::test]
 async fn native_extension_modules_are_restored_from_snapshots() {
-    // pydantic-core is a Rust extension module (a `.so`): its code and its
-    // functions' table slots live outside the memory a snapshot copies.
+    // pydantic-core and jiter are Rust extension modules (`.so` files):
+    // their code and their functions' table slots live outside the memory
+    // a snapshot copies.
     let project = project_of(
         "native",
         &[(
             "pyproject.toml",
-            "[project]\nname = \"native\"\nversion = \"0.1.0\"\ndependencies = [\"pydantic-core\"]\n",
+            "[project]\nname = \"native\"\nversion = \"0.1.0\"\ndependencies = [\"pydantic-core\", \"jiter\"]\n",
         )],
     );
-    let entry = |version: u32| {
+    let entry = |version: u32, jiter: bool| {
+        let (import, extra) = if jiter {
+            ("import jiter\n", "{jiter.from_json(b'[7]')[0]}")
+        } else {
+            ("", "-")
+        };
         format!(
-            "import time\nimport pydantic_core\nfrom pydantic_core import core_schema\nfrom workers import Response, WorkerEntrypoint\n\nSTAMP = time.time_ns()\nNUMBER = pydantic_core.SchemaValidator(core_schema.int_schema(gt=0))\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        try:\n            NUMBER.validate_python('-1')\n            refused = 'no'\n        except pydantic_core.ValidationError as e:\n            refused = e.errors()[0]['type']\n        return Response(f\"v{version} {{NUMBER.validate_python('41') + 1}} {{refused}} {{STAMP}}\")\n"
+            "import time\n{import}import pydantic_core\nfrom pydantic_core import core_schema\nfrom workers import Response, WorkerEntrypoint\n\nSTAMP = time.time_ns()\nNUMBER = pydantic_core.SchemaValidator(core_schema.int_schema(gt=0))\n\nclass Default(WorkerEntrypoint):\n    async def fetch(self, request):\n        try:\n            NUMBER.validate_python('-1')\n            refused = 'no'\n        except pydantic_core.ValidationError as e:\n            refused = e.errors()[0]['type']\n        return Response(f\"v{version} {{NUMBER.validate_python('41') + 1}} {{refused}} {extra} {{STAMP}}\")\n"
         )
     };
-    save(&project.path().join("src/entry.py"), &entry(1));
+    save(&project.path().join("src/entry.py"), &entry(1, false));
     let snapshots = tempfile::tempdir().unwrap();
     let envs = [("PYFLARE_SNAPSHOT_DIR", snapshots.path().to_str().unwrap())];
+    let start = || TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs);
     let stamp_of = |body: &str| body.rsplit_once(' ').unwrap().1.to_owned();
 
     // The first start imports pydantic-core afresh; two makers then take
     // the dedicated and the packages snapshot with it loaded before start.
-    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+    let w = start().await;
     let fresh = w.get("/").await.text().await.unwrap();
-    assert!(fresh.starts_with("v1 42 greater_than "), "{fresh}");
+    assert!(fresh.starts_with("v1 42 greater_than - "), "{fresh}");
     wait_for_file(&w, snapshots.path(), ".pkgs.snap", "\u{0}").await;
-    let dedicated = wait_for_file_where(&w, snapshots.path(), "dedicated snapshot", |name| {
-        name.ends_with(".snap") && !name.ends_with(".pkgs.snap") && !name.ends_with(".base.snap")
-    })
-    .await;
+    let first = wait_for_dedicated(&w, snapshots.path()).await;
     drop(w);
 
     // A restart restores the dedicated snapshot: the module-level stamp is
     // the maker's, the same for every start, and the native code runs.
     let mut stamps = Vec::new();
     for _ in 0..2 {
-        let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+        let w = start().await;
         assert!(w.output().contains("from a snapshot"), "{}", w.output());
         let body = w.get("/").await.text().await.unwrap();
-        assert!(body.starts_with("v1 42 greater_than "), "{body}");
+        assert!(body.starts_with("v1 42 greater_than - "), "{body}");
         stamps.push(stamp_of(&body));
     }
     assert_eq!(stamps[0], stamps[1]);
@@ -447,17 +462,43 @@ async fn native_extension_modules_are_restored_from_snapshots() {
 
     // Without it, a start restores the packages snapshot (pydantic-core
     // loaded) and imports only the worker; so does a reload.
-    std::fs::remove_file(&dedicated).unwrap();
-    let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &envs).await;
+    std::fs::remove_file(&first).unwrap();
+    let w = start().await;
     assert!(
         w.output().contains("from the packages snapshot"),
         "{}",
         w.output()
     );
     let body = w.get("/").await.text().await.unwrap();
-    assert!(body.starts_with("v1 42 greater_than "), "{body}");
-    save(&project.path().join("src/entry.py"), &entry(2));
+    assert!(body.starts_with("v1 42 greater_than - "), "{body}");
+    save(&project.path().join("src/entry.py"), &entry(2, false));
     let body = wait_for_body_where(&w, "v2", |body| body.starts_with("v2 ")).await;
-    assert!(body.starts_with("v2 42 greater_than "), "{body}");
+    assert!(body.starts_with("v2 42 greater_than - "), "{body}");
+
+    // Code that loads one more native module than the packages snapshot
+    // holds gets a dedicated snapshot with both, from the next start on.
+    // (Any the session above made for its first code is removed, so that
+    // the only one is the new code's.)
+    drop(w);
+    for entry in std::fs::read_dir(snapshots.path()).unwrap().flatten() {
+        if is_dedicated(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    save(&project.path().join("src/entry.py"), &entry(3, true));
+    let w = start().await;
+    assert!(
+        w.output().contains("from the packages snapshot"),
+        "{}",
+        w.output()
+    );
+    let body = w.get("/").await.text().await.unwrap();
+    assert!(body.starts_with("v3 42 greater_than 7 "), "{body}");
+    wait_for_dedicated(&w, snapshots.path()).await;
+    drop(w);
+    let w = start().await;
+    assert!(w.output().contains("from a snapshot"), "{}", w.output());
+    let body = w.get("/").await.text().await.unwrap();
+    assert!(body.starts_with("v3 42 greater_than 7 "), "{body}");
     assert_nothing_refused(&w, snapshots.path());
 }

@@ -296,9 +296,15 @@ async fn sandbox_host_process_is_confined() {
             assert_eq!(path.parent(), Some(snapshots.path()), "{args:?}");
             let name = path.file_name().unwrap().to_string_lossy();
             assert!(
-                [".snap", ".snap.tmp", ".snap.made", ".snap.nosnap"]
-                    .iter()
-                    .any(|end| name.ends_with(end)),
+                [
+                    ".snap",
+                    ".snap.tmp",
+                    ".snap.made",
+                    ".snap.nosnap",
+                    ".snap.nosnap.made"
+                ]
+                .iter()
+                .any(|end| name.ends_with(end)),
                 "{name}"
             );
         }

@@ -62,9 +62,10 @@ pub struct Imported {
     /// should hold), in import order.
     #[serde(default)]
     pub packages: Vec<String>,
-    /// The native extension modules it loaded after Python started, in
-    /// load order: none can be in a snapshot unless a maker loads them
-    /// before Python starts (`WorkerInit::dylibs`).
+    /// The native extension modules (`.so` files under `/session/`) it
+    /// had loaded, in load order: a snapshot holds one only if the host
+    /// that takes it loaded it before Python started, so a second maker
+    /// loads them all then (`WorkerInit::dylibs`).
     #[serde(default)]
     pub dylibs: Vec<String>,
 }

@@ -62,7 +62,8 @@ pub fn node_flags(runtime: &Runtime, init: &WorkerInit) -> Vec<OsString> {
 /// The files a host may write: its worker's snapshots, the temporary file
 /// each is written to, the `.made` file it is renamed to (pyflare keeps it
 /// as the snapshot only if the worker's files did not change meanwhile),
-/// and the `.nosnap` note that says why one is not taken.
+/// and the `.nosnap` note that says why one is not taken (from a snapshot
+/// maker, `.nosnap.made`, kept as the snapshot is).
 pub fn snapshot_files(init: &WorkerInit) -> Vec<std::path::PathBuf> {
     [
         &init.snapshot_path,
@@ -72,7 +73,7 @@ pub fn snapshot_files(init: &WorkerInit) -> Vec<std::path::PathBuf> {
     .into_iter()
     .flatten()
     .flat_map(|path| {
-        ["", ".tmp", ".made", ".nosnap"]
+        ["", ".tmp", ".made", ".nosnap", ".nosnap.made"]
             .map(|suffix| std::path::PathBuf::from(format!("{path}{suffix}")))
     })
     .collect()

@@ -396,8 +396,10 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
         let imported = run_maker(&spec, first).await;
         // The first pass could not take a dedicated snapshot holding
         // native extension modules it loaded after Python started.
-        let dedicated_missing =
-            dedicated_wanted && !sound && !imported.dylibs.is_empty() && !refused(&path);
+        let dedicated_missing = dedicated_wanted
+            && !imported.dylibs.is_empty()
+            && !std::path::Path::new(&path).exists()
+            && !refused(&path);
         let packages_stale = packages_path.as_ref().is_some_and(|p| {
             !imported.packages.is_empty()
                 && crate::snapshot::packages_made(std::path::Path::new(p)).as_ref()
@@ -407,14 +409,27 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
             return;
         }
         let mut second = spec.init.clone();
-        second.snapshot_path = dedicated_missing.then_some(path);
+        second.snapshot_path = dedicated_missing.then(|| path.clone());
         if packages_stale && let Some(packages_path) = &packages_path {
             // Remade with the modules the worker imports now.
             let _ = std::fs::remove_file(packages_path);
             second.packages = imported.packages;
         }
         second.dylibs = imported.dylibs;
-        run_maker(&spec, second).await;
+        run_maker(&spec, second.clone()).await;
+        let failed = dedicated_missing
+            && !std::path::Path::new(&path).exists()
+            && !refused(&path)
+            && tokio::task::spawn_blocking(move || crate::snapshot::still_keyed(&second))
+                .await
+                .unwrap_or(false);
+        if failed {
+            // Not retried on every start of this code: its log said why.
+            let _ = std::fs::write(
+                format!("{path}.nosnap"),
+                "the snapshot maker that loads native extension modules first did not take it\n",
+            );
+        }
     });
     let previous = supervisor
         .maker
