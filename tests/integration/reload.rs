@@ -257,6 +257,15 @@ async fn wait_for_file(
     .await
 }
 
+/// Asserts `w` started `origin` (as its log says) and answers a body
+/// starting with `want`; returns the body.
+async fn started_from(w: &TestWorker, origin: &str, want: &str) -> String {
+    assert!(w.output().contains(origin), "{}", w.output());
+    let body = w.get("/").await.text().await.unwrap();
+    assert!(body.starts_with(want), "{body}");
+    body
+}
+
 /// Whether `name` is a dedicated snapshot's (neither baseline nor packages).
 fn is_dedicated(name: &str) -> bool {
     name.ends_with(".snap") && !name.ends_with(".pkgs.snap") && !name.ends_with(".base.snap")
@@ -452,9 +461,7 @@ async fn native_extension_modules_are_restored_from_snapshots() {
     let mut stamps = Vec::new();
     for _ in 0..2 {
         let w = start().await;
-        assert!(w.output().contains("from a snapshot"), "{}", w.output());
-        let body = w.get("/").await.text().await.unwrap();
-        assert!(body.starts_with("v1 42 greater_than - "), "{body}");
+        let body = started_from(&w, "from a snapshot", "v1 42 greater_than - ").await;
         stamps.push(stamp_of(&body));
     }
     assert_eq!(stamps[0], stamps[1]);
@@ -464,13 +471,7 @@ async fn native_extension_modules_are_restored_from_snapshots() {
     // loaded) and imports only the worker; so does a reload.
     std::fs::remove_file(&first).unwrap();
     let w = start().await;
-    assert!(
-        w.output().contains("from the packages snapshot"),
-        "{}",
-        w.output()
-    );
-    let body = w.get("/").await.text().await.unwrap();
-    assert!(body.starts_with("v1 42 greater_than - "), "{body}");
+    started_from(&w, "from the packages snapshot", "v1 42 greater_than - ").await;
     save(&project.path().join("src/entry.py"), &entry(2, false));
     let body = wait_for_body_where(&w, "v2", |body| body.starts_with("v2 ")).await;
     assert!(body.starts_with("v2 42 greater_than - "), "{body}");
@@ -487,18 +488,10 @@ async fn native_extension_modules_are_restored_from_snapshots() {
     }
     save(&project.path().join("src/entry.py"), &entry(3, true));
     let w = start().await;
-    assert!(
-        w.output().contains("from the packages snapshot"),
-        "{}",
-        w.output()
-    );
-    let body = w.get("/").await.text().await.unwrap();
-    assert!(body.starts_with("v3 42 greater_than 7 "), "{body}");
+    started_from(&w, "from the packages snapshot", "v3 42 greater_than 7 ").await;
     wait_for_dedicated(&w, snapshots.path()).await;
     drop(w);
     let w = start().await;
-    assert!(w.output().contains("from a snapshot"), "{}", w.output());
-    let body = w.get("/").await.text().await.unwrap();
-    assert!(body.starts_with("v3 42 greater_than 7 "), "{body}");
+    started_from(&w, "from a snapshot", "v3 42 greater_than 7 ").await;
     assert_nothing_refused(&w, snapshots.path());
 }
