@@ -111,10 +111,9 @@ export class SnapshotFile {
     if (!this.wanted() || existsSync(this.#path)) return;
     const late = sessionDylibs(py._module).filter((name) => !preload.names.includes(name));
     if (late.length > 0) {
-      const names = late.map((name) => name.split("/").pop());
-      if (!preload.told) {
-        this.#log("debug", `[pyflare] native extension modules (${names.join(", ")}) go into the snapshot a second maker takes`);
-      } else {
+      // Not a refusal: pyflare runs the second maker (quietly).
+      if (preload.told) {
+        const names = late.map((name) => name.split("/").pop());
         this.#log("info", `[pyflare] starting without a memory snapshot: native extension modules (${names.join(", ")}) were loaded after start`);
         this.refuse(`native extension modules loaded after start: ${names.join(", ")}`, true);
       }
