@@ -93,12 +93,26 @@ async fn every_content_type_reaches_the_sdk(w: &TestWorker) {
             "{id}"
         );
     }
-    assert!(
-        w.wait_for_output("[pyflare] QUEUE jobs 1/1 ok (", Duration::from_secs(5))
-            .await,
-        "{}",
+    // One line per batch, `<acked>/<size> ok (<ms>)`; the four sends may
+    // arrive in one batch or several.
+    let delivered = || {
         w.output()
-    );
+            .lines()
+            .filter_map(|line| line.strip_prefix("[pyflare] QUEUE jobs "))
+            .map(|rest| {
+                let (counts, outcome) = rest.split_once(' ').unwrap();
+                assert!(outcome.starts_with("ok ("), "{rest}");
+                let (acked, size) = counts.split_once('/').unwrap();
+                assert_eq!(acked, size, "{rest}");
+                size.parse::<usize>().unwrap()
+            })
+            .sum::<usize>()
+    };
+    let started = std::time::Instant::now();
+    while delivered() < 4 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered(), 4, "{}", w.output());
 }
 
 async fn producer_errors_are_cloudflares(w: &TestWorker) {
