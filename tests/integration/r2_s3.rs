@@ -169,14 +169,8 @@ impl Moto {
 
 #[tokio::test]
 async fn r2_the_same_answers_on_s3() {
-    let moto = match Moto::start().await {
-        Ok(moto) => moto,
-        Err(why) => {
-            eprintln!(
-                "SKIPPED r2_the_same_answers_on_s3: no S3-compatible server (pip install moto[server] failed: {why})"
-            );
-            return;
-        }
+    let Some(moto) = moto_or_skip("r2_the_same_answers_on_s3").await else {
+        return;
     };
     let w = moto.worker("shapes").await;
     assert!(w.output().contains("(photos, s3://r2test/shapes)"));
