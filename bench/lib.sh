@@ -25,3 +25,5 @@ wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.00
 # Requests per second and p99 latency from wrk's output.
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
+# Resident memory of process $1, in MB.
+rss_mb() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }

@@ -40,7 +40,6 @@ load() {
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1/"
 }
 peak_mb() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
-rss_mb() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 
 # 1. Small put+get through pyflare dev.
 "$BIN" dev bench/workers/r2 --port "$PORT" --no-reload --persist-to "$WORK/state" >"$LOG" 2>&1 &

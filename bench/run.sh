@@ -106,7 +106,7 @@ compare() {
     ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
     ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99 "$a")"
   done
-  BASE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$BASE_PID/status")
+  BASE_RSS=$(rss_mb "$BASE_PID")
   kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
   printf '%-32s%s req/s (median of %s rounds of %s s, wrk -c%s; p99s:%s)\n' "$1 via pyflare dev:" "$(echo $ours | median)" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$p99s"
   printf '%-32s%s req/s; ratio %s (target >= %s; rounds:%s)\n' "  its SDK-bound ceiling:" "$(echo $theirs | median)" "$(echo $ratios | median)" "$3" "$ratios"
@@ -121,8 +121,8 @@ serve "$WORK/hello2"
 HELLO_START=$(grep -o 'started in .*' "$LOG" | head -1)
 compare "hello world" hello 0.95
 HOST_PID=$(pgrep -P "$PYFLARE_PID" | head -1)
-HOST_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$HOST_PID/status")
-PYFLARE_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$PYFLARE_PID/status")
+HOST_RSS=$(rss_mb "$HOST_PID")
+PYFLARE_RSS=$(rss_mb "$PYFLARE_PID")
 HELLO_BASE_RSS=$BASE_RSS
 stop_pyflare
 
@@ -138,8 +138,8 @@ stop_pyflare
 
 echo "Cloudflare's SDK cost per D1 query, without pyflare:"
 "$NODE" bench/sdk_cost.mjs "$PYODIDE_DIR" "$SDK_DIR" | sed 's/^/  /'
-echo "memory after the hello run:     worker host RSS $((HOST_RSS / 1024)) MB (target <= 200; host $HELLO_START), pyflare RSS $((PYFLARE_RSS / 1024)) MB"
-echo "memory after the bare run:      bare Node+Pyodide RSS $((HELLO_BASE_RSS / 1024)) MB (V8's default heap sizing)"
+echo "memory after the hello run:     worker host RSS ${HOST_RSS} MB (target <= 200; host $HELLO_START), pyflare RSS ${PYFLARE_RSS} MB"
+echo "memory after the bare run:      bare Node+Pyodide RSS ${HELLO_BASE_RSS} MB (V8's default heap sizing)"
 
 if [ -n "${PACKAGES:-}" ]; then
   echo "package-heavy workers (bench/packages.sh):"
