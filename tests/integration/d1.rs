@@ -132,6 +132,114 @@ async fn d1_queries_return_cloudflares_shapes() {
     );
 }
 
+/// `meta.rows_read` and `meta.rows_written` of each statement, as a
+/// JavaScript worker under Miniflare 4.20260730 (workerd's counting SQLite)
+/// reports them for the same statements run in this order.
+#[tokio::test]
+async fn d1_meta_counts_rows_as_d1_does() {
+    let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;
+    let expected: &[(&str, u64, u64)] = &[
+        (
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)",
+            1,
+            2,
+        ),
+        ("CREATE INDEX t_name ON t(name)", 2, 1),
+        ("CREATE TABLE plain (a, b)", 1, 2),
+        // A row and its index entry.
+        ("INSERT INTO t (name, n) VALUES ('a', 1)", 0, 2),
+        (
+            "INSERT INTO t (name, n) VALUES ('b', 2), ('c', 3), ('d', 4)",
+            0,
+            6,
+        ),
+        ("INSERT INTO plain VALUES (1, 2)", 0, 1),
+        ("INSERT INTO plain SELECT n, name FROM t", 4, 4),
+        ("SELECT * FROM t", 4, 0),
+        ("SELECT * FROM plain", 5, 0),
+        // A lookup by key reads one row, found or not.
+        ("SELECT * FROM t WHERE id = 2", 1, 0),
+        ("SELECT * FROM t WHERE id = 99", 1, 0),
+        ("SELECT * FROM t WHERE name = 'c'", 2, 0),
+        // An index lookup that finds nothing reads nothing.
+        ("SELECT * FROM t WHERE name = 'zz'", 0, 0),
+        ("SELECT id FROM t WHERE name > 'a'", 3, 0),
+        ("SELECT count(*) FROM t", 4, 0),
+        ("SELECT count(*) FROM plain", 5, 0),
+        // The sort's own temporary table is not counted as written.
+        ("SELECT * FROM t ORDER BY n DESC LIMIT 2", 8, 0),
+        ("SELECT max(id) FROM t", 1, 0),
+        ("SELECT * FROM t WHERE n > 1", 4, 0),
+        ("UPDATE t SET n = n + 1 WHERE id = 1", 1, 1),
+        // An indexed column: the row and the new index entry.
+        ("UPDATE t SET name = 'x' WHERE id = 2", 1, 2),
+        ("UPDATE t SET n = 0", 4, 4),
+        ("UPDATE plain SET a = 5 WHERE a = 1", 5, 2),
+        ("DELETE FROM t WHERE id = 3", 1, 1),
+        ("DELETE FROM plain WHERE a = 5", 5, 2),
+        // A DELETE with no WHERE clears the table without reading it.
+        ("DELETE FROM plain", 0, 3),
+        (
+            "INSERT OR REPLACE INTO t (id, name, n) VALUES (1, 'r', 9)",
+            1,
+            2,
+        ),
+        (
+            "INSERT INTO t (id, name) VALUES (50, 'q') ON CONFLICT(id) DO UPDATE SET n = 7",
+            1,
+            2,
+        ),
+        (
+            "INSERT INTO t (id, name) VALUES (50, 'q') ON CONFLICT(id) DO UPDATE SET n = 7",
+            1,
+            1,
+        ),
+        ("SELECT t.id, p.a FROM t JOIN plain p ON p.a = t.n", 1, 0),
+        ("SELECT 1", 0, 0),
+        ("CREATE TABLE w (k TEXT PRIMARY KEY, v) WITHOUT ROWID", 1, 2),
+        ("INSERT INTO w VALUES ('a', 1), ('b', 2)", 0, 2),
+        ("SELECT * FROM w WHERE k = 'b'", 1, 0),
+        ("DELETE FROM t", 0, 4),
+    ];
+    for &(sql, read, written) in expected {
+        let answer = call(&w, "query", json!({ "sql": sql })).await;
+        assert_eq!(
+            (
+                &answer["meta"]["rows_read"],
+                &answer["meta"]["rows_written"]
+            ),
+            (&json!(read), &json!(written)),
+            "{sql}: {answer}"
+        );
+    }
+    // Each statement of a batch has its own counts.
+    let batch = call(
+        &w,
+        "batch",
+        json!({"statements": [
+            {"sql": "INSERT INTO w VALUES ('c', 3)"},
+            {"sql": "SELECT * FROM w"},
+        ]}),
+    )
+    .await;
+    let counts: Vec<_> = batch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["meta"]["rows_read"].clone(),
+                r["meta"]["rows_written"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [(json!(0), json!(1)), (json!(3), json!(0))],
+        "{batch}"
+    );
+}
+
 #[tokio::test]
 async fn d1_errors_are_cloudflares() {
     let w = TestWorker::start_in("d1_quotes", migrated_state(), &["--no-reload"]).await;

@@ -5,14 +5,13 @@
 //! queries reach this module. Each database is one plain SQLite file at
 //! `<state>/d1/<database_name>.sqlite3` (WAL mode), which the `sqlite3`
 //! command can open while pyflare runs. Migrations (`migrations_dir`,
-//! `migrations_table`) are in [`migrations`].
+//! `migrations_table`) are in [`migrations`]. `meta.rows_read` and
+//! `meta.rows_written` are counted as D1 counts them, by the SQLite pyflare
+//! links (`pyflare_sqlite`).
 //!
 //! Differences from Cloudflare:
 //! - Not emulated: read replicas; sessions always read the primary and
 //!   bookmarks are local counters.
-//! - Not emulated: D1's exact `rows_read` and `rows_written`, which count
-//!   every b-tree row SQLite visits and every index entry it writes (a
-//!   patched SQLite): pyflare reports rows returned and rows changed.
 //! - `exec` reports the failing line's own number and text (the reference
 //!   emulator reports the previous line's text).
 //! - Not emulated: query time, queries per invocation and database size limits.
@@ -351,7 +350,7 @@ pub fn meta(outcome: &Outcome, started: Stopwatch) -> Value {
         "changed_db": outcome.changed_db,
         "size_after": outcome.size_after,
         "rows_read": outcome.rows_read,
-        "rows_written": outcome.changes,
+        "rows_written": outcome.rows_written,
         "total_attempts": 1,
     })
 }

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use pyflare_sqlite::take_counts;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::{
@@ -41,8 +42,10 @@ pub struct Outcome {
     pub changes: u64,
     /// The connection's last inserted rowid.
     pub last_row_id: i64,
-    /// Rows returned (pyflare's stand-in for rows scanned).
+    /// Rows read, as D1 counts them (see `pyflare_sqlite`).
     pub rows_read: u64,
+    /// Rows and index entries written, as D1 counts them.
+    pub rows_written: u64,
     /// Whether the database changed.
     pub changed_db: bool,
     /// Bytes of the database after the query.
@@ -326,6 +329,9 @@ pub(crate) async fn run_statements(
     statements: &[Statement],
     params: &[Param],
 ) -> Result<Outcome, D1Error> {
+    // What earlier work on this connection read (its size, a migration) is
+    // not this query's.
+    take_counts(conn).await.map_err(sqlite_error)?;
     let mut last = Outcome::default();
     for (i, statement) in statements.iter().enumerate() {
         let bound: &[Param] = if i + 1 == statements.len() {
@@ -335,6 +341,10 @@ pub(crate) async fn run_statements(
         };
         last = run_one(conn, statement, bound).await?;
     }
+    // The counts of every statement of the query, as D1 sums them.
+    let counts = take_counts(conn).await.map_err(sqlite_error)?;
+    last.rows_read = counts.read;
+    last.rows_written = counts.written;
     Ok(last)
 }
 
@@ -392,7 +402,6 @@ async fn run_one(
     if !super::statements::changes_rows(&statement.sql) {
         out.changes = 0;
     }
-    out.rows_read = out.rows.len() as u64;
     let keyword = statement
         .sql
         .split_whitespace()

@@ -475,18 +475,11 @@ impl DurableObjectNamespace {
                         )
                     })
                     .collect();
-                // SQLite's change count is the last write's, also after a read.
-                let reads = statements.last().is_some_and(|s| {
-                    let first = s.sql.split_whitespace().next().unwrap_or_default();
-                    ["SELECT", "VALUES", "PRAGMA", "EXPLAIN"]
-                        .iter()
-                        .any(|w| first.eq_ignore_ascii_case(w))
-                });
                 Ok(Reply::json(json!({
                     "columns": outcome.columns,
                     "rows": rows,
                     "rowsRead": outcome.rows_read,
-                    "rowsWritten": if reads { 0 } else { outcome.changes },
+                    "rowsWritten": outcome.rows_written,
                 })))
             }
             DurableObjectCall::DatabaseSize { id } => {
