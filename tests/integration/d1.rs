@@ -200,6 +200,17 @@ async fn d1_meta_counts_rows_as_d1_does() {
         ("INSERT INTO w VALUES ('a', 1), ('b', 2)", 0, 2),
         ("SELECT * FROM w WHERE k = 'b'", 1, 0),
         ("DELETE FROM t", 0, 4),
+        // Of several statements, the last one's counts alone.
+        (
+            "INSERT INTO t (name) VALUES ('m'); SELECT count(*) FROM t",
+            1,
+            0,
+        ),
+        (
+            "SELECT count(*) FROM t; INSERT INTO t (name) VALUES ('n')",
+            0,
+            2,
+        ),
     ];
     for &(sql, read, written) in expected {
         let answer = call(&w, "query", json!({ "sql": sql })).await;

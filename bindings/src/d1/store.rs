@@ -329,19 +329,18 @@ pub(crate) async fn run_statements(
     statements: &[Statement],
     params: &[Param],
 ) -> Result<Outcome, D1Error> {
-    // What earlier work on this connection read (its size, a migration) is
-    // not this query's.
-    take_counts(conn).await.map_err(sqlite_error)?;
     let mut last = Outcome::default();
     for (i, statement) in statements.iter().enumerate() {
-        let bound: &[Param] = if i + 1 == statements.len() {
-            params
-        } else {
-            &[]
-        };
+        let is_last = i + 1 == statements.len();
+        if is_last {
+            // D1 and a Durable Object's cursor report the counts of the last
+            // statement alone; earlier ones, and earlier work on this
+            // connection (its size, a migration), are cleared.
+            take_counts(conn).await.map_err(sqlite_error)?;
+        }
+        let bound: &[Param] = if is_last { params } else { &[] };
         last = run_one(conn, statement, bound).await?;
     }
-    // The counts of every statement of the query, as D1 sums them.
     let counts = take_counts(conn).await.map_err(sqlite_error)?;
     last.rows_read = counts.read;
     last.rows_written = counts.written;
