@@ -48,3 +48,26 @@ async fn counts_rows_as_d1_does() {
     // Nothing is counted between statements.
     assert_eq!(take_counts(&mut conn).await.unwrap(), rows(0, 0));
 }
+
+#[tokio::test]
+async fn reading_the_schema_again_is_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("db.sqlite3").display()
+    );
+    let mut first = SqliteConnection::connect(&url).await.unwrap();
+    let mut second = SqliteConnection::connect(&url).await.unwrap();
+    first
+        .execute("CREATE TABLE t (a); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    second.execute("SELECT * FROM t").await.unwrap();
+    // The first connection reads the changed schema (sqlite_master's rows)
+    // before its next statement; only the statement's own rows count.
+    second
+        .execute("CREATE TABLE other (b); CREATE TABLE third (c)")
+        .await
+        .unwrap();
+    assert_eq!(counted(&mut first, "SELECT * FROM t").await, rows(2, 0));
+}

@@ -329,6 +329,9 @@ pub(crate) async fn run_statements(
     statements: &[Statement],
     params: &[Param],
 ) -> Result<Outcome, D1Error> {
+    if statements.is_empty() {
+        return Ok(Outcome::default());
+    }
     let mut last = Outcome::default();
     for (i, statement) in statements.iter().enumerate() {
         let is_last = i + 1 == statements.len();
