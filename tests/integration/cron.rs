@@ -41,10 +41,14 @@ async fn cron_fires_matching_schedules_as_the_clock_moves() {
         w.output()
             .contains("cron triggers (on, UTC): * * * * *, 0 12 * * *, 59 23 LW * *")
     );
-    // Jump to 12:00 UTC of the next day; the minutes in between fire too.
+    // Jump to the next 12:00 UTC (today's before noon, else tomorrow's, so
+    // that exactly one is crossed); the minutes in between fire too.
     let now = now_ms(&w).await;
     let day = 86_400_000;
-    let noon = (now.div_euclid(day) + 1) * day + 12 * 3_600_000;
+    let mut noon = now.div_euclid(day) * day + 12 * 3_600_000;
+    if noon <= now {
+        noon += day;
+    }
     let advance = (noon - now) / 1000 + 1;
     w.advance_clock(advance as u64).await;
     // Every minute boundary crossed fires "* * * * *" once.
