@@ -8,10 +8,13 @@
 //! This script adds the same counts to the copy of SQLite that sqlx already
 //! builds (the source is found through `DEP_SQLITE3_INCLUDE`), kept per
 //! connection and read through `pyflare_rows_take`. The compiled object
-//! defines the whole SQLite API, so the linker takes it in place of
-//! `libsqlite3-sys`'s own copy (which comes later on the link line, this
-//! crate depending on it). Both copies define the same symbols: were both
-//! ever linked, the link would fail rather than mix them.
+//! defines the whole SQLite API. A program that calls `take_counts`
+//! references `pyflare_rows_take`, so the linker takes this object, and
+//! with it every SQLite function, before it reaches `libsqlite3-sys`'s own
+//! copy (later on the link line, this crate depending on it): that copy is
+//! then never linked. Were both ever linked, the duplicate symbols would
+//! fail the link rather than mix them. A program that never calls
+//! `take_counts` may link the stock copy, which is fine: it reads no count.
 //!
 //! Each change is found by the opcode it belongs to and a line inside it;
 //! a line not found exactly where expected stops the build, so a newer
@@ -25,26 +28,39 @@ use std::path::PathBuf;
 const CONNECTION_FIELD: &str =
     "  u32 mDbFlags;                 /* flags recording internal state */";
 
-/// Counts a row read or written by the statement running, not by SQLite
-/// reading its own schema (a statement of its own in D1, not counted there).
+/// Counts a row read or written by the statement the caller stepped, as
+/// workerd counts per statement: not by the statements SQLite steps on its
+/// own while that one runs (FTS5 and R-tree on their shadow tables and
+/// blobs, a table's generated columns, VACUUM), nor by its reading of the
+/// schema (`init.busy`). A trigger runs inside the statement and counts.
 const COUNTING_MACROS: &str = "
-#define PYFLARE_ROWS_READ(N) do{ if( !db->init.busy ) db->pyflareRowsRead += (N); }while(0)
-#define PYFLARE_ROWS_WRITTEN(N) do{ if( !db->init.busy ) db->pyflareRowsWritten += (N); }while(0)
+#define PYFLARE_COUNTING (p==db->pyflareStatement && !db->init.busy)
+#define PYFLARE_ROWS_READ(N) do{ if( PYFLARE_COUNTING ) db->pyflareRowsRead += (N); }while(0)
+#define PYFLARE_ROWS_WRITTEN(N) do{ if( PYFLARE_COUNTING ) db->pyflareRowsWritten += (N); }while(0)
 ";
 
-/// Where a count is added: the opcode's `case` line, then lines to find one
-/// after the other inside it; the count goes before or after the last one.
+/// Where a count is added: the opcode's `case` line (or the function's
+/// first line), then lines to find one after the other inside it; the
+/// count goes before or after the last one.
 struct Count {
-    opcode: &'static str,
+    within: &'static str,
     path: &'static [&'static str],
     after: bool,
     code: &'static str,
 }
 
 const COUNTS: &[Count] = &[
+    // The statement a caller steps (not one SQLite steps inside it) is the
+    // one whose rows count.
+    Count {
+        within: "static int sqlite3Step(Vdbe *p){",
+        path: &["db->nVdbeExec++;"],
+        after: false,
+        code: "if( db->nVdbeExec==0 ) db->pyflareStatement = p;",
+    },
     // `SELECT count(*)` reads every row it counts.
     Count {
-        opcode: "case OP_Count: {",
+        within: "case OP_Count: {",
         path: &["rc = sqlite3BtreeCount(db, pCrsr, &nEntry);"],
         after: true,
         code: "PYFLARE_ROWS_READ(nEntry);",
@@ -52,40 +68,40 @@ const COUNTS: &[Count] = &[
     // A seek on an index or a table's key: counted where it lands, unless an
     // equality seek found no entry.
     Count {
-        opcode: "case OP_SeekGT: {",
+        within: "case OP_SeekGT: {",
         path: &["if( eqOnly && r.eqSeen==0 ){", "#ifdef SQLITE_TEST"],
         after: false,
         code: "PYFLARE_ROWS_READ(1);",
     },
     // A lookup by rowid: counted found or not.
     Count {
-        opcode: "case OP_NotExists:",
+        within: "case OP_NotExists:",
         path: &["pC->seekResult = res;"],
         after: true,
         code: "PYFLARE_ROWS_READ(1);",
     },
     Count {
-        opcode: "case OP_Last: {",
+        within: "case OP_Last: {",
         path: &["if( rc ) goto abort_due_to_error;"],
         after: true,
         code: "PYFLARE_ROWS_READ(1);",
     },
     // The start of a scan, empty table or not.
     Count {
-        opcode: "case OP_Rewind: {",
+        within: "case OP_Rewind: {",
         path: &["pC->nullRow = (u8)res;"],
         after: true,
         code: "PYFLARE_ROWS_READ(1);",
     },
     // Each step of a scan that lands on a row.
     Count {
-        opcode: "case OP_Next:",
+        within: "case OP_Next:",
         path: &["p->aCounter[pOp->p5]++;"],
         after: true,
         code: "PYFLARE_ROWS_READ(1);",
     },
     Count {
-        opcode: "case OP_VNext: {",
+        within: "case OP_VNext: {",
         path: &[
             "rc = pModule->xNext(pCur->uc.pVCur);",
             "if( rc ) goto abort_due_to_error;",
@@ -96,13 +112,13 @@ const COUNTS: &[Count] = &[
     // Every row written to a table, and every entry written to an index;
     // not those of a statement's own temporary tables (a sort, a DISTINCT).
     Count {
-        opcode: "case OP_Insert: {",
+        within: "case OP_Insert: {",
         path: &["if( pOp->p5 & OPFLAG_NCHANGE ){"],
         after: false,
         code: "if( !pC->isEphemeral ) PYFLARE_ROWS_WRITTEN(1);",
     },
     Count {
-        opcode: "case OP_IdxInsert: {",
+        within: "case OP_IdxInsert: {",
         path: &["if( pOp->p5 & OPFLAG_NCHANGE ) p->nChange++;"],
         after: true,
         code: "if( !pC->isEphemeral ) PYFLARE_ROWS_WRITTEN(1);",
@@ -110,41 +126,43 @@ const COUNTS: &[Count] = &[
     // A deleted row the statement reports as changed (index entries and the
     // old row of an UPDATE are not counted).
     Count {
-        opcode: "case OP_Delete: {",
+        within: "case OP_Delete: {",
         path: &["if( opflags & OPFLAG_NCHANGE ){"],
         after: true,
         code: "if( !pC->isEphemeral ) PYFLARE_ROWS_WRITTEN(1);",
     },
     // `DELETE FROM t` with no WHERE: the rows the table held.
     Count {
-        opcode: "case OP_Clear: {",
+        within: "case OP_Clear: {",
         path: &["p->nChange += nChange;"],
         after: true,
         code: "PYFLARE_ROWS_WRITTEN(nChange);",
     },
     Count {
-        opcode: "case OP_VUpdate: {",
+        within: "case OP_VUpdate: {",
         path: &["p->nChange++;"],
         after: false,
         code: "PYFLARE_ROWS_WRITTEN(1);",
     },
 ];
 
-/// Reads and clears a connection's counts; appended to the source.
+/// Reads and clears a connection's counts; appended to the source. The
+/// caller holds the connection (sqlx opens it without SQLite's own mutex).
 const TAKE_FUNCTION: &str = "
 SQLITE_API void pyflare_rows_take(sqlite3 *db, sqlite3_uint64 *pRead, sqlite3_uint64 *pWritten){
-  sqlite3_mutex_enter(db->mutex);
   *pRead = db->pyflareRowsRead;
   *pWritten = db->pyflareRowsWritten;
   db->pyflareRowsRead = 0;
   db->pyflareRowsWritten = 0;
-  sqlite3_mutex_leave(db->mutex);
 }
 ";
 
-/// The options `libsqlite3-sys` compiles its bundled SQLite with, for the
-/// features sqlx turns on (`bundled`, `unlock_notify`): the copy linked
-/// must behave as the one sqlx was written against.
+/// The options `libsqlite3-sys` 0.30.1 compiles its bundled SQLite with on
+/// every target, for the features sqlx turns on (`bundled`,
+/// `unlock_notify`): the copy linked must behave as the one sqlx was
+/// written against. (Its `preupdate_hook` and `session` features are not
+/// built in; turned on, their symbols would pull the other copy in too and
+/// the link would fail on duplicate symbols.)
 const DEFINES: &[&str] = &[
     "SQLITE_CORE",
     "SQLITE_DEFAULT_FOREIGN_KEYS=1",
@@ -164,7 +182,6 @@ const DEFINES: &[&str] = &[
     "SQLITE_USE_URI",
     "HAVE_USLEEP=1",
     "HAVE_ISNAN",
-    "HAVE_LOCALTIME_R",
     "_POSIX_THREAD_SAFE_FUNCTIONS",
     "SQLITE_ENABLE_UNLOCK_NOTIFY",
 ];
@@ -188,12 +205,49 @@ fn main() {
     let mut build = cc::Build::new();
     build.file(&counted_path).include(&include).warnings(false);
     for define in DEFINES {
-        match define.split_once('=') {
-            Some((name, value)) => build.define(name, value),
-            None => build.define(define, None),
-        };
+        build.flag(format!("-D{define}"));
+    }
+    for flag in target_and_environment_flags() {
+        build.flag(flag);
     }
     build.compile("pyflare_sqlite3");
+}
+
+/// What `libsqlite3-sys` also takes from the target and from its
+/// environment variables, so that the copy linked is built as it would be.
+fn target_and_environment_flags() -> Vec<String> {
+    let mut flags = Vec::new();
+    match env::var("CARGO_CFG_TARGET_OS").as_deref() {
+        Ok("windows") => {}
+        Ok("android") => {
+            flags.push("-DSQLITE_TEMP_STORE=3".to_owned());
+            flags.push("-DHAVE_LOCALTIME_R".to_owned());
+        }
+        _ => flags.push("-DHAVE_LOCALTIME_R".to_owned()),
+    }
+    for limit in [
+        "SQLITE_MAX_VARIABLE_NUMBER",
+        "SQLITE_MAX_EXPR_DEPTH",
+        "SQLITE_MAX_COLUMN",
+    ] {
+        println!("cargo:rerun-if-env-changed={limit}");
+        if let Ok(value) = env::var(limit) {
+            flags.push(format!("-D{limit}={value}"));
+        }
+    }
+    println!("cargo:rerun-if-env-changed=LIBSQLITE3_FLAGS");
+    if let Ok(extra) = env::var("LIBSQLITE3_FLAGS") {
+        for flag in extra.split_whitespace() {
+            if flag.starts_with("-D") || flag.starts_with("-U") {
+                flags.push(flag.to_owned());
+            } else if flag.starts_with("SQLITE_") {
+                flags.push(format!("-D{flag}"));
+            } else {
+                panic!("LIBSQLITE3_FLAGS: `{flag}` is neither -D, -U nor SQLITE_...");
+            }
+        }
+    }
+    flags
 }
 
 /// The source with the counters in, or a panic naming the line not found.
@@ -204,7 +258,8 @@ fn add_counters(source: &str) -> String {
     lines.insert(
         field + 1,
         "  sqlite3_uint64 pyflareRowsRead;     /* pyflare: rows read, as D1 counts them */\n  \
-         sqlite3_uint64 pyflareRowsWritten;  /* pyflare: rows written, as D1 counts them */"
+         sqlite3_uint64 pyflareRowsWritten;  /* pyflare: rows written, as D1 counts them */\n  \
+         void *pyflareStatement;             /* pyflare: the statement whose rows count */"
             .to_owned(),
     );
 
@@ -232,7 +287,7 @@ fn add_counters(source: &str) -> String {
 
 /// The line index at which a count's code is inserted.
 fn place(lines: &[String], count: &Count) -> usize {
-    let mut at = find_exactly_once(lines, count.opcode, |line| line.starts_with(count.opcode));
+    let mut at = find_exactly_once(lines, count.within, |line| line.starts_with(count.within));
     for wanted in count.path {
         let found = lines[at + 1..]
             .iter()
@@ -241,7 +296,7 @@ fn place(lines: &[String], count: &Count) -> usize {
         let Some(offset) = found else {
             panic!(
                 "`{wanted}` not found in `{}` of the SQLite source",
-                count.opcode
+                count.within
             );
         };
         at += 1 + offset;

@@ -6,6 +6,10 @@
 //! written for each table row and index entry an insert writes and each row
 //! a delete removes. `build.rs` compiles SQLite with those counters, per
 //! connection; [`take_counts`] reads and clears them.
+//!
+//! Not emulated: the counts follow the query plans of this SQLite (the
+//! version `libsqlite3-sys` bundles); production's newer SQLite may plan a
+//! query differently and count other rows.
 
 use sqlx::SqliteConnection;
 
@@ -21,9 +25,9 @@ pub async fn take_counts(conn: &mut SqliteConnection) -> Result<RowCounts, sqlx:
     let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle();
     let mut counts = RowCounts::default();
-    // SAFETY: `db` is the open connection sqlx holds locked for as long as
-    // `handle` lives, and the function only reads and clears two integers
-    // of it under the connection's mutex.
+    // SAFETY: `db` is the open connection, and `handle` keeps sqlx's worker
+    // thread (the only other user of it) out until it is dropped; the
+    // function only reads and clears two integers of it.
     #[allow(unsafe_code)]
     unsafe {
         ffi::pyflare_rows_take(db.as_ptr(), &mut counts.read, &mut counts.written);

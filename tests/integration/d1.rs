@@ -265,6 +265,23 @@ async fn d1_meta_counts_rows_as_d1_does() {
         ],
     )
     .await;
+
+    // Statements SQLite runs on its own inside one (FTS5 on its shadow
+    // tables, a stored generated column) are not the statement's rows.
+    assert_counts(
+        &w,
+        &[
+            ("CREATE VIRTUAL TABLE docs USING fts5(title, body)", 1, 2),
+            ("INSERT INTO docs (title, body) VALUES ('a', 'hello world'), ('b', 'goodbye world'), ('c', 'hello again')", 0, 3),
+            ("SELECT title FROM docs WHERE docs MATCH 'hello'", 2, 0),
+            ("SELECT count(*) FROM docs", 3, 0),
+            ("DELETE FROM docs WHERE title = 'b'", 3, 1),
+            ("CREATE TABLE g (a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2) STORED)", 1, 2),
+            ("INSERT INTO g (a) VALUES (1), (2)", 0, 2),
+            ("SELECT * FROM g", 2, 0),
+        ],
+    )
+    .await;
 }
 
 /// Runs each statement and checks its `meta.rows_read` and `meta.rows_written`.
