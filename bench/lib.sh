@@ -25,5 +25,15 @@ wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.00
 # Requests per second and p99 latency from wrk's output.
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
+# Requests wrk made, from its output.
+requests() { awk '/requests in/ {print $1}' <<<"$1"; }
+# CPU time (user + system) that processes "$@" have used so far, in ms.
+cpu_ms() {
+  local ticks=0 pid
+  for pid in "$@"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo $((ticks * 1000 / $(getconf CLK_TCK)))
+}
+# Microseconds of CPU per request: ms used ($1) over requests made ($2).
+us_per() { awk -v ms="$1" -v n="$2" 'BEGIN {printf "%.0f", ms * 1000 / n}'; }
 # Resident memory of process $1, in MB.
 rss_mb() { awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }

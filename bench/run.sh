@@ -8,7 +8,8 @@
 #   - a request doing one KV put and one KV get, and one doing a D1 select,
 #     each next to the same route's ceiling (bench/ceiling.mjs: the same
 #     worker in a bare Node+Pyodide+SDK process with in-memory bindings),
-#     both serving at once and loaded in turns (ROUNDS, default 4)
+#     both serving at once and loaded in turns (ROUNDS, default 4); and
+#     the CPU each request costs the worker host, pyflare and the ceiling
 #   - memory of the worker host
 #
 #   - with PACKAGES=1, package-heavy workers too (bench/packages.sh: starts
@@ -100,9 +101,15 @@ compare() {
   wait_up "$BASE_PORT"
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$BASE_PORT/" >/dev/null
-  local ours="" theirs="" ratios="" p99s=""
+  local ours="" theirs="" ratios="" p99s="" host_cpu="" own_cpu="" base_cpu=""
+  local host; host=$(pgrep -P "$PYFLARE_PID" | head -1)
   for _ in $(seq "$ROUNDS"); do
-    local a b; a=$(slice "$PORT"); b=$(slice "$BASE_PORT")
+    local a b h0 o0 b0
+    h0=$(cpu_ms "$host"); o0=$(cpu_ms "$PYFLARE_PID"); a=$(slice "$PORT")
+    host_cpu="$host_cpu $(us_per $(( $(cpu_ms "$host") - h0 )) "$(requests "$a")")"
+    own_cpu="$own_cpu $(us_per $(( $(cpu_ms "$PYFLARE_PID") - o0 )) "$(requests "$a")")"
+    b0=$(cpu_ms "$BASE_PID"); b=$(slice "$BASE_PORT")
+    base_cpu="$base_cpu $(us_per $(( $(cpu_ms "$BASE_PID") - b0 )) "$(requests "$b")")"
     ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
     ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99 "$a")"
   done
@@ -110,6 +117,11 @@ compare() {
   kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
   printf '%-32s%s req/s (median of %s rounds of %s s, wrk -c%s; p99s:%s)\n' "$1 via pyflare dev:" "$(echo $ours | median)" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$p99s"
   printf '%-32s%s req/s; ratio %s (target >= %s; rounds:%s)\n' "  its SDK-bound ceiling:" "$(echo $theirs | median)" "$(echo $ratios | median)" "$3" "$ratios"
+  # CPU per request, medians of the rounds: the worker host's main cost
+  # against the ceiling process's (the host is the one that saturates a
+  # core), and pyflare's own process beside it.
+  local h c; h=$(echo $host_cpu | median); c=$(echo $base_cpu | median)
+  printf '%-32s%s us worker host + %s us pyflare; ceiling %s us; host / ceiling %s\n' "  CPU per request:" "$h" "$(echo $own_cpu | median)" "$c" "$(ratio "$h" "$c")"
 }
 
 # On a host started as most are: from the worker's snapshot (the first
