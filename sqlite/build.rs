@@ -16,9 +16,9 @@
 //! fail the link rather than mix them. A program that never calls
 //! `take_counts` may link the stock copy, which is fine: it reads no count.
 //!
-//! Each change is found by the opcode it belongs to and a line inside it;
-//! a line not found exactly where expected stops the build, so a newer
-//! SQLite cannot be counted wrong in silence.
+//! Each change is found by the opcode (or function) it belongs to and a
+//! line inside it; a line not found exactly where expected stops the build,
+//! so a newer SQLite cannot be counted wrong in silence.
 
 use std::env;
 use std::fs;
@@ -263,8 +263,8 @@ fn add_counters(source: &str) -> String {
             .to_owned(),
     );
 
-    // Opcodes are found from the end so that earlier insertions do not move
-    // the lines still to be found.
+    // Inserted from the last place to the first, so that no insertion moves
+    // a place still to be filled.
     let mut places: Vec<(usize, &Count)> = COUNTS
         .iter()
         .map(|count| (place(&lines, count), count))
