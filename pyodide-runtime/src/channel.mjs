@@ -3,6 +3,8 @@
 // at a time, and binding calls into pyflare, whose bodies stream both ways
 // under the same credit window.
 
+// Node's own, not the global one actors.mjs counts as Python's steps.
+import { setImmediate } from "node:timers";
 import { encodeJson, encodeChunkHeader, CHUNK_BYTES } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
@@ -46,13 +48,20 @@ export class Channel {
     this.#write(encodeJson(message));
   }
 
-  // Writes issued in one turn of the event loop leave in one syscall.
+  // Writes issued in one turn of the event loop leave in one syscall: the
+  // frames of every request that ran in the turn (each step of a Python
+  // task is a callback of its own), not one write per callback. Under load
+  // that is fewer writes here and fewer reads and wake-ups in pyflare:
+  // ~10% less CPU per KV put+get request for the two processes (~3-6% of
+  // the host's, ~20% of pyflare's), measured with both loaded at once.
   #corked = false;
   #write(buffer) {
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
+        // `sendNow` may have sent them already.
+        if (!this.#corked) return;
         this.#corked = false;
         this.#socket.uncork();
       });
