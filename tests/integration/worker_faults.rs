@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 const HUNG: &str = "Error: The Workers runtime canceled this request because it detected that your Worker's code had hung and would never generate a response. Refer to: https://developers.cloudflare.com/workers/observability/errors/";
 
 /// The one host process, once a first start's swap to a host restored from
-/// the new snapshot has settled.
+/// the new snapshot has settled (up to 30 s: on a first run every fixture's
+/// snapshot is being made at once).
 async fn single_host(w: &TestWorker) -> u32 {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let hosts = children(w.pid());
         if hosts.len() == 1 {
             return hosts[0];
