@@ -8,8 +8,15 @@ async fn counted(conn: &mut SqliteConnection, sql: &str) -> RowCounts {
     take_counts(conn).await.unwrap()
 }
 
-fn rows(read: u64, written: u64) -> RowCounts {
-    RowCounts { read, written }
+/// Runs each statement and checks the rows it read and wrote.
+async fn assert_counts(conn: &mut SqliteConnection, expected: &[(&str, u64, u64)]) {
+    for &(sql, read, written) in expected {
+        assert_eq!(
+            counted(conn, sql).await,
+            RowCounts { read, written },
+            "{sql}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -20,33 +27,24 @@ async fn counts_rows_as_d1_does() {
     )
     .await
     .unwrap();
-    // A row and its index entry.
-    assert_eq!(
-        counted(&mut conn, "INSERT INTO t (name) VALUES ('a')").await,
-        rows(0, 2)
-    );
-    assert_eq!(
-        counted(&mut conn, "INSERT INTO t (name) VALUES ('b'), ('c')").await,
-        rows(0, 4)
-    );
-    // A scan reads every row; a lookup by key one, found or not.
-    assert_eq!(counted(&mut conn, "SELECT * FROM t").await, rows(3, 0));
-    assert_eq!(
-        counted(&mut conn, "SELECT * FROM t WHERE id = 99").await,
-        rows(1, 0)
-    );
-    // An index lookup that finds nothing reads nothing.
-    assert_eq!(
-        counted(&mut conn, "SELECT * FROM t WHERE name = 'zz'").await,
-        rows(0, 0)
-    );
-    assert_eq!(
-        counted(&mut conn, "SELECT count(*) FROM t").await,
-        rows(3, 0)
-    );
-    assert_eq!(counted(&mut conn, "DELETE FROM t").await, rows(0, 3));
+    assert_counts(
+        &mut conn,
+        &[
+            // A row and its index entry.
+            ("INSERT INTO t (name) VALUES ('a')", 0, 2),
+            ("INSERT INTO t (name) VALUES ('b'), ('c')", 0, 4),
+            // A scan reads every row; a lookup by key one, found or not.
+            ("SELECT * FROM t", 3, 0),
+            ("SELECT * FROM t WHERE id = 99", 1, 0),
+            // An index lookup that finds nothing reads nothing.
+            ("SELECT * FROM t WHERE name = 'zz'", 0, 0),
+            ("SELECT count(*) FROM t", 3, 0),
+            ("DELETE FROM t", 0, 3),
+        ],
+    )
+    .await;
     // Nothing is counted between statements.
-    assert_eq!(take_counts(&mut conn).await.unwrap(), rows(0, 0));
+    assert_eq!(take_counts(&mut conn).await.unwrap(), RowCounts::default());
 }
 
 #[tokio::test]
@@ -69,5 +67,5 @@ async fn reading_the_schema_again_is_not_counted() {
         .execute("CREATE TABLE other (b); CREATE TABLE third (c)")
         .await
         .unwrap();
-    assert_eq!(counted(&mut first, "SELECT * FROM t").await, rows(2, 0));
+    assert_counts(&mut first, &[("SELECT * FROM t", 2, 0)]).await;
 }
