@@ -296,6 +296,12 @@ fn refused(path: &str) -> bool {
     std::path::Path::new(&format!("{path}.nosnap")).exists()
 }
 
+/// Whether the snapshot at `path` is neither on disk nor refused (a maker
+/// ran and left neither).
+fn untaken(path: &str) -> bool {
+    !std::path::Path::new(path).exists() && !refused(path)
+}
+
 /// Runs a host that only makes the snapshots `init` names (it serves
 /// nothing), keeps those still valid, and returns what the worker imported
 /// from `python_modules/`.
@@ -396,10 +402,7 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
         let imported = run_maker(&spec, first).await;
         // The first pass could not take a dedicated snapshot holding
         // native extension modules it loaded after Python started.
-        let dedicated_missing = dedicated_wanted
-            && !imported.dylibs.is_empty()
-            && !std::path::Path::new(&path).exists()
-            && !refused(&path);
+        let dedicated_missing = dedicated_wanted && !imported.dylibs.is_empty() && untaken(&path);
         let packages_stale = packages_path.as_ref().is_some_and(|p| {
             !imported.packages.is_empty()
                 && crate::snapshot::packages_made(std::path::Path::new(p)).as_ref()
@@ -418,8 +421,7 @@ fn make_snapshots(supervisor: &Supervisor, spec: &HostSpec) {
         second.dylibs = imported.dylibs;
         run_maker(&spec, second.clone()).await;
         let failed = dedicated_missing
-            && !std::path::Path::new(&path).exists()
-            && !refused(&path)
+            && untaken(&path)
             && tokio::task::spawn_blocking(move || crate::snapshot::still_keyed(&second))
                 .await
                 .unwrap_or(false);
