@@ -137,12 +137,8 @@ export class Channel {
       }
       const bytes = body instanceof ReadableStream ? null : toBytes(body);
       if (bytes && bytes.byteLength <= BODY_WINDOW_BYTES) {
-        // Small and whole at hand: at once, the last chunk ends the stream.
         this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: true });
-        for (const [piece, isLastPiece] of pieces(bytes)) {
-          this.#write(encodeChunkHeader(id, piece.byteLength, isLastPiece));
-          this.#write(piece);
-        }
+        this.#writeWhole(id, bytes);
         return;
       }
       // Opened before the call leaves, so pyflare's cancel is never missed.
@@ -190,6 +186,28 @@ export class Channel {
       this.#callBodies.delete(id);
       // A body pyflare cancelled leaves no state behind.
       if (this.isCancelled(id)) this.#outgoing.delete(id);
+    }
+  }
+
+  /**
+   * Sends `bytes`, the whole body of `stream`: at once when it fits the
+   * credit window, else under credit. Resolves false if pyflare cancelled
+   * it.
+   */
+  async sendWhole(stream, bytes) {
+    if (bytes.byteLength > BODY_WINDOW_BYTES) {
+      this.openStream(stream);
+      return this.sendChunk(stream, bytes, true);
+    }
+    this.#writeWhole(stream, bytes);
+    return true;
+  }
+
+  /** Small and whole at hand: at once, the last chunk ends the stream. */
+  #writeWhole(stream, bytes) {
+    for (const [piece, isLastPiece] of pieces(bytes)) {
+      this.#write(encodeChunkHeader(stream, piece.byteLength, isLastPiece));
+      this.#write(piece);
     }
   }
 

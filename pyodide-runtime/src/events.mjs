@@ -7,11 +7,14 @@
 // Events that hang, and faults that end the isolate, are found by
 // `faults.mjs`.
 
+// Node's own, not the global one actors.mjs counts as Python's steps.
+import { setImmediate } from "node:timers";
 import { ExecutionContext, ScheduledController } from "./workers_module.mjs";
 import { describeError, describeForCaller, describeForClient } from "./errors.mjs";
 import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
 import { hiddenShims, shimOf } from "./env.mjs";
+import { wholeTextBody } from "./globals.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -76,6 +79,14 @@ export class Events {
       if (body.awaited) return true;
     }
     return false;
+  }
+
+  /**
+   * An event ended: the memory is looked at once the last one in flight
+   * ends. While others run, the hang watch's tick looks at it every 20 ms.
+   */
+  #ended() {
+    if (this.#hangs.inFlight === 0) this.#memory.check();
   }
 
   #log(level, message) {
@@ -151,7 +162,7 @@ export class Events {
     } finally {
       this.#hangs.end(id);
       this.#incoming.delete(id);
-      this.#memory.check();
+      this.#ended();
     }
   }
 
@@ -219,6 +230,14 @@ export class Events {
     };
     if (response.body === null) {
       channel.send(head);
+      return;
+    }
+    // Built from a string: sent as it is, without reading its stream back.
+    const whole = wholeTextBody(response);
+    if (whole !== null) {
+      head.body_length = whole.byteLength;
+      channel.send(head);
+      if (!(await channel.sendWhole(id, whole))) channel.endStream(id);
       return;
     }
     let headSent = false;
@@ -367,7 +386,7 @@ export class Events {
       send("exception", describeError(error), undefined, error);
     } finally {
       this.#hangs.end(key);
-      this.#memory.check();
+      this.#ended();
     }
   }
 }

@@ -89,9 +89,9 @@ export function nodeBaseline() {
  * call fails (so the allocation raises `MemoryError` in Python instead of
  * growing the process without bound) and `onExceeded` is called. The
  * JavaScript heap and buffers are looked at by `check()`, which the host
- * calls as events end and while they run (~1 µs each time). Past the
- * limit, garbage is collected first (10-50 ms), so that only what the
- * worker still holds counts.
+ * calls as the last event in flight ends and every 20 ms while events run
+ * (~1 µs each time). Past the limit, garbage is collected first (10-50
+ * ms), so that only what the worker still holds counts.
  *
  * Not emulated: ArrayBuffers (bodies in flight, typed arrays) are not
  * counted: the host copies a body more often than workerd does (frames,
@@ -227,6 +227,11 @@ export class HangWatch {
   /** The event ended (answered, failed or cancelled). */
   end(key) {
     this.#events.delete(key);
+  }
+
+  /** How many events are in flight. */
+  get inFlight() {
+    return this.#events.size;
   }
 
   #tick() {

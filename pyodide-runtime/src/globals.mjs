@@ -151,6 +151,32 @@ function markedSubrequests(workerName) {
   return { fetch, WebSocket };
 }
 
+/** Bodies the worker gave `new Response(...)` as a string, by response. */
+const textBodies = new WeakMap();
+
+/**
+ * The worker's `Response`: the same class, whose construction also notes a
+ * string body, so that the host can send a response built from a string
+ * without reading it back through its stream (`wholeTextBody`).
+ */
+const WorkerResponse = new Proxy(Response, {
+  construct(target, args, newTarget) {
+    const response = Reflect.construct(target, args, newTarget);
+    if (typeof args[0] === "string") textBodies.set(response, args[0]);
+    return response;
+  },
+});
+
+/**
+ * The body of `response` as UTF-8 bytes when the worker built it from a
+ * string and nothing has read it since, else null (read it from its stream).
+ */
+export function wholeTextBody(response) {
+  const text = textBodies.get(response);
+  if (text === undefined || response.bodyUsed || response.body.locked) return null;
+  return Buffer.from(text, "utf8");
+}
+
 /**
  * Closes the paths into Node that exist on every V8 object rather than on
  * the global scope. Called once, before any worker code runs.
@@ -178,6 +204,7 @@ export function makeWorkerGlobals(workerName) {
     ["fetch", subrequests.fetch],
     ["WebSocket", subrequests.WebSocket],
     ["navigator", workerNavigator],
+    ["Response", WorkerResponse],
     ["console", workerConsole()],
     ["setTimeout", checkedTimer("setTimeout", setTimeout)],
     ["setInterval", checkedTimer("setInterval", setInterval)],

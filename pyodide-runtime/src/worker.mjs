@@ -28,14 +28,10 @@ export class Worker {
       // Class instances get env and ctx from the constructor; the handler
       // still receives three arguments, the last two undefined.
       const padded = [args[0], undefined, undefined];
-      result = await this.entrypoints.call.callPromising(
-        info.default_class,
-        ctx,
-        this.env,
-        method,
-        relaxed,
-        padded,
-      );
+      // Spread, not an array: Pyodide converts each argument by itself,
+      // where an array would be one more proxy to make and walk.
+      const { call } = this.entrypoints;
+      result = await call.callPromising(info.default_class, ctx, this.env, method, relaxed, ...padded);
     } else if (info.legacy.includes(`on_${method}`)) {
       result = await this.entrypoints.call_legacy.callPromising(`on_${method}`, [args[0], this.env, ctx]);
     } else {

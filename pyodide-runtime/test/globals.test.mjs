@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { makeWorkerGlobals } from "../src/globals.mjs";
+import { makeWorkerGlobals, wholeTextBody } from "../src/globals.mjs";
 
 const require = createRequire(import.meta.url);
 const FORBIDDEN = new Map([
@@ -87,4 +87,31 @@ test("timers take functions only and answer numbers", () => {
   const id = view.setTimeout(() => {}, 1000);
   assert.equal(typeof id, "number");
   view.clearTimeout(id);
+});
+
+test("a response the worker builds from a string is sent as that string, until it is read", async () => {
+  const { view } = makeWorkerGlobals("probe");
+  const WorkerResponse = view.Response;
+  const built = new WorkerResponse("héllo", { status: 201 });
+  assert.ok(built instanceof Response);
+  assert.ok(built instanceof WorkerResponse);
+  assert.equal(built.status, 201);
+  assert.deepEqual([...wholeTextBody(built)], [...Buffer.from("héllo", "utf8")]);
+
+  // Read by the worker, or its stream taken: the host reads it as a stream.
+  const read = new WorkerResponse("gone");
+  assert.equal(await read.text(), "gone");
+  assert.equal(wholeTextBody(read), null);
+  const locked = new WorkerResponse("held");
+  locked.body.getReader();
+  assert.equal(wholeTextBody(locked), null);
+
+  // Bodies that are not strings, and responses made elsewhere, are streams.
+  assert.equal(wholeTextBody(new WorkerResponse(new Uint8Array([1, 2]))), null);
+  assert.equal(wholeTextBody(new Response("not the worker's")), null);
+  assert.equal(wholeTextBody(WorkerResponse.json({ a: 1 })), null);
+  class Sub extends WorkerResponse {}
+  const sub = new Sub("subclass");
+  assert.ok(sub instanceof Sub);
+  assert.equal(Buffer.from(wholeTextBody(sub)).toString(), "subclass");
 });

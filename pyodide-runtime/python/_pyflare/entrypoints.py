@@ -122,7 +122,7 @@ def load(main_module, legacy_allowed):
     return describe()
 
 
-async def call(class_name, ctx, env, method, relaxed, args):
+async def call(class_name, ctx, env, method, relaxed, *args):
     """Constructs `class_name` for this event and calls `method` on it.
 
     `relaxed` calls (fetch, test) drop arguments the method does not take;
