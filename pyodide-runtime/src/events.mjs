@@ -233,8 +233,9 @@ export class Events {
       return;
     }
     // Built from a string: sent as it is, without reading its stream back.
-    const whole = wholeTextBody(response);
-    if (whole !== null) {
+    const text = wholeTextBody(response);
+    if (text !== null) {
+      const whole = toBytes(text);
       head.body_length = whole.byteLength;
       channel.send(head);
       if (!(await channel.sendWhole(id, whole))) channel.endStream(id);

@@ -168,13 +168,13 @@ const WorkerResponse = new Proxy(Response, {
 });
 
 /**
- * The body of `response` as UTF-8 bytes when the worker built it from a
- * string and nothing has read it since, else null (read it from its stream).
+ * The string the worker built `response` from, when nothing has read its
+ * body since, else null (read it from its stream).
  */
 export function wholeTextBody(response) {
   const text = textBodies.get(response);
   if (text === undefined || response.bodyUsed || response.body.locked) return null;
-  return Buffer.from(text, "utf8");
+  return text;
 }
 
 /**
