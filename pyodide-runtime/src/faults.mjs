@@ -167,6 +167,51 @@ export class MemoryLimit {
   }
 }
 
+/** Ids of thread-pool jobs under way, which Node's active resources leave out. */
+const poolJobs = new Set();
+let watchingPoolJobs = false;
+
+/**
+ * Starts counting the isolate's thread-pool jobs: WebCrypto's work
+ * (`crypto.subtle`) and zlib's (compression streams, a compressed fetch
+ * response, a WebSocket's deflate). Called the first time the worker
+ * reaches an API that starts them (globals.mjs), not at start: the async
+ * hook that counts them runs for every callback Node makes (each step of
+ * a Python task among them): 2-6 % of the host's CPU per KV request.
+ */
+export function watchPoolJobs() {
+  if (watchingPoolJobs) return;
+  watchingPoolJobs = true;
+  const zlib = new Set();
+  createHook({
+    init(id, type) {
+      if (type === "ZLIB") zlib.add(id);
+      if (type === "ZLIB" || type.endsWith("JOB") || type.endsWith("REQUEST")) poolJobs.add(id);
+    },
+    // A crypto job's callback runs once, when its work is done; a zlib
+    // stream's runs for every chunk, so it counts until it is destroyed.
+    before(id) {
+      if (!zlib.has(id)) poolJobs.delete(id);
+    },
+    destroy(id) {
+      poolJobs.delete(id);
+      zlib.delete(id);
+    },
+    // Promises are not work under way, and tracking them costs every await.
+    trackPromises: false,
+  }).enable();
+}
+
+/** Whether `watchPoolJobs` has run. */
+export function poolJobsWatched() {
+  return watchingPoolJobs;
+}
+
+/** How many thread-pool jobs are under way (counted once watched). */
+export function poolJobsUnderWay() {
+  return poolJobs.size;
+}
+
 /**
  * Finds events that can never end. workerd cancels a request once nothing
  * it waits on is under way; here the whole isolate must be idle, for
@@ -187,31 +232,10 @@ export class HangWatch {
   #onTick;
   #timer = null;
   #idleTicks = 0;
-  /** Ids of thread-pool jobs under way, which Node does not list. */
-  #jobs = new Set();
 
   constructor(waiting, onTick) {
     this.#waiting = waiting;
     this.#onTick = onTick;
-    const jobs = this.#jobs;
-    const zlib = new Set();
-    createHook({
-      init(id, type) {
-        if (type === "ZLIB") zlib.add(id);
-        if (type === "ZLIB" || type.endsWith("JOB") || type.endsWith("REQUEST")) jobs.add(id);
-      },
-      // A crypto job's callback runs once, when its work is done; a zlib
-      // stream's runs for every chunk, so it counts until it is destroyed.
-      before(id) {
-        if (!zlib.has(id)) jobs.delete(id);
-      },
-      destroy(id) {
-        jobs.delete(id);
-        zlib.delete(id);
-      },
-      // Promises are not work under way, and tracking them costs every await.
-      trackPromises: false,
-    }).enable();
   }
 
   /** An event started; `onHung` ends it if it hangs. */
@@ -255,7 +279,7 @@ export class HangWatch {
   }
 
   #idle() {
-    if (this.#jobs.size > 0 || this.#waiting()) return false;
+    if (poolJobsUnderWay() > 0 || this.#waiting()) return false;
     return process.getActiveResourcesInfo().every((type) => QUIET.has(type));
   }
 }

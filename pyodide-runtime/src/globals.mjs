@@ -10,6 +10,7 @@
 // Node through a new function.
 
 import vm from "node:vm";
+import { watchPoolJobs } from "./faults.mjs";
 
 /**
  * The web platform globals of workerd that Node also implements with the
@@ -82,6 +83,16 @@ const LANGUAGE_GLOBALS = Object.getOwnPropertyNames(vm.runInNewContext("globalTh
 
 const VISIBLE = new Set([...LANGUAGE_GLOBALS, ...WEB_GLOBALS]);
 
+/**
+ * Globals through which a worker can start thread-pool work: `crypto`
+ * (its `subtle`) and the compression streams. The first look-up of one
+ * starts counting such jobs for the hang watch (`watchPoolJobs`), as do
+ * the worker's first `fetch` and `WebSocket` (zlib decompresses their
+ * data); Pyodide's own imports look `fetch` up, so that one counts only
+ * when called.
+ */
+const POOL_GLOBALS = new Set(["crypto", "CompressionStream", "DecompressionStream"]);
+
 /** `navigator.userAgent` in workerd. */
 const USER_AGENT = "Cloudflare-Workers";
 const workerNavigator = Object.freeze({
@@ -135,6 +146,7 @@ function markedSubrequests(workerName) {
   const realFetch = globalThis.fetch;
   const RealWebSocket = globalThis.WebSocket;
   function fetch(input, init) {
+    watchPoolJobs();
     const request = new Request(input, init);
     apply(setHeader, request.headers, [SUBREQUEST_HEADER, workerName]);
     return realFetch(request);
@@ -144,6 +156,7 @@ function markedSubrequests(workerName) {
     RealWebSocket &&
     class WebSocket extends RealWebSocket {
       constructor(url, protocols) {
+        watchPoolJobs();
         const headers = { [SUBREQUEST_HEADER]: workerName };
         super(url, protocols === undefined ? { headers } : { protocols, headers });
       }
@@ -213,6 +226,7 @@ export function makeWorkerGlobals(workerName) {
   ]);
   const visible = (key) => own.has(key) || VISIBLE.has(key);
   const lookup = (key) => {
+    if (POOL_GLOBALS.has(key)) watchPoolJobs();
     if (own.has(key)) return own.get(key);
     if (VISIBLE.has(key)) return globalThis[key];
     return undefined;

@@ -176,6 +176,19 @@ async fn worker_faults_waiting_on_a_timer_a_fetch_or_a_body_is_not_a_hang() {
 }
 
 #[tokio::test]
+async fn worker_faults_waiting_on_webcrypto_is_not_a_hang() {
+    let w = TestWorker::start("faults").await;
+    // Ten million PBKDF2 rounds: well past the 200 ms of idleness after
+    // which an isolate with nothing under way has hung.
+    let res = w.get("/derive?rounds=10000000").await;
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let took: u64 = text.parse().unwrap();
+    assert!(took > 400, "the derivation took {took} ms: too short to tell a hang");
+}
+
+#[tokio::test]
 async fn worker_faults_stream_source_error_resets_the_connection_and_logs_the_traceback() {
     let w = TestWorker::start("faults").await;
     let res = w.get("/stream-raise").await;
