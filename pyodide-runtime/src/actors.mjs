@@ -23,18 +23,30 @@
 const pending = new Set();
 const nativeSetImmediate = globalThis.setImmediate;
 const nativeClearImmediate = globalThis.clearImmediate;
-globalThis.setImmediate = function setImmediate(callback, ...args) {
-  const immediate = nativeSetImmediate((...values) => {
+let counting = false;
+
+/**
+ * Starts counting immediates, when the first gate is made: a worker
+ * without Durable Objects never pays for it (a closure and a set entry per
+ * Python step). Those queued before run within the gate's first turn,
+ * which it always waits for (MIN_TURNS).
+ */
+function countImmediates() {
+  if (counting) return;
+  counting = true;
+  globalThis.setImmediate = function setImmediate(callback, ...args) {
+    const immediate = nativeSetImmediate((...values) => {
+      pending.delete(immediate);
+      callback(...values);
+    }, ...args);
+    pending.add(immediate);
+    return immediate;
+  };
+  globalThis.clearImmediate = function clearImmediate(immediate) {
     pending.delete(immediate);
-    callback(...values);
-  }, ...args);
-  pending.add(immediate);
-  return immediate;
-};
-globalThis.clearImmediate = function clearImmediate(immediate) {
-  pending.delete(immediate);
-  nativeClearImmediate(immediate);
-};
+    nativeClearImmediate(immediate);
+  };
+}
 
 /**
  * A released gate stays closed at least this many turns of the event loop,
@@ -48,6 +60,10 @@ const MAX_TURNS = 64;
 export class Gate {
   #locks = 0;
   #waiters = [];
+
+  constructor() {
+    countImmediates();
+  }
 
   /** Whether no event may start now. */
   get closed() {
