@@ -185,7 +185,10 @@ async fn worker_faults_waiting_on_webcrypto_is_not_a_hang() {
     let text = res.text().await.unwrap();
     assert_eq!(status, 200, "{text}");
     let took: u64 = text.parse().unwrap();
-    assert!(took > 400, "the derivation took {took} ms: too short to tell a hang");
+    assert!(
+        took > 400,
+        "the derivation took {took} ms: too short to tell a hang"
+    );
 }
 
 #[tokio::test]
