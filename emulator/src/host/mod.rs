@@ -71,6 +71,13 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// semi-spaces, ~180 MB with 8 MB and ~194 MB with 16 MB, for 3,370, 3,600
 /// and 3,780 requests/s: 8 MB keeps a margin under 200 MB.
 ///
+/// 16 MB was measured again against 8 with binding calls (two hosts loaded
+/// at once, 6-8 trials in each order): the host's CPU per request fell
+/// ~3 % for KV put+get and ~4.5 % for D1 select (requests waiting on a
+/// call keep objects alive across scavenges), but rose ~3 % for hello
+/// world, and the RSS under load rose 5-9 MB. No target changes side
+/// either way: 8 stays.
+///
 /// That growth (30 %) on the ~25 MB a restored worker holds made V8 collect
 /// the old generation every ~200 ms under load, ~12-15 us of the host's
 /// main thread per request (perf, KV put+get). Its first limit at 48 MB
