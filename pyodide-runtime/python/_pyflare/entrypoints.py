@@ -23,6 +23,12 @@ _classes = {}
 _legacy = {}
 _info = {}
 
+# The SDK's `python_from_rpc` and `python_to_rpc`, kept by `load`: an import
+# inside `call` ran importlib's `_handle_fromlist` on every event, 44 of the
+# ~180 Python instructions pyflare's glue added to a request.
+_from_rpc = None
+_to_rpc = None
+
 
 def after_restore():
     """Fresh state for a restored interpreter: new RNG seeds (workerd reseeds
@@ -77,6 +83,10 @@ def load(main_module, legacy_allowed):
 
     import workers
 
+    global _from_rpc, _to_rpc
+    _from_rpc = workers.python_from_rpc
+    _to_rpc = workers.python_to_rpc
+
     kinds = {
         workers.WorkerEntrypoint: "worker_entrypoint",
         workers.DurableObject: "durable_object",
@@ -127,24 +137,21 @@ async def call(class_name, ctx, env, method, relaxed, *args):
 
     `relaxed` calls (fetch, test) drop arguments the method does not take;
     strict calls pass every argument, so `scheduled` and `queue` are declared
-    `(self, controller, env, ctx)` as on Cloudflare.
+    `(self, controller, env, ctx)` as on Cloudflare. Arguments a relaxed call
+    drops are not converted.
     """
-    from workers import python_from_rpc, python_to_rpc
-
     cls = _classes[class_name]
-    instance = cls(ctx, env)
-    function = getattr(instance, method, None)
+    function = getattr(cls(ctx, env), method, None)
     if function is None or not callable(function):
         raise TypeError(f"Method {method} does not exist")
-    values = [python_from_rpc(arg) for arg in args]
     if relaxed:
         taken = _positional_count(cls, method, function)
-        result = function(*values) if taken is None else function(*values[:taken])
-    else:
-        result = function(*values)
+        if taken is not None:
+            args = args[:taken]
+    result = function(*[_from_rpc(arg) for arg in args])
     if inspect.isawaitable(result):
         result = await result
-    return python_to_rpc(result)
+    return _to_rpc(result)
 
 
 _positional_counts = {}
@@ -207,19 +214,17 @@ async def call_instance(class_name, key, method, mode, args):
     dropping extras (alarm, as workerd calls it). The result goes back
     through `python_to_rpc`.
     """
-    from workers import python_from_rpc, python_to_rpc
-
     instance = _instances[(class_name, key)]
     function = getattr(instance, method)
-    values = list(args) if mode == "raw" else [python_from_rpc(arg) for arg in args]
+    args = list(args)
     if mode != "rpc":
         taken = _positional_count(type(instance), method, function)
         if taken is not None:
-            values = values[:taken]
-    result = function(*values)
+            args = args[:taken]
+    result = function(*(args if mode == "raw" else [_from_rpc(arg) for arg in args]))
     if inspect.isawaitable(result):
         result = await result
-    return python_to_rpc(result)
+    return _to_rpc(result)
 
 
 def drop_instance(class_name, key):
