@@ -51,12 +51,16 @@ struct Count {
 
 const COUNTS: &[Count] = &[
     // The statement a caller steps (not one SQLite steps inside it) is the
-    // one whose rows count.
+    // one whose rows count, and its first step starts them from zero: the
+    // counts taken are those of the last statement run, as D1 reports them,
+    // with no call to clear what came before it.
     Count {
         within: "static int sqlite3Step(Vdbe *p){",
         path: &["db->nVdbeExec++;"],
         after: false,
-        code: "if( db->nVdbeExec==0 ) db->pyflareStatement = p;",
+        code: "if( db->nVdbeExec==0 ){ \
+               if( p->pc==0 ){ db->pyflareRowsRead = 0; db->pyflareRowsWritten = 0; } \
+               db->pyflareStatement = p; }",
     },
     // `SELECT count(*)` reads every row it counts.
     Count {
@@ -146,14 +150,30 @@ const COUNTS: &[Count] = &[
     },
 ];
 
-/// Reads and clears a connection's counts; appended to the source. The
-/// caller holds the connection (sqlx opens it without SQLite's own mutex).
+/// Reads and clears a connection's counts, and gives the size of its main
+/// database (`page_count * page_size`, what D1 reports as `size_after`), or
+/// -1 if SQLite cannot tell it; appended to the source. The caller holds
+/// the connection (sqlx opens it without SQLite's own mutex). Counts are
+/// taken before the size: reading the page count is a statement of its
+/// own, and starts the counts from zero.
 const TAKE_FUNCTION: &str = "
 SQLITE_API void pyflare_rows_take(sqlite3 *db, sqlite3_uint64 *pRead, sqlite3_uint64 *pWritten){
   *pRead = db->pyflareRowsRead;
   *pWritten = db->pyflareRowsWritten;
   db->pyflareRowsRead = 0;
   db->pyflareRowsWritten = 0;
+}
+SQLITE_API sqlite3_int64 pyflare_database_size(sqlite3 *db){
+  sqlite3_stmt *pStmt = 0;
+  sqlite3_int64 size = -1;
+  if( sqlite3_prepare_v2(db, \"PRAGMA main.page_count\", -1, &pStmt, 0)==SQLITE_OK
+   && sqlite3_step(pStmt)==SQLITE_ROW ){
+    size = sqlite3_column_int64(pStmt, 0) * sqlite3BtreeGetPageSize(db->aDb[0].pBt);
+  }
+  sqlite3_finalize(pStmt);
+  db->pyflareRowsRead = 0;
+  db->pyflareRowsWritten = 0;
+  return size;
 }
 ";
 

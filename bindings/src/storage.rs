@@ -20,13 +20,16 @@ pub fn open_at_start<F: Future>(open: F) -> Option<F::Output> {
 }
 
 /// A pool of one SQLite connection, opened now and never closed: the
-/// store's statements run one at a time and it never waits on itself.
+/// store's statements run one at a time and it never waits on itself. It is
+/// not pinged before each use (a file on this machine does not drop a
+/// connection): each ping is a round trip to sqlx's worker thread.
 pub async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }

@@ -5,7 +5,9 @@
 //! it (each seek, each row a scan visits, each row `count(*)` counts) and
 //! written for each table row and index entry an insert writes and each row
 //! a delete removes. `build.rs` compiles SQLite with those counters, per
-//! connection; [`take_counts`] reads and clears them.
+//! connection, started from zero by each statement the caller runs;
+//! [`take_counts`] reads and clears them, [`take_counts_and_size`] also
+//! gives the database's size, in the same visit to sqlx's worker thread.
 //!
 //! Not emulated: the counts follow the query plans of this SQLite (the
 //! version `libsqlite3-sys` bundles); production's newer SQLite may plan a
@@ -20,7 +22,8 @@ pub struct RowCounts {
     pub written: u64,
 }
 
-/// Reads and clears the connection's counts.
+/// Reads and clears the connection's counts: those of the last statement
+/// it ran.
 pub async fn take_counts(conn: &mut SqliteConnection) -> Result<RowCounts, sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle();
@@ -35,6 +38,26 @@ pub async fn take_counts(conn: &mut SqliteConnection) -> Result<RowCounts, sqlx:
     Ok(counts)
 }
 
+/// [`take_counts`], and the size of the main database in bytes (`None` if
+/// SQLite could not read its page count), in one visit: each visit to
+/// sqlx's worker thread costs a few thread wake-ups, more than the query.
+pub async fn take_counts_and_size(
+    conn: &mut SqliteConnection,
+) -> Result<(RowCounts, Option<u64>), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    let mut counts = RowCounts::default();
+    // SAFETY: as in `take_counts`; the size is read with SQLite's own API
+    // (a PRAGMA statement prepared, stepped and finalized) on the
+    // connection `handle` holds.
+    #[allow(unsafe_code)]
+    let size = unsafe {
+        ffi::pyflare_rows_take(db.as_ptr(), &mut counts.read, &mut counts.written);
+        ffi::pyflare_database_size(db.as_ptr())
+    };
+    Ok((counts, u64::try_from(size).ok()))
+}
+
 #[allow(unsafe_code)]
 mod ffi {
     use libsqlite3_sys::sqlite3;
@@ -42,6 +65,8 @@ mod ffi {
     unsafe extern "C" {
         /// Defined by `build.rs` in the SQLite it compiles.
         pub(super) fn pyflare_rows_take(db: *mut sqlite3, read: *mut u64, written: *mut u64);
+        /// Defined by `build.rs`: `page_count * page_size` of `main`, or -1.
+        pub(super) fn pyflare_database_size(db: *mut sqlite3) -> i64;
     }
 }
 

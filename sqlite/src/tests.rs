@@ -1,6 +1,6 @@
 use sqlx::{Connection, Executor, SqliteConnection};
 
-use super::{RowCounts, take_counts};
+use super::{RowCounts, take_counts, take_counts_and_size};
 
 async fn counted(conn: &mut SqliteConnection, sql: &str) -> RowCounts {
     take_counts(conn).await.unwrap();
@@ -68,4 +68,47 @@ async fn reading_the_schema_again_is_not_counted() {
         .await
         .unwrap();
     assert_counts(&mut first, &[("SELECT * FROM t", 2, 0)]).await;
+}
+
+#[tokio::test]
+async fn each_statement_starts_the_counts_from_zero() {
+    let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    conn.execute("SELECT * FROM t").await.unwrap();
+    // Not the scan's 3 reads, nor the inserts' 3 writes before it.
+    conn.execute("SELECT * FROM t WHERE id = 2").await.unwrap();
+    assert_eq!(
+        take_counts(&mut conn).await.unwrap(),
+        RowCounts {
+            read: 1,
+            written: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_size_comes_with_the_counts() {
+    let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    conn.execute("CREATE TABLE t (v TEXT); INSERT INTO t VALUES (zeroblob(20000))")
+        .await
+        .unwrap();
+    let (counts, size) = take_counts_and_size(&mut conn).await.unwrap();
+    assert_eq!(
+        counts,
+        RowCounts {
+            read: 0,
+            written: 1
+        }
+    );
+    let (pages, page_size): (i64, i64) =
+        sqlx::query_as("SELECT page_count, page_size FROM pragma_page_count(), pragma_page_size()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(pages > 4, "{pages} pages");
+    assert_eq!(size, Some((pages * page_size) as u64));
+    // Reading the size left no count behind.
+    assert_eq!(take_counts(&mut conn).await.unwrap(), RowCounts::default());
 }

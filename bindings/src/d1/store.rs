@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use pyflare_sqlite::take_counts;
+use pyflare_sqlite::take_counts_and_size;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::{
@@ -139,9 +139,7 @@ impl SqliteD1Store {
 impl D1Store for SqliteD1Store {
     async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
         let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
-        let mut outcome = run_statements(&mut conn, statements, params).await?;
-        outcome.size_after = database_size(&mut conn).await?;
-        Ok(outcome)
+        run_statements(&mut conn, statements, params).await
     }
 
     async fn batch(
@@ -154,7 +152,8 @@ impl D1Store for SqliteD1Store {
             // Dropping `tx` on error rolls the whole batch back.
             out.push(run_statements(&mut tx, statements, params).await?);
         }
-        let size_after = database_size(&mut tx).await?;
+        // The last query's size is the size the batch leaves.
+        let size_after = out.last().map_or(0, |outcome| outcome.size_after);
         tx.commit().await.map_err(sqlite_error)?;
         for outcome in &mut out {
             outcome.size_after = size_after;
@@ -330,23 +329,26 @@ pub(crate) async fn run_statements(
     params: &[Param],
 ) -> Result<Outcome, D1Error> {
     if statements.is_empty() {
-        return Ok(Outcome::default());
+        return Ok(Outcome {
+            size_after: database_size(conn).await?,
+            ..Outcome::default()
+        });
     }
     let mut last = Outcome::default();
     for (i, statement) in statements.iter().enumerate() {
         let is_last = i + 1 == statements.len();
-        if is_last {
-            // D1 and a Durable Object's cursor report the counts of the last
-            // statement alone; earlier ones, and earlier work on this
-            // connection (its size, a migration), are cleared.
-            take_counts(conn).await.map_err(sqlite_error)?;
-        }
         let bound: &[Param] = if is_last { params } else { &[] };
         last = run_one(conn, statement, bound).await?;
     }
-    let counts = take_counts(conn).await.map_err(sqlite_error)?;
+    // D1 and a Durable Object's cursor report the counts of the last
+    // statement alone: each statement starts them from zero.
+    let (counts, size) = take_counts_and_size(conn).await.map_err(sqlite_error)?;
     last.rows_read = counts.read;
     last.rows_written = counts.written;
+    last.size_after = match size {
+        Some(size) => size,
+        None => database_size(conn).await?,
+    };
     Ok(last)
 }
 
