@@ -155,7 +155,8 @@ impl KvNamespace {
         u64::try_from(self.clock.now_secs()).unwrap_or(0)
     }
 
-    /// Runs one typed call; blocking store work happens on tokio's blocking pool.
+    /// Runs one typed call; writes (and reads of a store not open) happen
+    /// on tokio's blocking pool.
     pub async fn run(&self, call: KvCall, body: Option<BodyStream>) -> Result<Reply, KvError> {
         match call {
             KvCall::Get {
@@ -168,7 +169,7 @@ impl KvNamespace {
                 validate_type(kind.as_deref())?;
                 validate_cache_ttl(cache_ttl.as_ref(), Op::Get)?;
                 let entry = self
-                    .blocking(Op::Get, {
+                    .read(Op::Get, {
                         let (store, ns, now) =
                             (self.store.clone(), self.namespace.clone(), self.now_secs());
                         move || store.get(&ns, &key, now)
@@ -206,7 +207,7 @@ impl KvNamespace {
                 }
                 validate_cache_ttl(cache_ttl.as_ref(), Op::GetBulk)?;
                 let entries = self
-                    .blocking(Op::GetBulk, {
+                    .read(Op::GetBulk, {
                         let (store, ns, now) =
                             (self.store.clone(), self.namespace.clone(), self.now_secs());
                         let keys = keys.clone();
@@ -309,7 +310,7 @@ impl KvNamespace {
                     }
                 };
                 let (keys, more) = self
-                    .blocking(Op::Get, {
+                    .read(Op::Get, {
                         let (store, ns, now) =
                             (self.store.clone(), self.namespace.clone(), self.now_secs());
                         move || store.list(&ns, &prefix, start_after.as_deref(), limit, now)
@@ -341,6 +342,19 @@ impl KvNamespace {
                 Ok(Reply::json(value))
             }
         }
+    }
+
+    /// Runs a read: at once when the store answers reads at once (see
+    /// [`KvStore::reads_at_once`]), else as [`Self::blocking`] does.
+    async fn read<T: Send + 'static>(
+        &self,
+        op: Op,
+        work: impl FnOnce() -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, KvError> {
+        if self.store.reads_at_once() {
+            return work().map_err(|e| KvError::Store(op, e));
+        }
+        self.blocking(op, work).await
     }
 
     async fn blocking<T: Send + 'static>(

@@ -100,6 +100,12 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
         limit: usize,
         now_secs: u64,
     ) -> Result<(Vec<Listed>, bool), StoreError>;
+    /// Whether a read answers at once, with nothing to open or wait for:
+    /// then pyflare reads on the calling thread rather than on tokio's
+    /// blocking pool, whose hop there and back costs more than the read.
+    fn reads_at_once(&self) -> bool {
+        false
+    }
     /// A call did not return in time: later calls should fail at once
     /// rather than pile up behind it.
     fn mark_stalled(&self) {}
@@ -704,6 +710,18 @@ impl KvStore for SledKvStore {
         self.with(|opened| opened.write(namespace, key, None, 0))
     }
 
+    fn reads_at_once(&self) -> bool {
+        // Open and answering: sled reads from its page cache, and waits on
+        // no flush. A store to reopen (after an error) takes the blocking
+        // pool, and its timeout.
+        !self.slot.stalled.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .slot
+                .open
+                .try_read()
+                .is_ok_and(|open| open.is_some())
+    }
+
     fn mark_stalled(&self) {
         SledKvStore::mark_stalled(self);
     }
@@ -748,6 +766,10 @@ impl MemoryKvStore {
 }
 
 impl KvStore for MemoryKvStore {
+    fn reads_at_once(&self) -> bool {
+        true
+    }
+
     fn get(&self, namespace: &str, key: &str, now_secs: u64) -> Result<Option<Entry>, StoreError> {
         let data = self.data();
         Ok(data
