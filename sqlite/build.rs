@@ -8,13 +8,14 @@
 //! This script adds the same counts to the copy of SQLite that sqlx already
 //! builds (the source is found through `DEP_SQLITE3_INCLUDE`), kept per
 //! connection and read through `pyflare_rows_take`. The compiled object
-//! defines the whole SQLite API. A program that calls `take_counts`
-//! references `pyflare_rows_take`, so the linker takes this object, and
-//! with it every SQLite function, before it reaches `libsqlite3-sys`'s own
-//! copy (later on the link line, this crate depending on it): that copy is
-//! then never linked. Were both ever linked, the duplicate symbols would
-//! fail the link rather than mix them. A program that never calls
-//! `take_counts` may link the stock copy, which is fine: it reads no count.
+//! defines the whole SQLite API. A program that calls `take_counts` (or
+//! `take_counts_and_size`) references `pyflare_rows_take`, so the linker
+//! takes this object, and with it every SQLite function, before it reaches
+//! `libsqlite3-sys`'s own copy (later on the link line, this crate
+//! depending on it): that copy is then never linked. Were both ever linked,
+//! the duplicate symbols would fail the link rather than mix them. A
+//! program that calls neither may link the stock copy, which is fine: it
+//! reads no count.
 //!
 //! Each change is found by the opcode (or function) it belongs to and a
 //! line inside it; a line not found exactly where expected stops the build,
