@@ -715,11 +715,7 @@ impl KvStore for SledKvStore {
         // no flush. A store to reopen (after an error) takes the blocking
         // pool, and its timeout.
         !self.slot.stalled.load(std::sync::atomic::Ordering::Relaxed)
-            && self
-                .slot
-                .open
-                .try_read()
-                .is_ok_and(|open| open.is_some())
+            && self.slot.open.try_read().is_ok_and(|open| open.is_some())
     }
 
     fn mark_stalled(&self) {
