@@ -33,8 +33,10 @@ cpu_ms() {
   for pid in "$@"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
   echo $((ticks * 1000 / $(getconf CLK_TCK)))
 }
-# Times the threads of process $1 have blocked so far (voluntary context
-# switches: each is a thread going to sleep to be woken again).
+# Times the live threads of process $1 have blocked so far (voluntary
+# context switches: each is a thread going to sleep to be woken again). A
+# thread that exits takes its count with it: tokio's idle blocking threads
+# do after 10 s, so a figure is read over a few seconds of load.
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}'; }
 # Per request, to two decimals: a count ($1) over requests made ($2).
 per_request() { awk -v n="$1" -v r="$2" 'BEGIN {printf "%.2f", n / r}'; }
