@@ -12,7 +12,8 @@ pub(super) async fn run_call(
     args: serde_json::Value,
     body: Option<BodyStream>,
 ) {
-    let result = match shared.bindings.get(&binding) {
+    let bindings = shared.bindings();
+    let result = match bindings.get(&binding) {
         Some(target) => target.call(&method, args, body).await,
         None => Err(WireError::error(format!(
             "pyflare has no binding named {binding}"

@@ -157,12 +157,21 @@ struct Shared {
     bodies: Mutex<HashMap<u32, mpsc::UnboundedSender<BodyItem>>>,
     ping: Mutex<PingState>,
     exit: watch::Sender<Option<ExitReason>>,
-    bindings: Arc<BindingMap>,
+    /// Replaced once, when a standby host is activated for a reload whose
+    /// bindings were opened after it was prepared.
+    bindings: std::sync::RwLock<Arc<BindingMap>>,
     /// Set when the host has written its snapshots (see `Host::snapshot_done`).
     snapshot_done: watch::Sender<Option<protocol::Imported>>,
 }
 
 impl Shared {
+    fn bindings(&self) -> Arc<BindingMap> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn send(&self, message: &ToHost) {
         let json = serde_json::to_vec(message).expect("protocol messages serialize");
         let _ = self.out.send(Outgoing::Json(Bytes::from(json)));
@@ -233,8 +242,8 @@ static SOCKET_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Host {
     /// The live bindings this host's worker calls.
-    pub fn bindings(&self) -> &BindingMap {
-        &self.shared.bindings
+    pub fn bindings(&self) -> Arc<BindingMap> {
+        self.shared.bindings()
     }
 
     /// Starts a host, sends it the worker and waits until it is ready.
@@ -329,7 +338,7 @@ impl Host {
             bodies: Mutex::default(),
             ping: Mutex::default(),
             exit: exit_tx,
-            bindings,
+            bindings: std::sync::RwLock::new(bindings),
             snapshot_done: watch::channel(None).0,
         });
         shared.send(&ToHost::Hello {
@@ -506,9 +515,21 @@ impl std::fmt::Debug for Standby {
 }
 
 impl Standby {
-    /// Imports the worker's current code and starts serving.
-    pub async fn activate(self, snapshot_path: Option<String>) -> Result<Arc<Host>, StartError> {
+    /// Imports the worker's current code and starts serving, calling
+    /// `bindings`: those of the reload, opened after this host was prepared
+    /// (the same names and kinds, but a namespace, a database or the assets
+    /// may have changed).
+    pub async fn activate(
+        self,
+        snapshot_path: Option<String>,
+        bindings: Arc<BindingMap>,
+    ) -> Result<Arc<Host>, StartError> {
         let launched = self.0;
+        *launched
+            .shared
+            .bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = bindings;
         launched.shared.send(&ToHost::Load { snapshot_path });
         launched.until_ready(false).await?.into_host()
     }

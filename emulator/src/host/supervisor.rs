@@ -453,7 +453,10 @@ async fn start_host(spec: &HostSpec, standby: &StandbySlot) -> Result<Arc<Host>,
     if let Some((key, prepared)) = prepared
         && key == standby_key(spec)
     {
-        match prepared.activate(spec.init.snapshot_path.clone()).await {
+        match prepared
+            .activate(spec.init.snapshot_path.clone(), spec.bindings.clone())
+            .await
+        {
             Err(StartError::Host(e)) => {
                 tracing::debug!("standby host failed ({e:#}); starting afresh")
             }
