@@ -287,6 +287,13 @@ pub struct OpenContext {
     /// worker's `.dev.vars` / `vars` (an R2 bucket on S3 reads its URL and
     /// credentials here). Bindings never read the environment themselves.
     pub settings: std::collections::BTreeMap<String, String>,
+    /// The project folder (where the wrangler config is): paths in the
+    /// config are relative to it.
+    pub project_root: PathBuf,
+    /// The worker's `compatibility_date`.
+    pub compatibility_date: String,
+    /// The worker's `compatibility_flags`.
+    pub compatibility_flags: Vec<String>,
 }
 
 impl std::fmt::Debug for OpenContext {

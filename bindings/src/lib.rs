@@ -44,6 +44,7 @@ bindings! {
     queues::Queues,
     durable_objects::DurableObjects,
     r2::R2Buckets,
+    assets::StaticAssets,
 }
 
 /// The binding kind that reads `config_key` from the wrangler config.

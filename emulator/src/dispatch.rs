@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::{ConfigError, WorkerConfig};
 use crate::host::BindingMap;
 use crate::host::protocol::BindingInit;
+use pyflare_bindings::assets::Assets;
 use pyflare_bindings::{BINDINGS, Clock, OpenContext};
 
 /// The live bindings and what the host needs to build `env` from them.
@@ -17,6 +18,9 @@ pub struct OpenBindings {
     pub init: Vec<BindingInit>,
     /// One banner line per binding.
     pub banner: Vec<String>,
+    /// The worker's static assets (`assets`), which pyflare's front serves
+    /// before the worker runs.
+    pub assets: Option<Arc<Assets>>,
 }
 
 /// Variables meant for bindings (`PYFLARE_*`, `AWS_*`): pyflare's
@@ -46,11 +50,25 @@ pub fn open(
         clock,
         config: Arc::new(config.rest.clone()),
         settings: binding_settings(config),
+        project_root: config.root.clone(),
+        compatibility_date: config.compatibility_date.clone(),
+        compatibility_flags: config.compatibility_flags.clone(),
     };
     let mut out = OpenBindings {
         map: HashMap::new(),
         ..Default::default()
     };
+    if let Some(value) = config.rest.get("assets") {
+        let assets = Assets::open(value, &cx).map_err(|source| ConfigError::Binding {
+            file: config.file.clone(),
+            source,
+        })?;
+        // With a binding, the binding's own line says it.
+        if assets.binding().is_none() {
+            out.banner.push(assets.describe());
+        }
+        out.assets = Some(Arc::new(assets));
+    }
     for kind in BINDINGS {
         let Some(value) = config.rest.get(kind.config_key()) else {
             continue;

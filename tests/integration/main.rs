@@ -37,6 +37,8 @@ mod sync;
 mod sandbox;
 // R2 through Cloudflare's SDK.
 mod r2;
+// Static assets: served before the worker, and through env.ASSETS.
+mod assets;
 // The same R2 scenarios with the bytes on S3 (a local moto server).
 mod r2_s3;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.

@@ -100,6 +100,9 @@ fn open(target: &Target, cx: &dyn CliContext) -> Result<DurableObjectNamespace, 
         clock: cx.clock(),
         config: Arc::new(project.fields.clone()),
         settings: Default::default(),
+        project_root: Default::default(),
+        compatibility_date: Default::default(),
+        compatibility_flags: Default::default(),
     };
     let namespaces =
         super::open_namespaces(&section, &open).map_err(|source| project.binding_error(source))?;

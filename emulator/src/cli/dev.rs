@@ -173,6 +173,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let banner = loaded.bindings.banner.clone();
     let crons = Arc::new(RwLock::new(loaded.crons.clone()));
     let first_bindings = loaded.bindings.map.clone();
+    let assets: server::SharedAssets = Arc::new(RwLock::new(loaded.bindings.assets.clone()));
+    warn_about_assets(&loaded.bindings);
     let supervisor = Supervisor::spawn(host_spec(loaded, &runtime, socket_dir.path(), &args));
 
     let how = match supervisor.current().await {
@@ -235,6 +237,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             socket_dir.path(),
             &supervisor,
             &crons,
+            &assets,
             &opened,
             &tasks,
             watch_mode,
@@ -249,6 +252,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         clock,
         max_body_bytes: args.max_body_size,
         internal_from_any: internal_routes_from_any()?,
+        assets: assets.clone(),
     };
     let stopping = supervisor.clone();
     server::listen::serve(
@@ -291,6 +295,38 @@ async fn close_bindings(opened: &Opened) {
     }
 }
 
+/// Says what pyflare does not apply of the worker's static assets.
+fn warn_about_assets(bindings: &OpenBindings) {
+    for warning in bindings.assets.iter().flat_map(|a| a.warnings()) {
+        logging::warn(&warning);
+    }
+}
+
+/// Whether every path in `changed` is a static asset: the front serves
+/// those from the folder as saved, so the worker needs no reload. Not when
+/// the assets folder holds the project's code too.
+fn only_assets(
+    changed: &[std::path::PathBuf],
+    assets: &server::SharedAssets,
+    project: &std::path::Path,
+) -> bool {
+    let Some(assets) = assets.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+        return false;
+    };
+    let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let folder = assets.directory();
+    let real = canonical(folder);
+    // A deleted file has no canonical path: its folder has.
+    let inside = |path: &std::path::PathBuf| {
+        let path = path.parent().map_or_else(
+            || canonical(path),
+            |p| canonical(p).join(path.file_name().unwrap_or_default()),
+        );
+        path.starts_with(&real) || path.starts_with(folder)
+    };
+    !changed.is_empty() && !canonical(project).starts_with(&real) && changed.iter().all(inside)
+}
+
 fn read(crons: &RwLock<Vec<Cron>>) -> std::sync::RwLockReadGuard<'_, Vec<Cron>> {
     crons.read().unwrap_or_else(|p| p.into_inner())
 }
@@ -308,6 +344,7 @@ fn start_reloading(
     socket_dir: &std::path::Path,
     supervisor: &Arc<Supervisor>,
     crons: &Arc<RwLock<Vec<Cron>>>,
+    assets: &server::SharedAssets,
     opened: &Opened,
     tasks: &Arc<BackgroundTasks>,
     mode: crate::reload::WatchMode,
@@ -330,6 +367,7 @@ fn start_reloading(
     }
     let opened = opened.clone();
     let tasks = tasks.clone();
+    let assets = assets.clone();
     let (args, clock, runtime, socket_dir, supervisor, crons, root) = (
         args.clone(),
         clock.clone(),
@@ -341,6 +379,10 @@ fn start_reloading(
     );
     tokio::spawn(async move {
         while let Some(paths) = changes.recv().await {
+            if only_assets(&paths, &assets, &args.dir) {
+                // Served from the folder as saved: nothing to reload.
+                continue;
+            }
             let shown: Vec<String> = paths
                 .iter()
                 .take(3)
@@ -353,6 +395,9 @@ fn start_reloading(
                     remember(&opened, &loaded);
                     tasks.replace_bindings(&loaded.bindings.map);
                     *crons.write().unwrap_or_else(|p| p.into_inner()) = loaded.crons.clone();
+                    warn_about_assets(&loaded.bindings);
+                    *assets.write().unwrap_or_else(|p| p.into_inner()) =
+                        loaded.bindings.assets.clone();
                     supervisor.reload(host_spec(loaded, &runtime, &socket_dir, &args));
                 }
                 Err(error) => {

@@ -21,6 +21,7 @@ use crate::host::supervisor::Supervisor;
 use crate::host::{FetchOutcome, FetchRequest};
 use crate::logging;
 use error::ServerError;
+use pyflare_bindings::assets::{AssetRequest, Assets};
 
 /// Shared state of the HTTP server.
 #[derive(Debug, Clone)]
@@ -36,7 +37,12 @@ pub struct AppState {
     /// loopback too (`PYFLARE_INTERNAL_ROUTES=any`, for a container whose
     /// published port is the only way in); never the worker itself.
     pub internal_from_any: bool,
+    /// The worker's static assets, if it has any (replaced on reload).
+    pub assets: SharedAssets,
 }
+
+/// The current version's static assets.
+pub type SharedAssets = Arc<std::sync::RwLock<Option<Arc<Assets>>>>;
 
 /// The header the isolate host adds to every request the worker makes.
 pub const WORKER_SUBREQUEST_HEADER: &str = "cf-worker";
@@ -61,6 +67,8 @@ pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<B
         refused
     } else if internal::is_internal(request.uri().path()) {
         internal::answer(app.clone(), request).await
+    } else if let Some((assets, asked)) = asset_route(&app, &request) {
+        serve_asset(&assets, &asked).await
     } else {
         match dispatch(&app, request, &path).await {
             Ok(response) => response,
@@ -75,6 +83,70 @@ pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<B
         status.canonical_reason().unwrap_or(""),
         started.elapsed(),
     );
+    response
+}
+
+/// The assets and what `request` asks of them, if Cloudflare's router
+/// would send it to the assets rather than run the worker.
+fn asset_route(app: &AppState, request: &Request<Body>) -> Option<(Arc<Assets>, AssetRequest)> {
+    let assets = app
+        .assets
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()?;
+    // The path as a URL parser leaves it (no `.` or `..` segments), as the
+    // asset server sees `new URL(request.url).pathname`.
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = url::Url::parse(&format!("http://localhost{target}")).ok()?;
+    let asset_request = AssetRequest {
+        method: request.method().as_str().to_owned(),
+        path: url.path().to_owned(),
+        search: url
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    if assets.routes_to_worker(&asset_request) {
+        return None;
+    }
+    Some((assets, asset_request))
+}
+
+/// The asset server's answer to `asset_request`.
+async fn serve_asset(assets: &Assets, asset_request: &AssetRequest) -> Response<Body> {
+    let answer = assets.answer(asset_request);
+    let body = match answer.body_stream().await {
+        Ok(Some(stream)) => Body::from_stream(stream),
+        Ok(None) => Body::empty(),
+        Err(e) => {
+            logging::error(&format!(
+                "cannot read the asset for {}: {e}",
+                asset_request.path
+            ));
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return response;
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
+    }
     response
 }
 
