@@ -80,16 +80,37 @@ async fn assets_answer_before_the_worker_with_cloudflares_headers() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.text().await.unwrap(), "not found\n");
-    // The upload's metafiles are never served.
+    // The upload's metafiles are never served; `_redirects` is not applied.
     assert_eq!(
         w.get("/_headers").await.text().await.unwrap(),
         "worker: GET /_headers"
     );
+    assert_eq!(
+        w.get("/old").await.text().await.unwrap(),
+        "worker: GET /old"
+    );
     assert!(
-        w.output().contains("Not emulated: the rules of"),
+        w.output().contains("Not emulated: the rules of") && w.output().contains("_redirects"),
         "{}",
         w.output()
     );
+
+    // `_headers`: every rule that matches applies, in order.
+    let res = w.get("/blog/").await;
+    assert_eq!(header(&res, "x-frame-options"), Some("DENY"));
+    assert_eq!(header(&res, "cache-control"), Some("no-store"));
+    assert_eq!(header(&res, "x-section"), Some("blog"));
+    let res = w.get("/about").await;
+    assert_eq!(header(&res, "etag"), None);
+    assert_eq!(header(&res, "x-page"), Some("about"));
+    let res = w.get("/style.css").await;
+    assert_eq!(header(&res, "x-frame-options"), Some("DENY"));
+    assert_eq!(
+        header(&res, "cache-control"),
+        Some("public, max-age=0, must-revalidate")
+    );
+    // Not on the worker's answers.
+    assert_eq!(header(&w.get("/nope").await, "x-frame-options"), None);
 
     let client = TestWorker::client();
     let res = client.head(w.url("/style.css")).send().await.unwrap();
@@ -138,6 +159,7 @@ async fn the_binding_answers_the_worker_as_the_asset_server_does() {
     assert_eq!(css["body"], "body { color: red; }\n");
     assert_eq!(css["headers"]["content-type"], "text/css; charset=utf-8");
     assert_eq!(css["headers"]["cf-cache-status"], "HIT");
+    assert_eq!(css["headers"]["x-frame-options"], "DENY");
     let front = w.get("/style.css").await;
     assert_eq!(
         css["headers"]["etag"].as_str(),

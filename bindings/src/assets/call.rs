@@ -14,6 +14,8 @@ const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 pub struct AssetRequest {
     /// `GET`, `HEAD`, ...
     pub method: String,
+    /// The URL's hostname (no port), which `_headers` rules may name.
+    pub host: String,
     /// The URL's path, percent-encoded as the URL has it (normalized: no
     /// `.` or `..` segments).
     pub path: String,
@@ -96,8 +98,17 @@ impl Assets {
             .is_some()
     }
 
-    /// The asset server's answer to `request`.
+    /// The asset server's answer to `request`, with the `_headers` rules
+    /// that match it applied.
     pub fn answer(&self, request: &AssetRequest) -> AssetResponse {
+        let mut answer = self.bare_answer(request);
+        self.headers_file
+            .rules(&self.dir.root().join("_headers"))
+            .apply(&request.host, &request.path, &mut answer.headers);
+        answer
+    }
+
+    fn bare_answer(&self, request: &AssetRequest) -> AssetResponse {
         let find = |p: &str| self.dir.find(p);
         let decoded = decode_path(&request.path);
         let Some(intent) = self

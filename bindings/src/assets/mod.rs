@@ -13,15 +13,18 @@
 //! a new ETag (its path, size and modification time).
 //!
 //! Differences from Cloudflare:
-//! - Not emulated: the `_headers` and `_redirects` files (they are not
-//!   served, and pyflare warns that it does not apply them) and the
-//!   patterns of `.assetsignore` (only the file itself is not served).
+//! - `_headers` applies to every answer of the asset server; pyflare warns
+//!   of the lines it skips.
+//! - Not emulated: the `_redirects` file (it is not served, and pyflare
+//!   warns that it does not apply it) and the patterns of `.assetsignore`
+//!   (only the file itself is not served).
 //! - Not emulated: the limits of an upload (25 MiB per file, 20,000 files);
 //!   any file of the folder is served.
 //! - Not emulated: an assets-only Worker, without `main`.
 
 pub mod call;
 pub mod config;
+pub mod headers;
 pub mod intent;
 pub mod store;
 
@@ -79,6 +82,8 @@ pub struct Assets {
     dir: AssetDir,
     /// The folder as the banner shows it: from the project folder.
     shown: String,
+    /// Its `_headers` rules, read again when the file changes.
+    headers_file: headers::HeadersFile,
 }
 
 impl Assets {
@@ -98,6 +103,7 @@ impl Assets {
             dir: AssetDir::new(config.directory.clone()),
             config,
             shown,
+            headers_file: headers::HeadersFile::default(),
         })
     }
 
@@ -116,19 +122,24 @@ impl Assets {
         self.dir.root()
     }
 
-    /// What pyflare warns about at start: the files of the folder whose
-    /// rules it does not apply.
+    /// What pyflare warns about at start: the lines of `_headers` it
+    /// skips, and the rules of `_redirects`, which it does not apply.
     pub fn warnings(&self) -> Vec<String> {
-        ["_headers", "_redirects"]
-            .iter()
-            .filter(|name| self.dir.root().join(name).is_file())
-            .map(|name| {
-                format!(
-                    "Not emulated: the rules of {} are not applied (the file is not served either)",
-                    self.dir.root().join(name).display()
-                )
-            })
-            .collect()
+        let mut out = Vec::new();
+        let headers = self.dir.root().join("_headers");
+        if let Ok(text) = std::fs::read_to_string(&headers) {
+            for why in headers::HeaderRules::parse(&text).1 {
+                out.push(format!("{}: skipped {why}", headers.display()));
+            }
+        }
+        let redirects = self.dir.root().join("_redirects");
+        if redirects.is_file() {
+            out.push(format!(
+                "Not emulated: the rules of {} are not applied (the file is not served either)",
+                redirects.display()
+            ));
+        }
+        out
     }
 
     /// Whether the worker answers `request` rather than the assets, as
@@ -181,7 +192,7 @@ impl Binding for AssetsBinding {
             return Err(WireError::error(format!("assets: no method {method}")));
         }
         let url = args["url"].as_str().unwrap_or("/");
-        let (path, search) = split_url(url);
+        let (host, path, search) = split_url(url);
         let headers = args["headers"]
             .as_array()
             .map(|list| {
@@ -194,6 +205,7 @@ impl Binding for AssetsBinding {
             .unwrap_or_default();
         let request = AssetRequest {
             method: args["method"].as_str().unwrap_or("GET").to_owned(),
+            host,
             path,
             search,
             headers,
@@ -212,14 +224,28 @@ impl Binding for AssetsBinding {
     }
 }
 
-/// The path and query of an absolute URL (as a `Request` normalizes it).
-fn split_url(url: &str) -> (String, String) {
+/// The hostname, path and query of an absolute URL (as a `Request`
+/// normalizes it).
+fn split_url(url: &str) -> (String, String, String) {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let from_path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+    let (authority, from_path) = match after_scheme.find('/') {
+        Some(at) => after_scheme.split_at(at),
+        None => (after_scheme, "/"),
+    };
     let without_fragment = from_path.split('#').next().unwrap_or(from_path);
-    match without_fragment.split_once('?') {
-        Some((path, query)) if !query.is_empty() => (path.to_owned(), format!("?{query}")),
-        Some((path, _)) => (path.to_owned(), String::new()),
-        None => (without_fragment.to_owned(), String::new()),
+    let (path, search) = match without_fragment.split_once('?') {
+        Some((path, query)) if !query.is_empty() => (path, format!("?{query}")),
+        Some((path, _)) => (path, String::new()),
+        None => (without_fragment, String::new()),
+    };
+    (hostname(authority).to_owned(), path.to_owned(), search)
+}
+
+/// The hostname of an authority (`user@host:port`, `[::1]:8787`).
+pub fn hostname(authority: &str) -> &str {
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    match host.strip_prefix('[') {
+        Some(v6) => &host[..v6.find(']').map_or(host.len(), |end| end + 2)],
+        None => host.split(':').next().unwrap_or(host),
     }
 }

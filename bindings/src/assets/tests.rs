@@ -304,6 +304,7 @@ fn cx(root: &std::path::Path, date: &str, flags: &[&str]) -> OpenContext {
 fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> AssetRequest {
     AssetRequest {
         method: method.into(),
+        host: "localhost".into(),
         path: path.into(),
         search: String::new(),
         headers: headers
@@ -428,4 +429,123 @@ fn config_errors_name_the_field() {
             .contains("to be a boolean or an array of strings")
     );
     assert!(error(json!("public")).contains("expected an object"));
+}
+
+fn headers_for(rules: &headers::HeaderRules, host: &str, path: &str) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("ETag".to_owned(), "\"e\"".to_owned()),
+        ("Cache-Control".to_owned(), "public".to_owned()),
+    ];
+    rules.apply(host, path, &mut out);
+    out
+}
+
+#[test]
+fn headers_rules_set_append_unset_and_fill_placeholders() {
+    let text = "\
+# comment
+/*
+  X-All: yes
+  X-Multi: a
+  X-Multi: b
+/blog/:post
+  X-Post: :post
+  ! ETag
+/files/*
+  Cache-Control: max-age=:splat
+  X-All: again
+https://:sub.example.com/*
+  X-Sub: :sub
+";
+    let (rules, skipped) = headers::HeaderRules::parse(text);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let pairs = |v: Vec<(String, String)>| {
+        v.into_iter()
+            .map(|(n, v)| format!("{}={v}", n.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        pairs(headers_for(&rules, "localhost", "/")),
+        [
+            "etag=\"e\"",
+            "cache-control=public",
+            "x-all=yes",
+            "x-multi=a, b"
+        ]
+    );
+    assert_eq!(
+        pairs(headers_for(&rules, "localhost", "/blog/hello")),
+        [
+            "cache-control=public",
+            "x-all=yes",
+            "x-multi=a, b",
+            "x-post=hello"
+        ]
+    );
+    // One segment only: not /blog/a/b.
+    assert!(
+        !pairs(headers_for(&rules, "localhost", "/blog/a/b"))
+            .iter()
+            .any(|h| h.starts_with("x-post"))
+    );
+    // A later rule appends to a header an earlier one set, and replaces ours.
+    assert_eq!(
+        pairs(headers_for(&rules, "localhost", "/files/10")),
+        [
+            "etag=\"e\"",
+            "x-all=yes, again",
+            "x-multi=a, b",
+            "cache-control=max-age=10"
+        ]
+    );
+    assert!(
+        pairs(headers_for(&rules, "docs.example.com", "/x")).contains(&"x-sub=docs".to_owned())
+    );
+    assert!(
+        !pairs(headers_for(&rules, "a.b.example.com", "/x"))
+            .iter()
+            .any(|h| h.starts_with("x-sub"))
+    );
+}
+
+#[test]
+fn headers_lines_that_cannot_apply_are_skipped_and_said() {
+    let (rules, skipped) = headers::HeaderRules::parse(
+        "X-Early: 1\n/a\n  not a header\n  X-Ok: 1\n/empty\n/b/*/c/*\n  X-Twice: 1\nhttp://x.com/\n  X-No: 1\n",
+    );
+    assert_eq!(skipped.len(), 5, "{skipped:?}");
+    assert_eq!(
+        headers_for(&rules, "h", "/a").last(),
+        Some(&("x-ok".to_owned(), "1".to_owned()))
+    );
+    assert!(
+        !headers_for(&rules, "h", "/b/1/c/2")
+            .iter()
+            .any(|(n, _)| n == "x-twice")
+    );
+}
+
+#[test]
+fn the_headers_file_is_read_again_when_it_changes() {
+    let project = folder(&["/public/a.txt"]);
+    let config = json!({"directory": "public"});
+    let assets = Assets::open(&config, &cx(project.path(), "2026-06-01", &[])).unwrap();
+    let has = |assets: &Assets, name: &str| {
+        assets
+            .answer(&request("GET", "/a.txt", &[]))
+            .headers
+            .iter()
+            .any(|(n, _)| n == name)
+    };
+    assert!(!has(&assets, "x-one"));
+    std::fs::write(project.path().join("public/_headers"), "/*\n  X-One: 1\n").unwrap();
+    assert!(has(&assets, "x-one"));
+    std::fs::write(
+        project.path().join("public/_headers"),
+        "/*\n  X-Second: 22\n",
+    )
+    .unwrap();
+    assert!(!has(&assets, "x-one") && has(&assets, "x-second"));
+    assert_eq!(super::hostname("user@[::1]:8787"), "[::1]");
+    assert_eq!(super::hostname("example.com:443"), "example.com");
 }

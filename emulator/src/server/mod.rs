@@ -98,8 +98,14 @@ fn asset_route(app: &AppState, request: &Request<Body>) -> Option<(Arc<Assets>, 
     // asset server sees `new URL(request.url).pathname`.
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = url::Url::parse(&format!("http://localhost{target}")).ok()?;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.authority);
     let asset_request = AssetRequest {
         method: request.method().as_str().to_owned(),
+        host: pyflare_bindings::assets::hostname(host).to_owned(),
         path: url.path().to_owned(),
         search: url
             .query()
