@@ -80,20 +80,27 @@ async fn assets_answer_before_the_worker_with_cloudflares_headers() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.text().await.unwrap(), "not found\n");
-    // The upload's metafiles are never served; `_redirects` is not applied.
-    assert_eq!(
-        w.get("/_headers").await.text().await.unwrap(),
-        "worker: GET /_headers"
-    );
-    assert_eq!(
-        w.get("/old").await.text().await.unwrap(),
-        "worker: GET /old"
-    );
-    assert!(
-        w.output().contains("Not emulated: the rules of") && w.output().contains("_redirects"),
-        "{}",
-        w.output()
-    );
+    // The upload's metafiles are never served.
+    for file in ["/_headers", "/_redirects"] {
+        assert_eq!(
+            w.get(file).await.text().await.unwrap(),
+            format!("worker: GET {file}")
+        );
+    }
+
+    // `_redirects`, before any file or the worker.
+    for (path, status, location) in [
+        ("/old?q=1", 301, "/new?q=1"),
+        ("/news/hello", 302, "/posts/hello"),
+    ] {
+        let res = w.get(path).await;
+        assert_eq!(res.status(), status, "{path}");
+        assert_eq!(header(&res, "location"), Some(location), "{path}");
+    }
+    // A 200 rule serves another path's file here.
+    let res = w.get("/app/deep/link").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "about\n");
 
     // `_headers`: every rule that matches applies, in order.
     let res = w.get("/blog/").await;

@@ -3,7 +3,7 @@
 
 use super::config::{NotFoundHandling, RunWorkerFirst};
 use super::intent::{Intent, Resolver, decode_path, encode_path};
-use super::{Assets, store};
+use super::{Assets, redirects, store};
 use crate::binding::BodyStream;
 
 /// `Cache-Control` of an asset a shared cache may keep.
@@ -32,6 +32,14 @@ impl AssetRequest {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// What `_redirects` makes of a request.
+enum Redirected {
+    /// A redirect, answered as it is.
+    Answer(AssetResponse),
+    /// The path to look up; `proxied` when a 200 rule chose it.
+    Path { path: String, proxied: bool },
 }
 
 /// An answer: status, headers, and the file to send, if any.
@@ -84,6 +92,10 @@ impl Assets {
     /// `not_found_handling` counts only with `run_worker_first` rules, or
     /// for a browser's navigation when the compatibility flag lets it.
     pub fn has_answer(&self, request: &AssetRequest) -> bool {
+        let (path, proxied) = match self.redirected(request) {
+            Redirected::Answer(_) => return true,
+            Redirected::Path { path, proxied } => (path, proxied),
+        };
         let navigation = self.config.navigation_prefers_assets
             && request.header("sec-fetch-mode") == Some("navigate");
         let rules = matches!(self.config.run_worker_first, RunWorkerFirst::Rules { .. });
@@ -93,24 +105,79 @@ impl Assets {
             NotFoundHandling::None
         };
         let find = |p: &str| self.dir.find(p);
-        self.resolver(&find, not_found)
-            .intent(&decode_path(&request.path))
-            .is_some()
+        // A path a 200 rule serves from elsewhere is the assets' even when
+        // nothing is there: they answer 404.
+        proxied
+            || self
+                .resolver(&find, not_found)
+                .intent(&decode_path(&path))
+                .is_some()
     }
 
     /// The asset server's answer to `request`, with the `_headers` rules
     /// that match it applied.
     pub fn answer(&self, request: &AssetRequest) -> AssetResponse {
         let mut answer = self.bare_answer(request);
-        self.headers_file
-            .rules(&self.dir.root().join("_headers"))
+        self.header_rules()
             .apply(&request.host, &request.path, &mut answer.headers);
         answer
     }
 
+    /// What `_redirects` makes of `request`: a redirect, or the path to
+    /// look up (another one for a 200 rule).
+    fn redirected(&self, request: &AssetRequest) -> Redirected {
+        let Some(rule) = self.redirect_rules().find(&request.host, &request.path) else {
+            return Redirected::Path {
+                path: request.path.clone(),
+                proxied: false,
+            };
+        };
+        let Ok(url) = url::Url::parse(&format!(
+            "http://{}{}{}",
+            request.host, request.path, request.search
+        )) else {
+            return Redirected::Path {
+                path: request.path.clone(),
+                proxied: false,
+            };
+        };
+        if rule.status == 200 {
+            let path = url
+                .join(&rule.to)
+                .map_or_else(|_| request.path.clone(), |u| u.path().to_owned());
+            return Redirected::Path {
+                path,
+                proxied: true,
+            };
+        }
+        let Some(location) = redirects::location(&url, &rule.to) else {
+            return Redirected::Path {
+                path: request.path.clone(),
+                proxied: false,
+            };
+        };
+        let status_text = match rule.status {
+            301 => "Moved Permanently",
+            303 => "See Other",
+            307 => "Temporary Redirect",
+            308 => "Permanent Redirect",
+            _ => "Found",
+        };
+        Redirected::Answer(AssetResponse {
+            status: rule.status,
+            status_text,
+            headers: vec![("Location".to_owned(), location)],
+            body: None,
+        })
+    }
+
     fn bare_answer(&self, request: &AssetRequest) -> AssetResponse {
+        let path = match self.redirected(request) {
+            Redirected::Answer(answer) => return answer,
+            Redirected::Path { path, .. } => path,
+        };
         let find = |p: &str| self.dir.find(p);
-        let decoded = decode_path(&request.path);
+        let decoded = decode_path(&path);
         let Some(intent) = self
             .resolver(&find, self.config.not_found_handling)
             .intent(&decoded)
@@ -126,7 +193,7 @@ impl Assets {
             Intent::Serve(asset, status) => (asset, status),
         };
         let canonical = encode_path(&decoded);
-        if canonical != request.path {
+        if canonical != path {
             return redirect(&canonical, &request.search);
         }
         let mut headers = vec![("ETag".to_owned(), format!("\"{}\"", asset.etag))];

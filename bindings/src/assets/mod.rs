@@ -13,11 +13,10 @@
 //! a new ETag (its path, size and modification time).
 //!
 //! Differences from Cloudflare:
-//! - `_headers` applies to every answer of the asset server; pyflare warns
-//!   of the lines it skips.
-//! - Not emulated: the `_redirects` file (it is not served, and pyflare
-//!   warns that it does not apply it) and the patterns of `.assetsignore`
-//!   (only the file itself is not served).
+//! - `_redirects` and `_headers` apply as on Cloudflare (read again when
+//!   they change); pyflare warns of the lines it skips.
+//! - Not emulated: the patterns of `.assetsignore` (only the file itself
+//!   is not served).
 //! - Not emulated: the limits of an upload (25 MiB per file, 20,000 files);
 //!   any file of the folder is served.
 //! - Not emulated: an assets-only Worker, without `main`.
@@ -26,6 +25,9 @@ pub mod call;
 pub mod config;
 pub mod headers;
 pub mod intent;
+pub mod pattern;
+pub mod redirects;
+pub mod rules_file;
 pub mod store;
 
 #[cfg(test)]
@@ -82,8 +84,9 @@ pub struct Assets {
     dir: AssetDir,
     /// The folder as the banner shows it: from the project folder.
     shown: String,
-    /// Its `_headers` rules, read again when the file changes.
-    headers_file: headers::HeadersFile,
+    /// Its `_headers` and `_redirects` rules, read again when the files change.
+    headers_file: rules_file::RulesFile<headers::HeaderRules>,
+    redirects_file: rules_file::RulesFile<redirects::RedirectRules>,
 }
 
 impl Assets {
@@ -103,7 +106,8 @@ impl Assets {
             dir: AssetDir::new(config.directory.clone()),
             config,
             shown,
-            headers_file: headers::HeadersFile::default(),
+            headers_file: Default::default(),
+            redirects_file: Default::default(),
         })
     }
 
@@ -122,8 +126,8 @@ impl Assets {
         self.dir.root()
     }
 
-    /// What pyflare warns about at start: the lines of `_headers` it
-    /// skips, and the rules of `_redirects`, which it does not apply.
+    /// What pyflare warns about at start: the lines of `_headers` and
+    /// `_redirects` it skips, and why.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let headers = self.dir.root().join("_headers");
@@ -133,13 +137,33 @@ impl Assets {
             }
         }
         let redirects = self.dir.root().join("_redirects");
-        if redirects.is_file() {
-            out.push(format!(
-                "Not emulated: the rules of {} are not applied (the file is not served either)",
-                redirects.display()
-            ));
+        if let Ok(text) = std::fs::read_to_string(&redirects) {
+            for why in redirects::RedirectRules::parse(&text, self.html_handling_on()).1 {
+                out.push(format!("{}: skipped {why}", redirects.display()));
+            }
         }
         out
+    }
+
+    fn html_handling_on(&self) -> bool {
+        self.config.html_handling != config::HtmlHandling::None
+    }
+
+    /// The `_redirects` rules as the file is now.
+    fn redirect_rules(&self) -> Arc<redirects::RedirectRules> {
+        let html = self.html_handling_on();
+        self.redirects_file
+            .rules(&self.dir.root().join("_redirects"), |text| {
+                redirects::RedirectRules::parse(text, html).0
+            })
+    }
+
+    /// The `_headers` rules as the file is now.
+    fn header_rules(&self) -> Arc<headers::HeaderRules> {
+        self.headers_file
+            .rules(&self.dir.root().join("_headers"), |text| {
+                headers::HeaderRules::parse(text).0
+            })
     }
 
     /// Whether the worker answers `request` rather than the assets, as

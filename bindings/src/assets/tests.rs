@@ -549,3 +549,85 @@ fn the_headers_file_is_read_again_when_it_changes() {
     assert_eq!(super::hostname("user@[::1]:8787"), "[::1]");
     assert_eq!(super::hostname("example.com:443"), "example.com");
 }
+
+#[test]
+fn redirects_rules_match_exact_paths_first_then_patterns_in_order() {
+    let text = "\
+/old /new 301
+/a/:x /b/:x
+/a/fixed /never
+/files/* /store/:splat 307
+/app/* /shell 200
+/docs/* /index.html
+/ /index
+/x /y 404
+/old /again
+https://:sub.example.com/* https://example.com/:sub/:splat 308
+";
+    let (rules, skipped) = redirects::RedirectRules::parse(text, true);
+    // The loops, the status and the second /old.
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    let find = |host: &str, path: &str| {
+        rules
+            .find(host, path)
+            .map(|r| format!("{} {}", r.status, r.to))
+    };
+    assert_eq!(find("h", "/old").as_deref(), Some("301 /new"));
+    assert_eq!(find("h", "/a/1").as_deref(), Some("302 /b/1"));
+    // After a pattern, an exact rule is matched in order with the patterns.
+    assert_eq!(find("h", "/a/fixed").as_deref(), Some("302 /b/fixed"));
+    assert_eq!(find("h", "/files/a//b").as_deref(), Some("307 /store/a/b"));
+    assert_eq!(find("h", "/app/x").as_deref(), Some("200 /shell"));
+    assert_eq!(find("h", "/docs/x"), Option::None);
+    assert_eq!(find("h", "/"), Option::None);
+    assert_eq!(
+        find("api.example.com", "/v1").as_deref(),
+        Some("308 https://example.com/api/v1")
+    );
+
+    let url = url::Url::parse("http://localhost/from?a=1").unwrap();
+    assert_eq!(redirects::location(&url, "/to").as_deref(), Some("/to?a=1"));
+    assert_eq!(
+        redirects::location(&url, "/to?b=2#f").as_deref(),
+        Some("/to?b=2#f")
+    );
+    assert_eq!(
+        redirects::location(&url, "https://example.com/p").as_deref(),
+        Some("https://example.com/p?a=1")
+    );
+}
+
+#[test]
+fn a_redirect_answers_before_any_asset_and_200_serves_another_path() {
+    let project = folder(&["/public/page.html", "/public/old.html"]);
+    std::fs::write(
+        project.path().join("public/_redirects"),
+        "/old /page 301\n/spa/* /page 200\n/gone/* /nothing 200\n",
+    )
+    .unwrap();
+    let assets = Assets::open(
+        &json!({"directory": "public"}),
+        &cx(project.path(), "2026-06-01", &[]),
+    )
+    .unwrap();
+    let mut old = request("POST", "/old", &[]);
+    old.search = "?k=v".into();
+    let moved = assets.answer(&old);
+    assert_eq!(
+        (moved.status, moved.status_text),
+        (301, "Moved Permanently")
+    );
+    assert_eq!(
+        moved.headers,
+        [("Location".to_owned(), "/page?k=v".to_owned())]
+    );
+    assert!(!assets.routes_to_worker(&request("GET", "/old", &[])));
+
+    let spa = assets.answer(&request("GET", "/spa/a/b", &[]));
+    assert_eq!(spa.status, 200);
+    assert!(spa.body.unwrap().ends_with("page.html"));
+    // A 200 rule to nothing: the assets answer 404, not the worker.
+    assert!(!assets.routes_to_worker(&request("GET", "/gone/x", &[])));
+    assert_eq!(assets.answer(&request("GET", "/gone/x", &[])).status, 404);
+    assert!(assets.routes_to_worker(&request("GET", "/elsewhere", &[])));
+}
