@@ -14,7 +14,8 @@ const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 pub struct AssetRequest {
     /// `GET`, `HEAD`, ...
     pub method: String,
-    /// The URL's hostname (no port), which `_headers` rules may name.
+    /// The URL's hostname (no port), which `_redirects` and `_headers`
+    /// rules may name.
     pub host: String,
     /// The URL's path, percent-encoded as the URL has it (normalized: no
     /// `.` or `..` segments).
