@@ -1,7 +1,7 @@
 //! A request to the assets, as the front router and `env.ASSETS.fetch()`
 //! make it, and the answer Cloudflare's asset server gives.
 
-use super::config::{NotFoundHandling, RunWorkerFirst};
+use super::config::{NotFoundHandling, RunWorkerFirst, glob_matches};
 use super::intent::{Intent, Resolver, decode_path, encode_path};
 use super::{Assets, redirects, store};
 use crate::binding::BodyStream;
@@ -10,18 +10,13 @@ use crate::binding::BodyStream;
 const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
 /// The parts of a request the asset server reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AssetRequest {
     /// `GET`, `HEAD`, ...
     pub method: String,
-    /// The URL's hostname (no port), which `_redirects` and `_headers`
-    /// rules may name.
-    pub host: String,
-    /// The URL's path, percent-encoded as the URL has it (normalized: no
-    /// `.` or `..` segments).
-    pub path: String,
-    /// The URL's query, with its `?`, or empty.
-    pub search: String,
+    /// The request's URL, as a URL parser leaves it (no `.` or `..`
+    /// segments): what the asset server sees as `new URL(request.url)`.
+    pub url: url::Url,
     /// Its headers (names in any case).
     pub headers: Vec<(String, String)>,
 }
@@ -32,6 +27,26 @@ impl AssetRequest {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The URL's hostname (no port), which `_redirects` and `_headers`
+    /// rules may name.
+    fn host(&self) -> &str {
+        self.url.host_str().unwrap_or("")
+    }
+
+    /// The URL's path, percent-encoded as the URL has it.
+    fn path(&self) -> &str {
+        self.url.path()
+    }
+
+    /// The URL's query with its `?`, or empty (also for a bare `?`).
+    fn search(&self) -> String {
+        self.url
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default()
     }
 }
 
@@ -88,74 +103,100 @@ impl Assets {
         }
     }
 
-    /// Whether the asset server has an answer for `request` other than
-    /// "nothing here": the router's question before it runs the worker.
-    /// `not_found_handling` counts only with `run_worker_first` rules, or
-    /// for a browser's navigation when the compatibility flag lets it.
-    pub fn has_answer(&self, request: &AssetRequest) -> bool {
-        let (path, proxied) = match self.redirected(request) {
-            Redirected::Answer(_) => return true,
-            Redirected::Path { path, proxied } => (path, proxied),
+    /// The asset server's answer to `request`, if Cloudflare's router
+    /// sends it to the assets rather than to the worker (None): the
+    /// `run_worker_first` rules, then whether an asset (or a `_redirects`
+    /// rule) answers its path. `not_found_handling` counts only with
+    /// `run_worker_first` rules, or for a browser's navigation when the
+    /// compatibility flag lets it.
+    pub fn answer_first(&self, request: &AssetRequest) -> Option<AssetResponse> {
+        let rules = match &self.config.run_worker_first {
+            RunWorkerFirst::All => return None,
+            RunWorkerFirst::Rules { worker, assets } => {
+                if assets.iter().any(|rule| glob_matches(rule, request.path())) {
+                    return Some(self.answer(request));
+                }
+                if worker.iter().any(|rule| glob_matches(rule, request.path())) {
+                    return None;
+                }
+                true
+            }
+            RunWorkerFirst::None => false,
         };
         let navigation = self.config.navigation_prefers_assets
             && request.header("sec-fetch-mode") == Some("navigate");
-        let rules = matches!(self.config.run_worker_first, RunWorkerFirst::Rules { .. });
-        let not_found = if navigation || rules {
+        let routing = if navigation || rules {
             self.config.not_found_handling
         } else {
             NotFoundHandling::None
         };
+        let (path, proxied) = match self.redirected(request) {
+            Redirected::Answer(answer) => return Some(self.with_headers(request, answer)),
+            Redirected::Path { path, proxied } => (path, proxied),
+        };
+        let decoded = decode_path(&path);
         let find = |p: &str| self.dir.find(p);
+        let mut intent = self.resolver(&find, routing).intent(&decoded);
         // A path a 200 rule serves from elsewhere is the assets' even when
         // nothing is there: they answer 404.
-        proxied
-            || self
-                .resolver(&find, not_found)
-                .intent(&decode_path(&path))
-                .is_some()
+        if intent.is_none() && !proxied {
+            return None;
+        }
+        if routing != self.config.not_found_handling {
+            intent = self
+                .resolver(&find, self.config.not_found_handling)
+                .intent(&decoded);
+        }
+        let answer = self.answer_for(request, &path, &decoded, intent);
+        Some(self.with_headers(request, answer))
     }
 
-    /// The asset server's answer to `request`, with the `_headers` rules
-    /// that match it applied.
+    /// The asset server's answer to `request`, as `env.ASSETS.fetch()`
+    /// gets it.
     pub fn answer(&self, request: &AssetRequest) -> AssetResponse {
-        let mut answer = self.bare_answer(request);
+        let answer = match self.redirected(request) {
+            Redirected::Answer(answer) => answer,
+            Redirected::Path { path, .. } => {
+                let decoded = decode_path(&path);
+                let find = |p: &str| self.dir.find(p);
+                let intent = self
+                    .resolver(&find, self.config.not_found_handling)
+                    .intent(&decoded);
+                self.answer_for(request, &path, &decoded, intent)
+            }
+        };
+        self.with_headers(request, answer)
+    }
+
+    /// `answer` with the `_headers` rules that match its request applied.
+    fn with_headers(&self, request: &AssetRequest, mut answer: AssetResponse) -> AssetResponse {
         self.header_rules()
-            .apply(&request.host, &request.path, &mut answer.headers);
+            .apply(request.host(), request.path(), &mut answer.headers);
         answer
     }
 
     /// What `_redirects` makes of `request`: a redirect, or the path to
     /// look up (another one for a 200 rule).
     fn redirected(&self, request: &AssetRequest) -> Redirected {
-        let Some(rule) = self.redirect_rules().find(&request.host, &request.path) else {
-            return Redirected::Path {
-                path: request.path.clone(),
-                proxied: false,
-            };
+        let unchanged = || Redirected::Path {
+            path: request.path().to_owned(),
+            proxied: false,
         };
-        let Ok(url) = url::Url::parse(&format!(
-            "http://{}{}{}",
-            request.host, request.path, request.search
-        )) else {
-            return Redirected::Path {
-                path: request.path.clone(),
-                proxied: false,
-            };
+        let Some(rule) = self.redirect_rules().find(request.host(), request.path()) else {
+            return unchanged();
         };
+        let url = &request.url;
         if rule.status == 200 {
             let path = url
                 .join(&rule.to)
-                .map_or_else(|_| request.path.clone(), |u| u.path().to_owned());
+                .map_or_else(|_| request.path().to_owned(), |u| u.path().to_owned());
             return Redirected::Path {
                 path,
                 proxied: true,
             };
         }
-        let Some(location) = redirects::location(&url, &rule.to) else {
-            return Redirected::Path {
-                path: request.path.clone(),
-                proxied: false,
-            };
+        let Some(location) = redirects::location(url, &rule.to) else {
+            return unchanged();
         };
         let status_text = match rule.status {
             301 => "Moved Permanently",
@@ -172,17 +213,16 @@ impl Assets {
         })
     }
 
-    fn bare_answer(&self, request: &AssetRequest) -> AssetResponse {
-        let path = match self.redirected(request) {
-            Redirected::Answer(answer) => return answer,
-            Redirected::Path { path, .. } => path,
-        };
-        let find = |p: &str| self.dir.find(p);
-        let decoded = decode_path(&path);
-        let Some(intent) = self
-            .resolver(&find, self.config.not_found_handling)
-            .intent(&decoded)
-        else {
+    /// The answer for `path` (the request's, or a 200 rule's) whose
+    /// decoded form means `intent`.
+    fn answer_for(
+        &self,
+        request: &AssetRequest,
+        path: &str,
+        decoded: &str,
+        intent: Option<Intent>,
+    ) -> AssetResponse {
+        let Some(intent) = intent else {
             return AssetResponse::bare(404, "Not Found");
         };
         let method = request.method.to_ascii_uppercase();
@@ -190,12 +230,12 @@ impl Assets {
             return AssetResponse::bare(405, "Method Not Allowed");
         }
         let (asset, status) = match intent {
-            Intent::Redirect(to) => return redirect(&encode_path(&to), &request.search),
+            Intent::Redirect(to) => return redirect(&encode_path(&to), &request.search()),
             Intent::Serve(asset, status) => (asset, status),
         };
-        let canonical = encode_path(&decoded);
+        let canonical = encode_path(decoded);
         if canonical != path {
-            return redirect(&canonical, &request.search);
+            return redirect(&canonical, &request.search());
         }
         let mut headers = vec![("ETag".to_owned(), format!("\"{}\"", asset.etag))];
         if let Some(content_type) = &asset.content_type {

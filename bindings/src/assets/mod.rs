@@ -2,7 +2,7 @@
 //! the files of the folder `assets.directory` names, served before the
 //! worker runs, and `env.<assets.binding>.fetch(request)` for the worker.
 //!
-//! pyflare's front asks [`Assets::routes_to_worker`] for each request, as
+//! pyflare's front asks [`Assets::answer_first`] for each request, as
 //! Cloudflare's router does: `run_worker_first` rules, then whether an
 //! asset answers the path (under `html_handling`), else the worker. The
 //! binding is a `Fetcher`, so Cloudflare's Python SDK wraps it as it does
@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::binding::{Binding, BindingConfigError, BindingKind, BodyStream, OpenContext, Reply};
 use crate::error::WireError;
 pub use call::{AssetRequest, AssetResponse};
-use config::{AssetsConfig, RunWorkerFirst, glob_matches};
+use config::AssetsConfig;
 use store::AssetDir;
 
 /// The `assets` binding kind.
@@ -165,24 +165,6 @@ impl Assets {
                 headers::HeaderRules::parse(text).0
             })
     }
-
-    /// Whether the worker answers `request` rather than the assets, as
-    /// Cloudflare's router decides.
-    pub fn routes_to_worker(&self, request: &AssetRequest) -> bool {
-        match &self.config.run_worker_first {
-            RunWorkerFirst::All => return true,
-            RunWorkerFirst::Rules { worker, assets } => {
-                if assets.iter().any(|rule| glob_matches(rule, &request.path)) {
-                    return false;
-                }
-                if worker.iter().any(|rule| glob_matches(rule, &request.path)) {
-                    return true;
-                }
-            }
-            RunWorkerFirst::None => {}
-        }
-        !self.has_answer(request)
-    }
 }
 
 /// `env.<assets.binding>`.
@@ -215,8 +197,9 @@ impl Binding for AssetsBinding {
         if method != "fetch" {
             return Err(WireError::error(format!("assets: no method {method}")));
         }
-        let url = args["url"].as_str().unwrap_or("/");
-        let (host, path, search) = split_url(url);
+        let url = args["url"].as_str().unwrap_or_default();
+        let url = url::Url::parse(url)
+            .map_err(|e| WireError::error(format!("assets: invalid URL {url}: {e}")))?;
         let headers = args["headers"]
             .as_array()
             .map(|list| {
@@ -229,9 +212,7 @@ impl Binding for AssetsBinding {
             .unwrap_or_default();
         let request = AssetRequest {
             method: args["method"].as_str().unwrap_or("GET").to_owned(),
-            host,
-            path,
-            search,
+            url,
             headers,
         };
         let answer = self.assets.answer(&request);
@@ -245,31 +226,5 @@ impl Binding for AssetsBinding {
             Ok(None) => Ok(Reply::json(value)),
             Err(e) => Err(WireError::error(format!("cannot read the asset: {e}"))),
         }
-    }
-}
-
-/// The hostname, path and query of an absolute URL (as a `Request`
-/// normalizes it).
-fn split_url(url: &str) -> (String, String, String) {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (authority, from_path) = match after_scheme.find('/') {
-        Some(at) => after_scheme.split_at(at),
-        None => (after_scheme, "/"),
-    };
-    let without_fragment = from_path.split('#').next().unwrap_or(from_path);
-    let (path, search) = match without_fragment.split_once('?') {
-        Some((path, query)) if !query.is_empty() => (path, format!("?{query}")),
-        Some((path, _)) => (path, String::new()),
-        None => (without_fragment, String::new()),
-    };
-    (hostname(authority).to_owned(), path.to_owned(), search)
-}
-
-/// The hostname of an authority (`user@host:port`, `[::1]:8787`).
-pub fn hostname(authority: &str) -> &str {
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    match host.strip_prefix('[') {
-        Some(v6) => &host[..v6.find(']').map_or(host.len(), |end| end + 2)],
-        None => host.split(':').next().unwrap_or(host),
     }
 }

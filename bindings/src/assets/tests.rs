@@ -301,17 +301,21 @@ fn cx(root: &std::path::Path, date: &str, flags: &[&str]) -> OpenContext {
     }
 }
 
-fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> AssetRequest {
+/// A request for `target` (a path, and a query if any) on localhost.
+fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> AssetRequest {
     AssetRequest {
         method: method.into(),
-        host: "localhost".into(),
-        path: path.into(),
-        search: String::new(),
+        url: url::Url::parse(&format!("http://localhost{target}")).unwrap(),
         headers: headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
     }
+}
+
+/// Whether the front runs the worker for `request` (no answer first).
+fn to_worker(assets: &Assets, request: &AssetRequest) -> bool {
+    assets.answer_first(request).is_none()
 }
 
 #[test]
@@ -323,31 +327,31 @@ fn the_router_runs_the_worker_where_no_asset_answers() {
     ]);
     let config = json!({"directory": "public", "not_found_handling": "404-page"});
     let assets = Assets::open(&config, &cx(project.path(), "2026-06-01", &[])).unwrap();
-    assert!(!assets.routes_to_worker(&request("GET", "/", &[])));
-    assert!(assets.routes_to_worker(&request("GET", "/nope", &[])));
+    assert!(!to_worker(&assets, &request("GET", "/", &[])));
+    assert!(to_worker(&assets, &request("GET", "/nope", &[])));
     // A browser's navigation gets the 404 page, from 2025-04-01 on.
     let navigate = [("Sec-Fetch-Mode", "navigate")];
-    assert!(!assets.routes_to_worker(&request("GET", "/nope", &navigate)));
+    assert!(!to_worker(&assets, &request("GET", "/nope", &navigate)));
     let older = Assets::open(&config, &cx(project.path(), "2025-03-01", &[])).unwrap();
-    assert!(older.routes_to_worker(&request("GET", "/nope", &navigate)));
+    assert!(to_worker(&older, &request("GET", "/nope", &navigate)));
     let flagged = cx(
         project.path(),
         "2025-03-01",
         &["assets_navigation_prefers_asset_serving"],
     );
     let flagged = Assets::open(&config, &flagged).unwrap();
-    assert!(!flagged.routes_to_worker(&request("GET", "/nope", &navigate)));
+    assert!(!to_worker(&flagged, &request("GET", "/nope", &navigate)));
     let opted_out = cx(
         project.path(),
         "2026-06-01",
         &["assets_navigation_has_no_effect"],
     );
     let opted_out = Assets::open(&config, &opted_out).unwrap();
-    assert!(opted_out.routes_to_worker(&request("GET", "/nope", &navigate)));
+    assert!(to_worker(&opted_out, &request("GET", "/nope", &navigate)));
 
     let all = json!({"directory": "public", "run_worker_first": true});
     let all = Assets::open(&all, &cx(project.path(), "2026-06-01", &[])).unwrap();
-    assert!(all.routes_to_worker(&request("GET", "/", &[])));
+    assert!(to_worker(&all, &request("GET", "/", &[])));
 }
 
 #[test]
@@ -385,9 +389,7 @@ fn answers_carry_cloudflares_statuses_and_headers() {
     let ranged = assets.answer(&request("GET", "/style.css", &[("Range", "bytes=0-1")]));
     assert!(!ranged.headers.iter().any(|(n, _)| n == "Cache-Control"));
 
-    let mut with_query = request("GET", "/about.html", &[]);
-    with_query.search = "?a=1".into();
-    let moved = assets.answer(&with_query);
+    let moved = assets.answer(&request("GET", "/about.html?a=1", &[]));
     assert_eq!(moved.status, 307);
     assert_eq!(
         moved.headers,
@@ -546,8 +548,26 @@ fn the_headers_file_is_read_again_when_it_changes() {
     )
     .unwrap();
     assert!(!has(&assets, "x-one") && has(&assets, "x-second"));
-    assert_eq!(super::hostname("user@[::1]:8787"), "[::1]");
-    assert_eq!(super::hostname("example.com:443"), "example.com");
+    // A host rule reads the hostname, without the port.
+    std::fs::write(
+        project.path().join("public/_headers"),
+        "https://:sub.example.com/*\n  X-Sub: :sub\n",
+    )
+    .unwrap();
+    for authority in ["docs.example.com:8787", "user@docs.example.com"] {
+        let asked = AssetRequest {
+            url: url::Url::parse(&format!("http://{authority}/a.txt")).unwrap(),
+            ..request("GET", "/a.txt", &[])
+        };
+        let answer = assets.answer(&asked);
+        assert!(
+            answer
+                .headers
+                .contains(&("x-sub".to_owned(), "docs".to_owned())),
+            "{authority}: {:?}",
+            answer.headers
+        );
+    }
 }
 
 #[test]
@@ -610,9 +630,7 @@ fn a_redirect_answers_before_any_asset_and_200_serves_another_path() {
         &cx(project.path(), "2026-06-01", &[]),
     )
     .unwrap();
-    let mut old = request("POST", "/old", &[]);
-    old.search = "?k=v".into();
-    let moved = assets.answer(&old);
+    let moved = assets.answer(&request("POST", "/old?k=v", &[]));
     assert_eq!(
         (moved.status, moved.status_text),
         (301, "Moved Permanently")
@@ -621,13 +639,13 @@ fn a_redirect_answers_before_any_asset_and_200_serves_another_path() {
         moved.headers,
         [("Location".to_owned(), "/page?k=v".to_owned())]
     );
-    assert!(!assets.routes_to_worker(&request("GET", "/old", &[])));
+    assert!(!to_worker(&assets, &request("GET", "/old", &[])));
 
     let spa = assets.answer(&request("GET", "/spa/a/b", &[]));
     assert_eq!(spa.status, 200);
     assert!(spa.body.unwrap().ends_with("page.html"));
     // A 200 rule to nothing: the assets answer 404, not the worker.
-    assert!(!assets.routes_to_worker(&request("GET", "/gone/x", &[])));
+    assert!(!to_worker(&assets, &request("GET", "/gone/x", &[])));
     assert_eq!(assets.answer(&request("GET", "/gone/x", &[])).status, 404);
-    assert!(assets.routes_to_worker(&request("GET", "/elsewhere", &[])));
+    assert!(to_worker(&assets, &request("GET", "/elsewhere", &[])));
 }

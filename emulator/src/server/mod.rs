@@ -21,7 +21,7 @@ use crate::host::supervisor::Supervisor;
 use crate::host::{FetchOutcome, FetchRequest};
 use crate::logging;
 use error::ServerError;
-use pyflare_bindings::assets::{AssetRequest, Assets};
+use pyflare_bindings::assets::{AssetRequest, AssetResponse, Assets};
 
 /// Shared state of the HTTP server.
 #[derive(Debug, Clone)]
@@ -67,8 +67,8 @@ pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<B
         refused
     } else if internal::is_internal(request.uri().path()) {
         internal::answer(app.clone(), request).await
-    } else if let Some((assets, asked)) = asset_route(&app, &request) {
-        serve_asset(&assets, &asked).await
+    } else if let Some(answer) = asset_answer(&app, &request) {
+        serve_asset(answer).await
     } else {
         match dispatch(&app, request, &path).await {
             Ok(response) => response,
@@ -86,60 +86,48 @@ pub async fn handle_request(app: AppState, request: Request<Body>) -> Response<B
     response
 }
 
-/// The assets and what `request` asks of them, if Cloudflare's router
-/// would send it to the assets rather than run the worker.
-fn asset_route(app: &AppState, request: &Request<Body>) -> Option<(Arc<Assets>, AssetRequest)> {
+/// The static assets' answer to `request`, if Cloudflare's router would
+/// send it to the assets rather than run the worker.
+fn asset_answer(app: &AppState, request: &Request<Body>) -> Option<AssetResponse> {
     let assets = app
         .assets
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone()?;
-    // The path as a URL parser leaves it (no `.` or `..` segments), as the
-    // asset server sees `new URL(request.url).pathname`.
+    // Parsed, as the asset server sees `new URL(request.url)`: the path
+    // without `.` or `..` segments.
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let url = url::Url::parse(&format!("http://localhost{target}")).ok()?;
-    let host = request
+    let authority = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or(&app.authority);
+    let url = url::Url::parse(&format!("http://{authority}{target}"))
+        .or_else(|_| url::Url::parse(&format!("http://{}{target}", app.authority)))
+        .ok()?;
     let asset_request = AssetRequest {
         method: request.method().as_str().to_owned(),
-        host: pyflare_bindings::assets::hostname(host).to_owned(),
-        path: url.path().to_owned(),
-        search: url
-            .query()
-            .filter(|q| !q.is_empty())
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default(),
+        url,
         headers: request
             .headers()
             .iter()
             .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
+                let (text, _) = limits::header_text(value.as_bytes());
+                (name.as_str().to_owned(), text)
             })
             .collect(),
     };
-    if assets.routes_to_worker(&asset_request) {
-        return None;
-    }
-    Some((assets, asset_request))
+    assets.answer_first(&asset_request)
 }
 
-/// The asset server's answer to `asset_request`.
-async fn serve_asset(assets: &Assets, asset_request: &AssetRequest) -> Response<Body> {
-    let answer = assets.answer(asset_request);
+/// `answer` as an HTTP response, its file streamed.
+async fn serve_asset(answer: AssetResponse) -> Response<Body> {
     let body = match answer.body_stream().await {
         Ok(Some(stream)) => Body::from_stream(stream),
         Ok(None) => Body::empty(),
         Err(e) => {
-            logging::error(&format!(
-                "cannot read the asset for {}: {e}",
-                asset_request.path
-            ));
+            let file = answer.body.as_deref().unwrap_or(std::path::Path::new(""));
+            logging::error(&format!("cannot read the asset {}: {e}", file.display()));
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             return response;
