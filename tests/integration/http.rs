@@ -1,7 +1,7 @@
 //! HTTP fidelity through `pyflare dev`: what the worker sees of a request
 //! and what the client sees of the worker's response.
 
-use crate::util::{TestWorker, peak_rss_kib, rss_kib};
+use crate::util::{TestWorker, peak_rss_kib, reset_peak_rss, rss_kib};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,17 +86,21 @@ async fn http_binary_bodies_round_trip_exactly() {
 }
 
 #[tokio::test]
-async fn http_fifty_megabyte_upload_streams_with_bounded_memory() {
+async fn http_hundred_megabyte_upload_streams_with_bounded_memory() {
     let w = TestWorker::start("http").await;
-    const SIZE: usize = 50 * 1024 * 1024;
+    const MIB: usize = 1024 * 1024;
+    const CHUNKS: usize = 100;
+    // Counted from here: what pyflare's start and its standby host took is
+    // not the upload's.
+    reset_peak_rss(w.pid());
     let before = rss_kib(w.pid());
-    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let chunk: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
     let mut expected = Sha256::new();
-    for _ in 0..50 {
+    for _ in 0..CHUNKS {
         expected.update(&chunk);
     }
     let stream = futures::stream::iter(
-        (0..50).map(move |_| Ok::<_, std::io::Error>(bytes::Bytes::from(chunk.clone()))),
+        (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(bytes::Bytes::from(chunk.clone()))),
     );
     let res = TestWorker::client()
         .post(w.url("/echo"))
@@ -114,14 +118,15 @@ async fn http_fifty_megabyte_upload_streams_with_bounded_memory() {
         len += piece.len();
         got.update(&piece);
     }
-    assert_eq!(len, SIZE);
+    assert_eq!(len, CHUNKS * MIB);
     assert_eq!(got.finalize(), expected.finalize());
     // pyflare itself never held the body: its memory grew by far less than
-    // the 50 MB that went through it (a debug build idles near 30 MB, and
-    // its allocator's arenas keep some of what the chunks used).
+    // the 100 MB that went through it. (Alone, it grows by under 10 MB; under
+    // a full test run's load its allocator's arenas have kept up to 29 MB
+    // of what the chunks used.)
     let peak = peak_rss_kib(w.pid());
     assert!(
-        peak.saturating_sub(before) < 25 * 1024,
+        peak.saturating_sub(before) < 40 * 1024,
         "pyflare's RSS grew from {before} KiB to a peak of {peak} KiB"
     );
 }

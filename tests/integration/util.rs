@@ -273,6 +273,12 @@ pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM:")
 }
 
+/// Makes process `pid`'s peak resident memory (`VmHWM`) its present one, so
+/// that a later `peak_rss_kib` sees only what came after.
+pub(crate) fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
 /// Resident memory of process `pid` now, in KiB (0 when unknown).
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
