@@ -107,6 +107,10 @@ const HOST_FILES: &[(&str, &str)] = &[
         include_str!("../../pyodide-runtime/src/workers_module.mjs"),
     ),
     (
+        "src/websockets.mjs",
+        include_str!("../../pyodide-runtime/src/websockets.mjs"),
+    ),
+    (
         "python/_pyflare/__init__.py",
         include_str!("../../pyodide-runtime/python/_pyflare/__init__.py"),
     ),

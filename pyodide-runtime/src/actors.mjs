@@ -168,7 +168,11 @@ export class Actors {
         if (this.#live.get(id) === actor) this.#live.delete(id);
         this.#worker.entrypoints.drop_instance(className, key);
       };
-      const state = target.state(gate, { ...this.#tools, methods: described.methods, reset });
+      // `run`: an event the host itself delivers to this object (a message
+      // on a WebSocket it accepted), building the instance again if it was
+      // evicted meanwhile.
+      const run = (method, args) => this.call(target, method, "raw", args);
+      const state = target.state(gate, { ...this.#tools, methods: described.methods, reset, run });
       actor.ready = gate.run(() =>
         this.#worker.entrypoints.construct.callPromising(className, key, state, this.#worker.env),
       );

@@ -19,6 +19,7 @@ const DEFAULT_ON = {
   python_workflows_implicit_dependencies: "2026-02-25",
   enable_python_external_sdk: "2026-04-21",
   python_process_pth_files: "2026-05-26",
+  websocket_standard_binary_type: "2026-03-17",
 };
 
 const OPT_IN = ["python_workers", "python_workers_20260610", "python_workers_20260817", "experimental"];

@@ -3,6 +3,7 @@
 // shipped by pyflare's Rust side, see bindings/src/<name>/shim.mjs).
 
 import { Buffer } from "node:buffer";
+import { shimApi } from "./websockets.mjs";
 
 /**
  * The shim module that made each binding object of `env`: a binding that
@@ -34,6 +35,7 @@ export async function buildEnv(init, channel) {
       binding.name,
       (method, args, body, options) => channel.call(binding.name, method, args, body, options),
       binding.options ?? null,
+      { websockets: shimApi },
     );
     if (object === undefined) {
       hiddenShims.set(binding.name, shim);

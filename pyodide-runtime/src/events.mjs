@@ -15,6 +15,7 @@ import { HangWatch, MemoryLimit, watchFatal } from "./faults.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
 import { hiddenShims, shimOf } from "./env.mjs";
 import { wholeTextBody } from "./globals.mjs";
+import { socketOf, wire } from "./websockets.mjs";
 
 /** `request.cf` as a local request has it; Cloudflare fills this at its edge. */
 const LOCAL_CF = Object.freeze({
@@ -220,6 +221,13 @@ export class Events {
     const channel = this.#channel;
     const headers = [];
     for (const [name, value] of response.headers) headers.push([name, value]);
+    const socket = socketOf(response);
+    if (socket) {
+      // pyflare's front completes the client's upgrade and connects it.
+      channel.send({ type: "response", id, status: 101, status_text: response.statusText, headers, has_body: false, websocket: true });
+      wire(socket, id);
+      return;
+    }
     const head = {
       type: "response",
       id,

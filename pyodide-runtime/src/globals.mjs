@@ -11,6 +11,7 @@
 
 import vm from "node:vm";
 import { watchPoolJobs } from "./faults.mjs";
+import { WebSocketPair, socketResponse } from "./websockets.mjs";
 
 /**
  * The web platform globals of workerd that Node also implements with the
@@ -174,6 +175,16 @@ const textBodies = new WeakMap();
  */
 const WorkerResponse = new Proxy(Response, {
   construct(target, args, newTarget) {
+    // A 101 carrying a WebSocket, which Node's Response cannot be.
+    const init = args[1];
+    if (init !== null && typeof init === "object" && init.webSocket !== undefined && init.webSocket !== null) {
+      return socketResponse(target, args[0], init);
+    }
+    const status = init?.status;
+    if (typeof status === "number" && (status < 200 || status > 599)) {
+      // workerd's words, not Node's.
+      throw new RangeError("Responses may only be constructed with status codes in the range 200 to 599, inclusive.");
+    }
     const response = Reflect.construct(target, args, newTarget);
     if (typeof args[0] === "string") textBodies.set(response, args[0]);
     return response;
@@ -217,6 +228,7 @@ export function makeWorkerGlobals(workerName) {
     ["fetch", subrequests.fetch],
     ["WebSocket", subrequests.WebSocket],
     ["navigator", workerNavigator],
+    ["WebSocketPair", WebSocketPair],
     ["Response", WorkerResponse],
     ["console", workerConsole()],
     ["setTimeout", checkedTimer("setTimeout", setTimeout)],

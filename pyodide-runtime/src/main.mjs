@@ -18,6 +18,7 @@ import { nodeBaseline } from "./faults.mjs";
 import { describeError } from "./errors.mjs";
 import { hardenIsolate } from "./globals.mjs";
 import { allowFsConstantsLookup } from "./sandbox.mjs";
+import { attachChannel, onSocketMessage } from "./websockets.mjs";
 
 hardenIsolate();
 allowFsConstantsLookup();
@@ -34,6 +35,7 @@ if (!socketPath) {
 
 const socket = net.connect(socketPath);
 const channel = new Channel(socket);
+attachChannel(channel);
 const decoder = new FrameDecoder();
 let events = null;
 let helloSeen = false;
@@ -102,6 +104,10 @@ function onMessage(message) {
     // streaming while the worker is still loading.
     case "credit":
       channel.credit(message.stream, message.bytes);
+      break;
+    case "ws_message":
+    case "ws_close":
+      onSocketMessage(message);
       break;
     case "cancel":
       if (channel.sendsCallBody(message.stream)) channel.cancel(message.stream);

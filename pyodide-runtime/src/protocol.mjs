@@ -2,7 +2,7 @@
 // emulator/src/host/protocol.rs. Bump PROTOCOL_VERSION on both sides when a
 // message is added, removed or changes shape.
 
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** Bytes a body sender may have in flight before the receiver grants credit. */
 export const BODY_WINDOW_BYTES = 1024 * 1024;
@@ -27,6 +27,10 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //   call_reply { id, ok? , error?: { class, message }, has_body }  answer to `call`; a body
 //                                                  follows as chunks, ended by a last-chunk frame
 //                                                  or body_end; the host grants credit as it reads
+//   ws_message { stream, text? , binary? }          the client of the WebSocket a fetch answered
+//                                                  (stream = the fetch's id) sent a message;
+//                                                  binary as base64
+//   ws_close   { stream, code, reason, was_clean } that client closed it, or its connection broke
 //   shutdown   {}
 //
 // Messages the host sends to pyflare (`FromHost`):
@@ -39,8 +43,11 @@ export const BODY_WINDOW_BYTES = 1024 * 1024;
 //                                                  the native modules it loaded (for a maker
 //                                                  that loads them first: worker.dylibs)
 //   load_error { message }                         the worker failed to load (Python traceback)
-//   response   { id, status, status_text, headers, has_body, body_length? }
-//                                                  body_length: the whole body was at hand
+//   response   { id, status, status_text, headers, has_body, body_length?, websocket? }
+//                                                  body_length: the whole body was at hand;
+//                                                  websocket: a 101 carrying a WebSocket
+//   ws_send    { stream, text? , binary? }          the worker sent a message on that WebSocket
+//   ws_close   { stream, code?, reason }           the worker closed it
 //   body_end   { stream, error? }                  or, without an error, a last-chunk frame
 //   credit     { stream, bytes }                   the worker took `bytes` of a request body or of
 //                                                  a call_reply body

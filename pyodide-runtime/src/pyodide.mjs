@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { makeWorkerGlobals } from "./globals.mjs";
+import { setBinaryTypeDefault } from "./websockets.mjs";
 import { compatFlags } from "./compat.mjs";
 import { BackgroundWork, makeWorkersModule } from "./workers_module.mjs";
 import { buildEnv } from "./env.mjs";
@@ -59,6 +60,7 @@ export async function prepareWorker(init, channel, standby) {
   const env = await buildEnv(init, channel);
   const workersModule = makeWorkersModule(env, background);
   const flags = compatFlags(init.compatibility_date, init.compatibility_flags);
+  setBinaryTypeDefault(flags.websocket_standard_binary_type ? "blob" : "arraybuffer");
   const helper = makeEntrypointHelper(workersModule, init);
   const pyodideApi = makeRestrictedApi();
   const known = { helper, flags, workersModule, env, pyodideApi: pyodideApi.module, pyodideInternal: pyodideApi.internal, pyflareHost: channel.pythonApi };

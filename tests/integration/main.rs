@@ -39,6 +39,8 @@ mod sandbox;
 mod r2;
 // Static assets: served before the worker, and through env.ASSETS.
 mod assets;
+// WebSockets: WebSocketPair, 101 responses, Durable Objects' hibernation API.
+mod websockets;
 // The same R2 scenarios with the bytes on S3 (a local moto server).
 mod r2_s3;
 // Full disks, damaged and read-only stores, D1's log on a clean stop.

@@ -45,8 +45,13 @@
 //!   arguments and results are what V8's serializer takes, plus a `Request`
 //!   or `Response` as an argument or the result itself (body read whole),
 //!   not nested in other values; no stubs or functions over RPC.
-//! - Not emulated: WebSockets (`acceptWebSocket`, hibernation), point-in-time
-//!   recovery, `ctx.exports`.
+//! - WebSockets: `ctx.acceptWebSocket`, `getWebSockets` and `getTags` in
+//!   `shim.mjs` over the host's sockets (pyodide-runtime/src/websockets.mjs);
+//!   a socket's events call `webSocketMessage` / `webSocketClose` through
+//!   the input gate, building the instance again if it was evicted. A
+//!   `stub.fetch` answered with a 101 carries its socket across by handle.
+//!   Not emulated: `setWebSocketAutoResponse`, hibernation's own eviction.
+//! - Not emulated: point-in-time recovery, `ctx.exports`.
 //! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from
 //!   compatibility date 2026-02-24).
 //! - Key-value-backed classes get the limits Cloudflare documents (keys

@@ -67,6 +67,13 @@ class DurableObject {
       name: this.name,
       request: { method: request.method, url: request.url, headers: [...request.headers], body },
     });
+    if (value.webSocket !== undefined) {
+      // The object answered with a WebSocket: the same client end, in this isolate.
+      return this.__ns.__host.websockets.response(value.webSocket, {
+        statusText: value.statusText || undefined,
+        headers: value.headers,
+      });
+    }
     const noBody = [101, 204, 205, 304].includes(value.status);
     return new Response(noBody || value.body === null ? null : unb64(value.body), {
       status: value.status,
@@ -126,10 +133,17 @@ const STUB_HANDLER = {
 class DurableObjectNamespace {
   #call;
   #options;
+  #host;
 
-  constructor(call, options) {
+  constructor(call, options, host) {
     this.#call = call;
     this.#options = options;
+    this.#host = host;
+  }
+
+  /** For stubs and state objects only: what the host lends shims. */
+  get __host() {
+    return this.#host;
   }
 
   /**
@@ -390,10 +404,14 @@ class DurableObjectState {
   #gate;
   #tools;
   #background = [];
+  #sockets;
+  #key;
 
   constructor(ns, id, gate, tools) {
     this.#gate = gate;
     this.#tools = tools;
+    this.#sockets = ns.__host.websockets;
+    this.#key = `${ns.__options.className}\0${id.toString()}`;
     this.id = id;
     this.storage = new DurableObjectStorage(ns, id.toString(), gate, tools);
   }
@@ -405,6 +423,31 @@ class DurableObjectState {
 
   async blockConcurrencyWhile(callback) {
     return this.#gate.run(async () => await callback());
+  }
+
+  /**
+   * The hibernation API: the object's `webSocketMessage`, `webSocketClose`
+   * and `webSocketError` get the socket's events, each as an event of its
+   * own, through the input gate. The sockets outlive an evicted instance;
+   * the next event builds it again.
+   * Not emulated: setWebSocketAutoResponse and hibernation's own eviction
+   * (an object idles out as any other, its sockets kept).
+   */
+  acceptWebSocket(ws, tags) {
+    const methods = this.#tools.methods ?? [];
+    const run = this.#tools.run;
+    // A handler that raises is logged as an uncaught error, its traceback
+    // with it; the promise says when the handler is done.
+    const dispatch = (method, args) => (methods.includes(method) ? run(method, args) : undefined);
+    this.#sockets.hibernate(ws, this.#key, tags, dispatch);
+  }
+
+  getWebSockets(tag) {
+    return this.#sockets.hibernating(this.#key, tag);
+  }
+
+  getTags(ws) {
+    return this.#sockets.tags(ws);
   }
 
   /**
@@ -422,8 +465,8 @@ class DurableObjectState {
  * Builds `env[name]`; `options` is `{className, key}`: the class and the
  * namespace's secret that ids are derived from.
  */
-export function create(name, call, options) {
-  return new DurableObjectNamespace(call, options);
+export function create(name, call, options, host) {
+  return new DurableObjectNamespace(call, options, host);
 }
 
 /**
@@ -466,6 +509,12 @@ export function event(handler, payload, namespace) {
     const settle = async (response) => {
       if (!(response instanceof Response)) {
         throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
+      }
+      const websockets = namespace.__host.websockets;
+      const socket = websockets.socketOf(response);
+      if (socket) {
+        const webSocket = websockets.keep(socket);
+        return { status: 101, statusText: response.statusText, headers: [...response.headers], body: null, webSocket };
       }
       const body = response.body === null ? null : b64(new Uint8Array(await response.arrayBuffer()));
       return { status: response.status, statusText: response.statusText, headers: [...response.headers], body };

@@ -124,6 +124,73 @@ pub struct HostResponse {
     /// The body's length, when the worker's body was complete at once (a
     /// string or bytes, not a stream still being written).
     pub body_length: Option<u64>,
+    /// With a 101: the WebSocket the worker answered with, whose client
+    /// pyflare's front connects.
+    pub websocket: Option<HostSocket>,
+}
+
+/// What the worker does with a WebSocket it answered a request with.
+#[derive(Debug, PartialEq)]
+pub enum SocketEvent {
+    Text(String),
+    Binary(Bytes),
+    /// The worker closed it (no code: 1005, none given).
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
+}
+
+/// The worker's side of a WebSocket it answered a fetch with: what it
+/// sends arrives on `events` (which ends when the host stops), and what the
+/// client sends goes to it with `send_*` and `closed`.
+pub struct HostSocket {
+    id: u32,
+    pub events: mpsc::UnboundedReceiver<SocketEvent>,
+    shared: Arc<Shared>,
+}
+
+impl HostSocket {
+    /// A text message from the client.
+    pub fn send_text(&self, text: String) {
+        self.shared.send(&ToHost::WsMessage {
+            stream: self.id,
+            text: Some(text),
+            binary: None,
+        });
+    }
+
+    /// A binary message from the client.
+    pub fn send_binary(&self, bytes: &[u8]) {
+        use base64::Engine as _;
+        self.shared.send(&ToHost::WsMessage {
+            stream: self.id,
+            text: None,
+            binary: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        });
+    }
+
+    /// The client closed the socket, or its connection broke off.
+    pub fn closed(&self, code: u16, reason: String, was_clean: bool) {
+        self.shared.send(&ToHost::WsClose {
+            stream: self.id,
+            code,
+            reason,
+            was_clean,
+        });
+    }
+}
+
+impl std::fmt::Debug for HostSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSocket").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for HostSocket {
+    fn drop(&mut self) {
+        lock(&self.shared.sockets).remove(&self.id);
+    }
 }
 
 type BodyItem = Result<Bytes, BodyError>;
@@ -155,6 +222,8 @@ struct Shared {
     reply_credit: Mutex<HashMap<u32, Arc<Semaphore>>>,
     /// Bodies being received (responses, binding call bodies).
     bodies: Mutex<HashMap<u32, mpsc::UnboundedSender<BodyItem>>>,
+    /// WebSockets the worker answered with, by the id of their fetch.
+    sockets: Mutex<HashMap<u32, mpsc::UnboundedSender<SocketEvent>>>,
     ping: Mutex<PingState>,
     exit: watch::Sender<Option<ExitReason>>,
     /// Replaced once, when a standby host is activated for a reload whose
@@ -336,6 +405,7 @@ impl Host {
             credit: Mutex::default(),
             reply_credit: Mutex::default(),
             bodies: Mutex::default(),
+            sockets: Mutex::default(),
             ping: Mutex::default(),
             exit: exit_tx,
             bindings: std::sync::RwLock::new(bindings),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bump when a message is added, removed or changes shape;
 /// `pyodide-runtime/src/protocol.mjs` declares the same number.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Bytes a body sender may have in flight before the receiver grants credit.
 pub const BODY_WINDOW_BYTES: usize = 1024 * 1024;
@@ -125,6 +125,23 @@ pub enum ToHost {
         error: Option<pyflare_bindings::WireError>,
         has_body: bool,
     },
+    /// A message from the client of WebSocket `stream` (the id of the fetch
+    /// the worker answered with a WebSocket): text, or binary as base64.
+    WsMessage {
+        stream: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
+    },
+    /// The client of WebSocket `stream` closed it (`was_clean`: with a
+    /// close frame) or its connection broke off.
+    WsClose {
+        stream: u32,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    },
     Shutdown,
 }
 
@@ -158,6 +175,27 @@ pub enum FromHost {
         /// The whole body's length, when the host had all of it at once.
         #[serde(default)]
         body_length: Option<u64>,
+        /// A 101 answer carrying the client end of a WebSocket: its messages
+        /// travel as `ws_send` / `ws_message`, keyed by this fetch's id.
+        #[serde(default)]
+        websocket: bool,
+    },
+    /// The worker sent a message on WebSocket `stream`: text, or binary as
+    /// base64.
+    WsSend {
+        stream: u32,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        binary: Option<String>,
+    },
+    /// The worker closed WebSocket `stream`.
+    WsClose {
+        stream: u32,
+        #[serde(default)]
+        code: Option<u16>,
+        #[serde(default)]
+        reason: String,
     },
     BodyEnd {
         stream: u32,

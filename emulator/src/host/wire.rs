@@ -147,6 +147,8 @@ pub(super) async fn read_loop(mut reader: FrameReader, shared: Arc<Shared>) {
     for (_, tx) in bodies {
         let _ = tx.send(Err(BodyError("the worker host stopped".into())));
     }
+    // Their clients are told the worker went away.
+    lock(&shared.sockets).clear();
     let mut credits: Vec<_> = lock(&shared.credit).drain().collect();
     credits.extend(lock(&shared.reply_credit).drain());
     for (_, sem) in credits {
@@ -188,6 +190,7 @@ pub(super) fn handle_message(shared: &Arc<Shared>, message: FromHost) {
             headers,
             has_body,
             body_length,
+            websocket,
         } => {
             let Some(tx) = lock(&shared.pending).remove(&id) else {
                 // The client went away; tell the host to stop the body.
@@ -209,12 +212,22 @@ pub(super) fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 shared.finish_request_body(id);
                 None
             };
+            let websocket = websocket.then(|| {
+                let (events_tx, events) = mpsc::unbounded_channel();
+                lock(&shared.sockets).insert(id, events_tx);
+                HostSocket {
+                    id,
+                    events,
+                    shared: shared.clone(),
+                }
+            });
             let _ = tx.send(Reply::Response(HostResponse {
                 status,
                 status_text,
                 headers,
                 body,
                 body_length,
+                websocket,
             }));
         }
         FromHost::Call {
@@ -285,6 +298,38 @@ pub(super) fn handle_message(shared: &Arc<Shared>, message: FromHost) {
                 // Its caller went away: the failure is only logged.
                 (None, Some(message)) => logging::worker(protocol::LogLevel::Error, &message),
                 (None, None) => {}
+            }
+        }
+        FromHost::WsSend {
+            stream,
+            text,
+            binary,
+        } => {
+            use base64::Engine as _;
+            let event = match (text, binary) {
+                (Some(text), _) => SocketEvent::Text(text),
+                (None, Some(binary)) => {
+                    match base64::engine::general_purpose::STANDARD.decode(binary) {
+                        Ok(bytes) => SocketEvent::Binary(Bytes::from(bytes)),
+                        Err(e) => {
+                            tracing::warn!("ignoring a bad WebSocket message from the host: {e}");
+                            return;
+                        }
+                    }
+                }
+                (None, None) => SocketEvent::Text(String::new()),
+            };
+            if let Some(tx) = lock(&shared.sockets).get(&stream) {
+                let _ = tx.send(event);
+            }
+        }
+        FromHost::WsClose {
+            stream,
+            code,
+            reason,
+        } => {
+            if let Some(tx) = lock(&shared.sockets).get(&stream) {
+                let _ = tx.send(SocketEvent::Close { code, reason });
             }
         }
         FromHost::SnapshotDone { imported } => {

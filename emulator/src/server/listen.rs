@@ -151,6 +151,9 @@ async fn serve_connection(
         let (request_mark, response_mark) = (requests.mark(), requests.mark());
         let app = app.clone();
         request.extensions_mut().insert(ConnectInfo(peer));
+        request
+            .extensions_mut()
+            .insert(ConnectionUse(requests.clone()));
         let request = request.map(|body| {
             Body::new(Marked {
                 body: Body::new(body),
@@ -165,7 +168,10 @@ async fn serve_connection(
             }))
         }
     });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a worker may answer with a WebSocket.
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
@@ -211,7 +217,19 @@ impl Requests {
 
 /// One body of a request in flight, until it is dropped (read or sent in
 /// full, or abandoned with the connection).
-struct InFlight(Arc<Requests>);
+pub(crate) struct InFlight(Arc<Requests>);
+
+/// The connection a request came on, in the request's extensions: a
+/// WebSocket upgraded from it holds it busy ([`ConnectionUse::hold`]), so
+/// the wait for a next request head never times it out.
+#[derive(Clone)]
+pub(crate) struct ConnectionUse(Arc<Requests>);
+
+impl ConnectionUse {
+    pub(crate) fn hold(&self) -> InFlight {
+        self.0.mark()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

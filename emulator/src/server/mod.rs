@@ -9,6 +9,7 @@ pub mod internal;
 pub mod limits;
 pub mod listen;
 pub mod peer;
+pub mod websocket;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -170,7 +171,8 @@ async fn dispatch(
     request: Request<Body>,
     path: &str,
 ) -> Result<Response<Body>, ServerError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    let upgrade = websocket::Upgrade::take(&parts.method, &parts.headers, &mut parts.extensions);
     let authority = parts
         .headers
         .get(header::HOST)
@@ -213,7 +215,15 @@ async fn dispatch(
         return Ok(limits::body_too_large());
     }
     match outcome {
-        FetchOutcome::Response(head) => Ok(build_response(head)),
+        FetchOutcome::Response(mut head) => match (head.websocket.take(), upgrade) {
+            (Some(socket), Some(upgrade)) => Ok(websocket::accept(upgrade, head, socket)),
+            (Some(socket), None) => {
+                let error = websocket::not_an_upgrade(socket);
+                logging::error(&format!("uncaught exception in fetch:\n{error}"));
+                Err(ServerError::WorkerThrew(error))
+            }
+            (None, _) => Ok(build_response(head)),
+        },
         FetchOutcome::Exception(traceback) => {
             logging::error(&format!("uncaught exception in fetch:\n{traceback}"));
             Err(ServerError::WorkerThrew(traceback))
