@@ -3,8 +3,10 @@
 // (`new Response(null, {status: 101, webSocket: client})`), whose client
 // pyflare's front connects (the `ws_*` messages, keyed by the fetch's id);
 // and the Durable Object hibernation API's side of it (`acceptWebSocket`:
-// messages become calls of the object's `webSocketMessage`,
-// `webSocketClose` and `webSocketError`).
+// messages and closes become calls of the object's `webSocketMessage` and
+// `webSocketClose`; a connection that breaks off is a close with 1006, not
+// wasClean).
+// Not emulated: `webSocketError` is never called.
 // https://developers.cloudflare.com/workers/runtime-apis/websockets/
 // https://developers.cloudflare.com/durable-objects/best-practices/websockets/
 
@@ -20,8 +22,8 @@ const CLOSED = 3;
 const NOT_ACCEPTED =
   "You must call one of accept() or state.acceptWebSocket() on this WebSocket before sending messages.";
 const SEND_AFTER_CLOSE = "Can't call WebSocket send() after close().";
-const ALREADY_HIBERNATED = "Can't call accept() on a WebSocket that was already accepted by state.acceptWebSocket().";
-const ALREADY_ACCEPTED = "Can't call state.acceptWebSocket() on a WebSocket that was already accepted.";
+const ALREADY_HIBERNATED = "Can't accept() WebSocket after enabling hibernation.";
+const ALREADY_ACCEPTED = "Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`";
 
 /** The channel to pyflare, set once the host connects. */
 let channel = null;
@@ -47,12 +49,10 @@ export function setBinaryTypeDefault(type) {
 /** What a message's data becomes: a string, or an ArrayBuffer. */
 function messageData(data) {
   if (typeof data?.toJs === "function") data = data.toJs(); // Python bytes
-  if (typeof data === "string") return data;
   if (data instanceof ArrayBuffer) return data.slice(0);
   if (ArrayBuffer.isView(data)) return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
-  throw new TypeError(
-    "Failed to execute 'send' on 'WebSocket': parameter 1 is not of type 'string or ArrayBuffer or ArrayBufferView'.",
-  );
+  // Anything else is sent as its string, as workerd sends it.
+  return String(data);
 }
 
 class WebSocket extends EventTarget {
@@ -187,7 +187,7 @@ class WebSocket extends EventTarget {
             "Failed to execute 'acceptWebSocket' on 'DurableObjectState': parameter 1 is not of type 'WebSocket'.",
           );
         }
-        if (ws.#accepted) throw new TypeError(ALREADY_ACCEPTED);
+        if (ws.#accepted) throw new Error(ALREADY_ACCEPTED);
         if (ws.#hibernation) return;
         ws.#hibernation = { key, tags: [...(tags ?? [])].map(String), dispatch };
         let set = hibernating.get(key);

@@ -132,7 +132,15 @@ test("hibernation: handlers get the events, getWebSockets counts a closing socke
   };
   const { 0: client, 1: server } = new WebSocketPair();
   shimApi.hibernate(server, "room", ["t"], dispatch);
-  assert.throws(() => server.accept(), { name: "TypeError" });
+  assert.throws(() => server.accept(), {
+    name: "TypeError",
+    message: "Can't accept() WebSocket after enabling hibernation.",
+  });
+  const { 1: accepted } = new WebSocketPair();
+  accepted.accept();
+  assert.throws(() => shimApi.hibernate(accepted, "room", [], dispatch), {
+    message: "Cannot call `acceptWebSocket()` if the WebSocket was already accepted via `accept()`",
+  });
   assert.deepEqual(shimApi.tags(server), ["t"]);
   assert.equal(shimApi.hibernating("room", "t").length, 1);
   assert.equal(shimApi.hibernating("room", "other").length, 0);

@@ -63,6 +63,9 @@ async fn websocket_pair_accepted_by_the_worker_echoes_and_survives_a_failing_lis
     // Blob (workerd's websocket_standard_binary_type).
     ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(text(&mut ws).await, "echo Blob 3");
+    // Python bytes go out as a binary message.
+    send(&mut ws, "bytes").await;
+    assert_eq!(next(&mut ws).await, Message::binary(vec![1u8, 2]));
 
     // A listener that raises is logged; the socket and the worker go on.
     send(&mut ws, "raise").await;
