@@ -185,3 +185,11 @@ async function finishStandby(message) {
 process.on("unhandledRejection", (reason) => {
   channel.send({ type: "log", level: "error", message: `Uncaught (in promise) ${describeError(reason)}` });
 });
+
+// An error thrown by a listener of one of Node's event targets (an outgoing
+// WebSocket's `message`, an AbortSignal's `abort`, a MessagePort) reaches
+// here: Node would end the process, and every request in flight with it.
+// workerd reports such an error and the isolate goes on; so does this host.
+process.on("uncaughtException", (error) => {
+  channel.send({ type: "log", level: "error", message: `Uncaught ${describeError(error)}` });
+});

@@ -184,6 +184,38 @@ async fn websocket_errors_are_workerds() {
 }
 
 #[tokio::test]
+async fn websocket_outgoing_listener_that_raises_is_logged_and_the_isolate_goes_on() {
+    // A server that sends three messages, the second one making the
+    // worker's listener raise.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for message in ["one", "boom", "two"] {
+            ws.send(Message::text(message)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let w = TestWorker::start("websockets").await;
+    let res = w.get(&format!("/outbound?ws://{address}/")).await;
+    assert_eq!(res.text().await.unwrap(), "connecting");
+    let mut received = String::new();
+    for _ in 0..100 {
+        received = w.get("/received").await.text().await.unwrap();
+        if received == "one,boom,two" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The same isolate got all three: the error did not end it.
+    assert_eq!(received, "one,boom,two", "{}", w.output());
+    assert!(w.output().contains("the outgoing socket's listener failed"));
+    assert!(!w.output().contains("restarting"), "{}", w.output());
+}
+
+#[tokio::test]
 async fn websocket_is_closed_with_1012_when_the_worker_reloads() {
     let project = copy_fixture("websockets");
     let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
