@@ -11,7 +11,7 @@
 
 import vm from "node:vm";
 import { watchPoolJobs } from "./faults.mjs";
-import { WebSocketPair, socketResponse } from "./websockets.mjs";
+import { WebSocketPair, WebSocketRequestResponsePair, socketResponse } from "./websockets.mjs";
 
 /**
  * The web platform globals of workerd that Node also implements with the
@@ -229,6 +229,7 @@ export function makeWorkerGlobals(workerName) {
     ["WebSocket", subrequests.WebSocket],
     ["navigator", workerNavigator],
     ["WebSocketPair", WebSocketPair],
+    ["WebSocketRequestResponsePair", WebSocketRequestResponsePair],
     ["Response", WorkerResponse],
     ["console", workerConsole()],
     ["setTimeout", checkedTimer("setTimeout", setTimeout)],

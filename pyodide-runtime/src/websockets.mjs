@@ -33,6 +33,8 @@ const wired = new Map();
 const upgrades = new WeakMap();
 /** Sockets a Durable Object accepted, by the object's key. */
 const hibernating = new Map();
+/** Each Durable Object's automatic response (`setWebSocketAutoResponse`), by key. */
+const autoResponses = new Map();
 /** Client ends kept while a Durable Object's 101 crosses pyflare, by handle. */
 const crossing = new Map();
 let nextHandle = 1;
@@ -73,6 +75,8 @@ class WebSocket extends EventTarget {
   #closeSent = false;
   #attachment = undefined;
   #binaryType = binaryTypeDefault;
+  /** When the object's automatic response last answered this socket. */
+  #autoResponded = null;
 
   url = null;
   protocol = "";
@@ -207,6 +211,10 @@ class WebSocket extends EventTarget {
       tags(ws) {
         return ws instanceof WebSocket && ws.#hibernation ? [...ws.#hibernation.tags] : [];
       },
+
+      autoResponded(ws) {
+        return ws instanceof WebSocket && ws.#autoResponded !== null ? new Date(ws.#autoResponded) : null;
+      },
     };
   }
 
@@ -261,6 +269,14 @@ class WebSocket extends EventTarget {
       return;
     }
     if (this.#hibernation) {
+      // The object's automatic response answers its request without
+      // waking the object.
+      const auto = autoResponses.get(this.#hibernation.key);
+      if (auto && item.data === auto.request) {
+        this.#autoResponded = Date.now();
+        if (!this.#closeSent) this.#peer?.#arrive({ data: auto.response });
+        return;
+      }
       // The hibernation API gets binary messages as ArrayBuffers.
       this.#hibernation.dispatch("webSocketMessage", [this, item.data]);
       return;
@@ -271,6 +287,32 @@ class WebSocket extends EventTarget {
 }
 
 Object.defineProperty(WebSocket, "name", { value: "WebSocket" });
+
+/** A Durable Object's automatic response: `setWebSocketAutoResponse(pair)`. */
+export class WebSocketRequestResponsePair {
+  #request;
+  #response;
+
+  constructor(request, response) {
+    for (const [n, value] of [[1, request], [2, response]]) {
+      if (value === undefined) {
+        throw new TypeError(
+          `Failed to construct 'WebSocketRequestResponsePair': constructor parameter ${n} is not of type 'string'.`,
+        );
+      }
+    }
+    this.#request = String(request);
+    this.#response = String(response);
+  }
+
+  get request() {
+    return this.#request;
+  }
+
+  get response() {
+    return this.#response;
+  }
+}
 
 /** `new WebSocketPair()`: `{0: client, 1: server}`, as workerd's. */
 export class WebSocketPair {
@@ -365,4 +407,14 @@ export const shimApi = Object.freeze({
   hibernate: (ws, key, tags, dispatch) => internal.hibernate(ws, key, tags, dispatch),
   hibernating: (key, tag) => internal.hibernating(key, tag),
   tags: (ws) => internal.tags(ws),
+  setAutoResponse(key, pair) {
+    if (pair === undefined || pair === null) autoResponses.delete(key);
+    else if (!(pair instanceof WebSocketRequestResponsePair)) {
+      throw new TypeError(
+        "Failed to execute 'setWebSocketAutoResponse' on 'DurableObjectState': parameter 1 is not of type 'WebSocketRequestResponsePair'.",
+      );
+    } else autoResponses.set(key, pair);
+  },
+  autoResponse: (key) => autoResponses.get(key) ?? null,
+  autoResponded: (ws) => internal.autoResponded(ws),
 });

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   WebSocketPair,
+  WebSocketRequestResponsePair,
   attachChannel,
   onSocketMessage,
   setBinaryTypeDefault,
@@ -161,4 +162,27 @@ test("hibernation: handlers get the events, getWebSockets counts a closing socke
   await turn();
   assert.equal(shimApi.hibernating("room").length, 0);
   assert.equal(server.readyState, 3);
+});
+
+test("an object's automatic response answers its request without the handler", () => {
+  const sent = recordingChannel();
+  const calls = [];
+  const { 0: client, 1: server } = new WebSocketPair();
+  shimApi.hibernate(server, "auto", [], (method, args) => calls.push([method, args[1]]));
+  wire(client, 10);
+  assert.equal(shimApi.autoResponse("auto"), null);
+  assert.throws(() => new WebSocketRequestResponsePair("ping"), {
+    name: "TypeError",
+    message: "Failed to construct 'WebSocketRequestResponsePair': constructor parameter 2 is not of type 'string'.",
+  });
+  shimApi.setAutoResponse("auto", new WebSocketRequestResponsePair("ping", "pong"));
+  assert.equal(shimApi.autoResponse("auto").response, "pong");
+  assert.equal(shimApi.autoResponded(server), null);
+  onSocketMessage({ type: "ws_message", stream: 10, text: "ping" });
+  onSocketMessage({ type: "ws_message", stream: 10, text: "other" });
+  assert.deepEqual(sent, [{ type: "ws_send", stream: 10, text: "pong" }]);
+  assert.deepEqual(calls, [["webSocketMessage", "other"]]);
+  assert.ok(shimApi.autoResponded(server) instanceof Date);
+  shimApi.setAutoResponse("auto", undefined);
+  assert.equal(shimApi.autoResponse("auto"), null);
 });

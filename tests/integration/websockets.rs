@@ -95,6 +95,15 @@ async fn websocket_durable_object_room_uses_the_hibernation_api() {
     send(&mut ann, "who").await;
     assert_eq!(text(&mut ann).await, "ann of 2, tagged ann: 1");
 
+    // The automatic response answers without the object's handler, and
+    // leaves a timestamp on the socket it answered.
+    send(&mut bob, "answered?").await;
+    assert_eq!(text(&mut bob).await, "auto-answered: False");
+    send(&mut bob, "ping").await;
+    assert_eq!(text(&mut bob).await, "pong");
+    send(&mut bob, "answered?").await;
+    assert_eq!(text(&mut bob).await, "auto-answered: True");
+
     // A message reaches webSocketMessage, which broadcasts to every socket.
     send(&mut bob, "hello").await;
     assert_eq!(text(&mut ann).await, "bob: text hello");

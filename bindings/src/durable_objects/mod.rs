@@ -50,7 +50,8 @@
 //!   a socket's events call `webSocketMessage` / `webSocketClose` through
 //!   the input gate, building the instance again if it was evicted. A
 //!   `stub.fetch` answered with a 101 carries its socket across by handle.
-//!   Not emulated: `setWebSocketAutoResponse`, `webSocketError` (a broken
+//!   `setWebSocketAutoResponse` answers without waking the object.
+//!   Not emulated: `webSocketError` (a broken
 //!   connection is a close with 1006), hibernation's own eviction.
 //! - Not emulated: point-in-time recovery, `ctx.exports`.
 //! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from

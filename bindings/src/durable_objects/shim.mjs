@@ -430,8 +430,8 @@ class DurableObjectState {
    * and `webSocketError` get the socket's events, each as an event of its
    * own, through the input gate. The sockets outlive an evicted instance;
    * the next event builds it again.
-   * Not emulated: setWebSocketAutoResponse and hibernation's own eviction
-   * (an object idles out as any other, its sockets kept).
+   * Not emulated: `webSocketError` and hibernation's own eviction (an
+   * object idles out as any other, its sockets kept).
    */
   acceptWebSocket(ws, tags) {
     const methods = this.#tools.methods ?? [];
@@ -448,6 +448,19 @@ class DurableObjectState {
 
   getTags(ws) {
     return this.#sockets.tags(ws);
+  }
+
+  /** Answers `pair.request` with `pair.response` on this object's sockets, without waking it. */
+  setWebSocketAutoResponse(pair) {
+    this.#sockets.setAutoResponse(this.#key, pair);
+  }
+
+  getWebSocketAutoResponse() {
+    return this.#sockets.autoResponse(this.#key);
+  }
+
+  getWebSocketAutoResponseTimestamp(ws) {
+    return this.#sockets.autoResponded(ws);
   }
 
   /**
