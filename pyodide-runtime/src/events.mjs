@@ -346,7 +346,7 @@ export class Events {
     const actors = this.#worker.actors;
     let run = async (ctx) => settle(await this.#worker.callDefault(message.handler, args, ctx));
     if (made.instance && made.drop) {
-      run = async () => settle(actors.drop(made.instance.className, made.instance.key));
+      run = async () => settle(!made.keep?.() && actors.drop(made.instance.className, made.instance.key));
     } else if (made.instance) {
       run = async () => settle(await actors.call(made.instance, made.method, made.mode ?? "rpc", args));
     }

@@ -33,6 +33,8 @@ const wired = new Map();
 const upgrades = new WeakMap();
 /** Sockets a Durable Object accepted, by the object's key. */
 const hibernating = new Map();
+/** Durable Objects whose sockets had events since eviction last asked, by key. */
+const active = new Set();
 /** Each Durable Object's automatic response (`setWebSocketAutoResponse`), by key. */
 const autoResponses = new Map();
 /** Client ends kept while a Durable Object's 101 crosses pyflare, by handle. */
@@ -250,6 +252,7 @@ class WebSocket extends EventTarget {
       const code = item.code ?? 1005;
       const wasClean = item.wasClean ?? true;
       if (this.#hibernation) {
+        active.add(this.#hibernation.key);
         // As workerd: the handler sees the socket CLOSING (CLOSED if the
         // object closed it first), still among getWebSockets().
         this.#state = this.#closeSent ? CLOSED : CLOSING;
@@ -277,6 +280,7 @@ class WebSocket extends EventTarget {
         if (!this.#closeSent) this.#peer?.#arrive({ data: auto.response });
         return;
       }
+      active.add(this.#hibernation.key);
       // The hibernation API gets binary messages as ArrayBuffers.
       this.#hibernation.dispatch("webSocketMessage", [this, item.data]);
       return;
@@ -391,6 +395,12 @@ export function wire(client, id) {
  */
 export const shimApi = Object.freeze({
   socketOf,
+  /** The key a Durable Object's sockets are kept under. */
+  objectKey: (className, id) => `${className}\0${id}`,
+  /** Whether the object's sockets had events since this was last asked. */
+  activeSinceLastAsked(className, id) {
+    return active.delete(`${className}\0${id}`);
+  },
   /** Keeps a client end while its 101 crosses pyflare; the handle. */
   keep(client) {
     const handle = nextHandle++;

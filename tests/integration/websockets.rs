@@ -169,6 +169,34 @@ async fn websocket_durable_object_room_uses_the_hibernation_api() {
 }
 
 #[tokio::test]
+async fn websocket_messages_keep_a_durable_object_alive_and_its_sockets_outlive_eviction() {
+    let w = TestWorker::start("websockets").await;
+    let mut ann = connect(&w, "/room/ev?ann").await;
+    assert_eq!(text(&mut ann).await, "welcome ann, tags ['ann']");
+    send(&mut ann, "count").await;
+    assert_eq!(text(&mut ann).await, "counted 1");
+
+    // 71 s without events pyflare routes, but with a message on the
+    // object's socket: it is not evicted, its in-memory count goes on.
+    w.advance_clock(71).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send(&mut ann, "count").await;
+    assert_eq!(text(&mut ann).await, "counted 2");
+
+    // Idle for two spells, messages included: evicted, as a hibernated
+    // object is. Its socket stays open; the next message builds a new
+    // instance (a fresh count) that finds the socket's tags and attachment.
+    w.advance_clock(71).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.advance_clock(71).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send(&mut ann, "count").await;
+    assert_eq!(text(&mut ann).await, "counted 1");
+    send(&mut ann, "who").await;
+    assert_eq!(text(&mut ann).await, "ann of 1, tagged ann: 1");
+}
+
+#[tokio::test]
 async fn websocket_errors_are_workerds() {
     let w = TestWorker::start("websockets").await;
     // Sending on a server end not accepted yet.

@@ -48,7 +48,9 @@
 //! - WebSockets: `ctx.acceptWebSocket`, `getWebSockets` and `getTags` in
 //!   `shim.mjs` over the host's sockets (pyodide-runtime/src/websockets.mjs);
 //!   a socket's events call `webSocketMessage` / `webSocketClose` through
-//!   the input gate, building the instance again if it was evicted. A
+//!   the input gate, building the instance again if it was evicted; an
+//!   eviction is refused while the object's sockets had messages since the
+//!   last try (pyflare tries again after another idle spell). A
 //!   `stub.fetch` answered with a 101 carries its socket across by handle.
 //!   `setWebSocketAutoResponse` answers without waking the object.
 //!   Not emulated: `webSocketError` (a broken

@@ -411,7 +411,7 @@ class DurableObjectState {
     this.#gate = gate;
     this.#tools = tools;
     this.#sockets = ns.__host.websockets;
-    this.#key = `${ns.__options.className}\0${id.toString()}`;
+    this.#key = ns.__host.websockets.objectKey(ns.__options.className, id.toString());
     this.id = id;
     this.storage = new DurableObjectStorage(ns, id.toString(), gate, tools);
   }
@@ -506,7 +506,10 @@ export function event(handler, payload, namespace) {
     return handler === "fetch" ? value : { value: b64(serialize(value)) };
   };
   if (handler === "evict") {
-    return { instance, drop: true, finish: (evicted) => ({ evicted: evicted === true }) };
+    // Messages on its WebSockets since the last try keep an object alive,
+    // as events do; pyflare tries again after another idle spell.
+    const keep = () => namespace.__host.websockets.activeSinceLastAsked(instance.className, payload.id);
+    return { instance, drop: true, keep, finish: (evicted) => ({ evicted: evicted === true }) };
   }
   if (handler === "alarm") {
     const info = { retryCount: payload.retryCount, isRetry: payload.isRetry, scheduledTime: payload.scheduledTime };
