@@ -253,6 +253,28 @@ async fn websocket_outgoing_listener_that_raises_is_logged_and_the_isolate_goes_
 }
 
 #[tokio::test]
+async fn websocket_idle_longer_than_the_connection_timeouts_stays_open() {
+    // The wait for a next request head does not apply to an upgraded
+    // connection: a quiet socket outlives both timeouts.
+    let w = TestWorker::spawn(
+        &crate::util::fixture("websockets"),
+        tempfile::tempdir().unwrap(),
+        &[],
+        &[
+            ("PYFLARE_HEADER_TIMEOUT_MS", "200"),
+            ("PYFLARE_KEEP_ALIVE_TIMEOUT_MS", "200"),
+        ],
+    )
+    .await;
+    let mut ws = connect(&w, "/echo").await;
+    send(&mut ws, "first").await;
+    assert_eq!(text(&mut ws).await, "echo text first");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send(&mut ws, "after a quiet spell").await;
+    assert_eq!(text(&mut ws).await, "echo text after a quiet spell");
+}
+
+#[tokio::test]
 async fn websocket_is_closed_with_1012_when_the_worker_reloads() {
     let project = copy_fixture("websockets");
     let w = TestWorker::spawn(project.path(), tempfile::tempdir().unwrap(), &[], &[]).await;
