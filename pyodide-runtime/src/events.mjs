@@ -224,7 +224,8 @@ export class Events {
     const socket = socketOf(response);
     if (socket) {
       // pyflare's front completes the client's upgrade and connects it.
-      channel.send({ type: "response", id, status: 101, status_text: response.statusText, headers, has_body: false, websocket: true });
+      const status_text = response.statusText;
+      channel.send({ type: "response", id, status: 101, status_text, headers, has_body: false, websocket: true });
       wire(socket, id);
       return;
     }
