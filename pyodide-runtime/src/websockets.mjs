@@ -290,8 +290,6 @@ class WebSocket extends EventTarget {
   }
 }
 
-Object.defineProperty(WebSocket, "name", { value: "WebSocket" });
-
 /** A Durable Object's automatic response: `setWebSocketAutoResponse(pair)`. */
 export class WebSocketRequestResponsePair {
   #request;
