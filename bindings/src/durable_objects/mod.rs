@@ -55,7 +55,10 @@
 //!   `setWebSocketAutoResponse` answers without waking the object.
 //!   Not emulated: `webSocketError` (a broken
 //!   connection is a close with 1006), hibernation's own eviction.
-//! - Not emulated: point-in-time recovery, `ctx.exports`.
+//! - Not emulated: point-in-time recovery, `ctx.exports`; synchronous
+//!   storage (`storage.kv`, `sql.exec`) from a callback JavaScript calls
+//!   synchronously (an event listener): pyflare waits on it with JSPI,
+//!   which needs a handler's stack, so it raises a clear error there.
 //! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from
 //!   compatibility date 2026-02-24).
 //! - Key-value-backed classes get the limits Cloudflare documents (keys
