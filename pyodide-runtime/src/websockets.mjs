@@ -45,6 +45,11 @@ let internal = null;
 /** What binary messages become for a listener: "blob" from 2026-03-17. */
 let binaryTypeDefault = "arraybuffer";
 
+/** The key a Durable Object's sockets are kept under. */
+function objectKey(className, id) {
+  return `${className}\0${id}`;
+}
+
 /** Sets the default `binaryType` (compatibility flag `websocket_standard_binary_type`). */
 export function setBinaryTypeDefault(type) {
   binaryTypeDefault = type;
@@ -393,11 +398,10 @@ export function wire(client, id) {
  */
 export const shimApi = Object.freeze({
   socketOf,
-  /** The key a Durable Object's sockets are kept under. */
-  objectKey: (className, id) => `${className}\0${id}`,
+  objectKey,
   /** Whether the object's sockets had events since this was last asked. */
   activeSinceLastAsked(className, id) {
-    return active.delete(`${className}\0${id}`);
+    return active.delete(objectKey(className, id));
   },
   /** Keeps a client end while its 101 crosses pyflare; the handle. */
   keep(client) {

@@ -426,12 +426,13 @@ class DurableObjectState {
   }
 
   /**
-   * The hibernation API: the object's `webSocketMessage`, `webSocketClose`
-   * and `webSocketError` get the socket's events, each as an event of its
-   * own, through the input gate. The sockets outlive an evicted instance;
-   * the next event builds it again.
-   * Not emulated: `webSocketError` and hibernation's own eviction (an
-   * object idles out as any other, its sockets kept).
+   * The hibernation API: the object's `webSocketMessage` and
+   * `webSocketClose` get the socket's events, each as an event of its own,
+   * through the input gate. The sockets outlive an evicted instance; the
+   * next event builds it again.
+   * Not emulated: `webSocketError` (a broken connection is a close with
+   * 1006) and hibernation's own eviction (a quiet object idles out as any
+   * other, its sockets kept).
    */
   acceptWebSocket(ws, tags) {
     const methods = this.#tools.methods ?? [];
