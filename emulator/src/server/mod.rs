@@ -136,13 +136,18 @@ async fn serve_asset(answer: AssetResponse) -> Response<Body> {
     };
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let headers = response.headers_mut();
-    for (name, value) in answer.headers {
+    append_headers(response.headers_mut(), answer.headers);
+    response
+}
+
+/// Appends `pairs` to `headers`, leaving out any name or value HTTP cannot
+/// carry.
+fn append_headers(headers: &mut axum::http::HeaderMap, pairs: Vec<(String, String)>) {
+    for (name, value) in pairs {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             headers.append(name, value);
         }
     }
-    response
 }
 
 /// The answer Cloudflare's edge gives instead of running the worker, if any.
@@ -248,11 +253,7 @@ fn build_response(head: crate::host::HostResponse) -> Response<Body> {
         response.extensions_mut().insert(reason);
     }
     let headers = response.headers_mut();
-    for (name, value) in head.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.append(name, value);
-        }
-    }
+    append_headers(headers, head.headers);
     // A body known in full goes out with its length, as workerd sends it;
     // a streamed one is chunked.
     if let Some(length) = head.body_length

@@ -64,14 +64,7 @@ pub fn accept(upgrade: Upgrade, head: HostResponse, socket: HostSocket) -> Respo
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    for (name, value) in &head.headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    super::append_headers(headers, head.headers);
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::try_from(derive_accept_key(upgrade.key.as_bytes())) {
