@@ -5,7 +5,8 @@
 
 // Node's own, not the global one actors.mjs counts as Python's steps.
 import { setImmediate } from "node:timers";
-import { encodeJson, encodeChunkHeader, CHUNK_BYTES } from "./transport.mjs";
+import { readSync, writeSync } from "node:fs";
+import { encodeJson, encodeChunkHeader, CHUNK_BYTES, FrameDecoder } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
 
@@ -32,6 +33,7 @@ export class Channel {
    */
   pythonApi = Object.freeze({
     call: (binding, method, args, body) => this.call(String(binding), String(method), args, body),
+    callBlocking: (binding, method, args, body) => this.callBlocking(String(binding), String(method), args, body),
     serving: () => this.#serving,
   });
 
@@ -147,6 +149,49 @@ export class Channel {
       this.send({ type: "call", id, binding, method, args: args ?? {}, has_body: true });
       this.#sendCallBody(id, bytes ?? body);
     });
+  }
+
+  /**
+   * Calls `method` of binding `binding` in pyflare and blocks the isolate
+   * until it answers, over the host's second connection (its standard
+   * input; see emulator/src/host/blocking.rs): for synchronous storage calls
+   * from code JSPI cannot suspend. `body` is bytes or a string. Returns
+   * `{ value, body }` (body: a Uint8Array or null) or throws the error
+   * class and message Cloudflare uses.
+   *
+   * Not emulated: this call may overtake the asynchronous calls this host
+   * has sent and pyflare has not finished (on workerd, storage calls of one
+   * object run in order).
+   */
+  callBlocking(binding, method, args, body) {
+    const bytes = body === null || body === undefined ? null : toBytes(body);
+    // What this turn wrote so far leaves first.
+    if (this.#corked) {
+      this.#corked = false;
+      this.#socket.uncork();
+    }
+    writeAll(encodeJson({ binding, method, args: args ?? {}, has_body: bytes !== null }));
+    if (bytes) {
+      for (const [piece, isLastPiece] of pieces(bytes)) {
+        writeAll(encodeChunkHeader(0, piece.byteLength, isLastPiece));
+        writeAll(piece);
+      }
+    }
+    const decoder = new FrameDecoder();
+    const scratch = Buffer.allocUnsafe(64 * 1024);
+    let reply = null;
+    for (;;) {
+      const n = readSync(BLOCKING_FD, scratch, 0, scratch.length, null);
+      if (n === 0) throw new Error("pyflare closed the connection for synchronous calls");
+      for (const frame of decoder.push(Buffer.from(scratch.subarray(0, n)))) {
+        if (frame.kind === "json") {
+          reply = frame.message;
+          if (!reply.has_body) return settled(reply, null);
+        } else if (reply && frame.last) {
+          return settled(reply, new Uint8Array(frame.data));
+        }
+      }
+    }
   }
 
   async #sendCallBody(id, body) {
@@ -304,8 +349,7 @@ export class Channel {
     this.#calls.delete(id);
     const { reply } = call;
     if (reply.error) {
-      const ErrorClass = globalThis[reply.error.class] ?? Error;
-      call.reject(new ErrorClass(reply.error.message));
+      call.reject(replyError(reply));
     } else {
       call.resolve({ value: reply.ok ?? null, body });
     }
@@ -338,6 +382,28 @@ export class Channel {
     this.#outgoing.delete(stream);
     this.send(error ? { type: "body_end", stream, error } : { type: "body_end", stream });
   }
+}
+
+/** The host's standard input: pyflare's connection for blocking calls. */
+const BLOCKING_FD = 0;
+
+function writeAll(buffer) {
+  let offset = 0;
+  while (offset < buffer.byteLength) {
+    offset += writeSync(BLOCKING_FD, buffer, offset, buffer.byteLength - offset);
+  }
+}
+
+/** The error a failed call's reply names, of the class Cloudflare uses. */
+function replyError(reply) {
+  const ErrorClass = globalThis[reply.error.class] ?? Error;
+  return new ErrorClass(reply.error.message);
+}
+
+/** A blocking call's reply as `Channel.call` resolves it, or its error thrown. */
+function settled(reply, body) {
+  if (reply.error) throw replyError(reply);
+  return { value: reply.ok ?? null, body };
 }
 
 /**

@@ -35,7 +35,11 @@ export async function buildEnv(init, channel) {
       binding.name,
       (method, args, body, options) => channel.call(binding.name, method, args, body, options),
       binding.options ?? null,
-      { websockets: shimApi },
+      {
+        websockets: shimApi,
+        // A call that blocks the isolate until pyflare answers.
+        callBlocking: (method, args, body) => channel.callBlocking(binding.name, method, args, body),
+      },
     );
     if (object === undefined) {
       hiddenShims.set(binding.name, shim);

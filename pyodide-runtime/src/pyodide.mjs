@@ -82,6 +82,9 @@ export async function prepareWorker(init, channel, standby) {
     },
     jsglobals: globals.view,
     env: { HOME: SESSION, PYTHONHASHSEED: "111" },
+    // No standard input, as on Cloudflare (the host's own is pyflare's
+    // connection for blocking calls).
+    stdin: () => null,
     stdout: (line) => log("info", line),
     stderr: (line) => log("warn", line),
   };

@@ -11,7 +11,7 @@ async fn get_json(w: &TestWorker, path: &str) -> Value {
 }
 
 /// The message `_pyflare.sync` raises where it cannot block.
-const NOT_IN_A_HANDLER: &str = "pyflare: a synchronous binding call works only inside a handler (fetch, scheduled, ...), not at import time or in a callback JavaScript calls synchronously";
+const NOT_IN_A_HANDLER: &str = "pyflare: a synchronous binding call works only once the worker serves (in a handler, or in a callback JavaScript makes), not at import time";
 
 #[tokio::test]
 async fn sync_call_returns_the_value_an_earlier_sync_call_wrote() {
@@ -28,19 +28,31 @@ async fn sync_call_returns_the_value_an_earlier_sync_call_wrote() {
 }
 
 #[tokio::test]
-async fn sync_call_raises_the_bindings_error_and_refuses_where_it_cannot_block() {
+async fn sync_call_raises_the_bindings_error_and_refuses_at_import_time() {
     let w = TestWorker::start("binding_calls").await;
     assert_eq!(
         get_json(&w, "/sync/error").await,
         json!({"error": "JsException", "message": "TypeError: Key name cannot be empty."})
     );
     assert_eq!(
-        get_json(&w, "/sync/in-callback").await,
-        json!({ "error": NOT_IN_A_HANDLER })
-    );
-    assert_eq!(
         get_json(&w, "/sync/import-time").await,
         json!({ "error": NOT_IN_A_HANDLER })
+    );
+}
+
+#[tokio::test]
+async fn sync_call_from_a_javascript_callback_blocks_the_isolate_until_answered() {
+    // No stack JSPI can suspend: the calls block on pyflare's second
+    // connection, and the async API sees what they wrote.
+    let w = TestWorker::start("binding_calls").await;
+    assert_eq!(
+        get_json(&w, "/sync/in-callback").await,
+        json!({"body": "written in a callback", "async": "written in a callback"})
+    );
+    // The isolate serves on, through both connections.
+    assert_eq!(
+        get_json(&w, "/sync/put-get?key=after&value=still%20here").await["body"],
+        "still here"
     );
 }
 

@@ -220,36 +220,64 @@ async fn websocket_errors_are_workerds() {
     assert_eq!(text(&mut ws).await, "echo text after");
 }
 
-#[tokio::test]
-async fn websocket_outgoing_listener_that_raises_is_logged_and_the_isolate_goes_on() {
-    // A server that sends three messages, the second one making the
-    // worker's listener raise.
+/// A WebSocket server for one client, which it sends `messages`, `pause`
+/// apart, then keeps open; its address.
+async fn serve_messages(
+    messages: &'static [&'static str],
+    pause: Duration,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-        for message in ["one", "boom", "two"] {
-            ws.send(Message::text(message)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for message in messages {
+            ws.send(Message::text(*message)).await.unwrap();
+            tokio::time::sleep(pause).await;
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let w = TestWorker::start("websockets").await;
-    let res = w.get(&format!("/outbound?ws://{address}/")).await;
-    assert_eq!(res.text().await.unwrap(), "connecting");
-    let mut received = String::new();
+    address
+}
+
+/// What `path` answers once it answers `expected`, or after 10 s.
+async fn poll_until(w: &TestWorker, path: &str, expected: &str) -> String {
+    let mut answer = String::new();
     for _ in 0..100 {
-        received = w.get("/received").await.text().await.unwrap();
-        if received == "one,boom,two" {
+        answer = w.get(path).await.text().await.unwrap();
+        if answer == expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    answer
+}
+
+#[tokio::test]
+async fn websocket_outgoing_listener_that_raises_is_logged_and_the_isolate_goes_on() {
+    // The second message makes the worker's listener raise.
+    let address = serve_messages(&["one", "boom", "two"], Duration::from_millis(100)).await;
+    let w = TestWorker::start("websockets").await;
+    let res = w.get(&format!("/outbound?ws://{address}/")).await;
+    assert_eq!(res.text().await.unwrap(), "connecting");
     // The same isolate got all three: the error did not end it.
+    let received = poll_until(&w, "/received", "one,boom,two").await;
     assert_eq!(received, "one,boom,two", "{}", w.output());
     assert!(w.output().contains("the outgoing socket's listener failed"));
     assert!(!w.output().contains("restarting"), "{}", w.output());
+}
+
+#[tokio::test]
+async fn websocket_listener_in_a_durable_object_stores_with_the_synchronous_kv_api() {
+    // A listener is called by JavaScript, with no stack JSPI can suspend:
+    // its `storage.kv` calls block the isolate until pyflare answers.
+    let address = serve_messages(&["first", "second", "third"], Duration::ZERO).await;
+    let w = TestWorker::start("websockets").await;
+    let res = w.get(&format!("/listen/feed?ws://{address}/")).await;
+    assert_eq!(res.text().await.unwrap(), "listening");
+    let heard = poll_until(&w, "/heard/feed", "first,second,third").await;
+    assert_eq!(heard, "first,second,third", "{}", w.output());
+    assert!(!w.output().contains("Uncaught"), "{}", w.output());
 }
 
 #[tokio::test]

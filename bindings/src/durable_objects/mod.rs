@@ -55,10 +55,14 @@
 //!   `setWebSocketAutoResponse` answers without waking the object.
 //!   Not emulated: `webSocketError` (a broken
 //!   connection is a close with 1006), hibernation's own eviction.
-//! - Not emulated: point-in-time recovery, `ctx.exports`; synchronous
-//!   storage (`storage.kv`, `sql.exec`) from a callback JavaScript calls
-//!   synchronously (an event listener): pyflare waits on it with JSPI,
-//!   which needs a handler's stack, so it raises a clear error there.
+//! - Synchronous storage (`storage.kv`, `sql.exec`, `transactionSync`)
+//!   waits with JSPI in a handler. In a callback JavaScript calls
+//!   synchronously (an event listener, a timer), which has no stack JSPI
+//!   can suspend, it blocks the isolate until pyflare answers, as workerd's
+//!   in-process SQLite does (the host's second connection,
+//!   `emulator/src/host/blocking.rs`). Not emulated: such a call may
+//!   overtake the object's asynchronous storage calls still under way.
+//! - Not emulated: point-in-time recovery, `ctx.exports`.
 //! - Not emulated: `deleteAll()` leaves the alarm (workerd deletes it from
 //!   compatibility date 2026-02-24).
 //! - Key-value-backed classes get the limits Cloudflare documents (keys

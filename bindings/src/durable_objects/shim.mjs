@@ -155,6 +155,11 @@ class DurableObjectNamespace {
     return this.#call(method, args, body, loopsBack ? { loopsBack } : undefined);
   }
 
+  /** For state objects only: a storage call that blocks the isolate. */
+  __callBlocking(method, args, body) {
+    return this.#host.callBlocking(method, args, body);
+  }
+
   get __options() {
     return this.#options;
   }
@@ -251,16 +256,18 @@ class DurableObjectStorage {
 
   /**
    * The synchronous APIs are Python objects (pyflare's `_pyflare.storage`),
-   * so the worker's Python waits on them with JSPI.
+   * so the worker's Python waits on them with JSPI, or, in code JavaScript
+   * calls synchronously, blocks the isolate on them.
    */
   #sync() {
     if (this.#python === null) {
       const module = this.#tools.pyimport("_pyflare.storage");
       const call = (method, args, body) => this.#call(method, args, body);
+      const blocking = (method, args, body) => this.#ns.__callBlocking(method, { id: this.#id, ...args }, body);
       this.#python = {
-        sql: module.SqlStorage(call),
-        kv: module.SyncKvStorage(call, CODEC),
-        transactionSync: module.TransactionSync(call),
+        sql: module.SqlStorage(call, blocking),
+        kv: module.SyncKvStorage(call, CODEC, blocking),
+        transactionSync: module.TransactionSync(call, blocking),
       };
     }
     return this.#python;

@@ -17,6 +17,7 @@
 
 #[cfg(test)]
 mod binding_event_tests;
+mod blocking;
 mod bodies;
 #[cfg(test)]
 mod call_body_tests;
@@ -358,6 +359,11 @@ impl Host {
         // Snapshots are written by the host, which may create no folder
         // outside the one it is allowed to write.
         let _ = std::fs::create_dir_all(&runtime.snapshot_dir);
+        // The host's standard input is its second connection to pyflare,
+        // for calls that block the isolate (blocking.rs).
+        let (blocking_lane, host_end) = std::os::unix::net::UnixStream::pair()
+            .context("cannot make a socket pair for the host")
+            .map_err(StartError::Host)?;
         let mut child = Command::new(&runtime.node)
             .arg("--no-warnings")
             .args(HOST_HEAP_FLAGS)
@@ -373,7 +379,7 @@ impl Host {
             .envs(sandbox::inherited_env())
             .env("MALLOC_ARENA_MAX", "1")
             .env("MALLOC_MMAP_THRESHOLD_", "16384")
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(host_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -411,6 +417,13 @@ impl Host {
             bindings: std::sync::RwLock::new(bindings),
             snapshot_done: watch::channel(None).0,
         });
+        let (lane_shared, runtime_handle) =
+            (Arc::downgrade(&shared), tokio::runtime::Handle::current());
+        std::thread::Builder::new()
+            .name("pyflare-blocking-calls".into())
+            .spawn(move || blocking::serve(blocking_lane, lane_shared, runtime_handle))
+            .context("cannot start the thread for blocking calls")
+            .map_err(StartError::Host)?;
         shared.send(&ToHost::Hello {
             version: PROTOCOL_VERSION,
             worker: Box::new(init),

@@ -107,28 +107,37 @@ class _RawCursor(_JsIterator):
         return list(self._cursor._take())
 
 
-class SqlStorage:
-    """`ctx.storage.sql`."""
+class _SyncApi:
+    """Calls through `call` (waited on with JSPI), or `blocking` where JSPI
+    cannot suspend (see `_pyflare.sync.call_with`)."""
 
-    def __init__(self, call):
+    def __init__(self, call, blocking=None):
         self._call = call
+        self._blocking = blocking
+
+    def _run(self, method, args, body=None):
+        return call_with(self._call, method, args, body, self._blocking)
+
+
+class SqlStorage(_SyncApi):
+    """`ctx.storage.sql`."""
 
     def exec(self, query, *bindings):
         args = {"query": str(query), "bindings": [_bind_value(b) for b in bindings]}
-        result, _ = call_with(self._call, "sql", args)
+        result, _ = self._run("sql", args)
         return SqlStorageCursor(result)
 
     @property
     def databaseSize(self):
-        result, _ = call_with(self._call, "databaseSize", {})
+        result, _ = self._run("databaseSize", {})
         return result["size"]
 
 
-class SyncKvStorage:
+class SyncKvStorage(_SyncApi):
     """`ctx.storage.kv`: the key-value API, synchronous (SQLite-backed objects)."""
 
-    def __init__(self, call, codec):
-        self._call = call
+    def __init__(self, call, codec, blocking=None):
+        super().__init__(call, blocking)
         self._codec = codec
 
     def _decode(self, value, body):
@@ -142,7 +151,7 @@ class SyncKvStorage:
         return entries
 
     def get(self, key):
-        value, body = call_with(self._call, "get", {"keys": [str(key)]})
+        value, body = self._run("get", {"keys": [str(key)]})
         entries = self._decode(value, body or b"")
         return entries[0][1] if entries else None
 
@@ -150,34 +159,31 @@ class SyncKvStorage:
         from workers import python_to_rpc
 
         data = self._codec.serialize(python_to_rpc(value)).to_bytes()
-        call_with(self._call, "put", {"keys": [str(key)], "lengths": [len(data)]}, data)
+        self._run("put", {"keys": [str(key)], "lengths": [len(data)]}, data)
 
     def delete(self, key):
-        value, _ = call_with(self._call, "delete", {"keys": [str(key)]})
+        value, _ = self._run("delete", {"keys": [str(key)]})
         return value["deleted"] > 0
 
     def list(self, options=None, **more):
         picked = {**(options or {}), **more}
-        value, body = call_with(self._call, "list", {"options": picked})
+        value, body = self._run("list", {"options": picked})
         return iter(self._decode(value, body or b""))
 
 
-class TransactionSync:
+class TransactionSync(_SyncApi):
     """`storage.transactionSync(callback)`: all of the callback's writes or
     none (it raised)."""
-
-    def __init__(self, call):
-        self._call = call
 
     def __call__(self, callback):
         unwrap = getattr(callback, "unwrap", None)
         if unwrap is not None:
             callback = unwrap()
-        call_with(self._call, "transaction", {"op": "begin"})
+        self._run("transaction", {"op": "begin"})
         try:
             result = callback()
         except BaseException:
-            call_with(self._call, "transaction", {"op": "rollback"})
+            self._run("transaction", {"op": "rollback"})
             raise
-        call_with(self._call, "transaction", {"op": "commit"})
+        self._run("transaction", {"op": "commit"})
         return result

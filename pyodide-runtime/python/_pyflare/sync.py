@@ -8,30 +8,28 @@ asynchronously. `call` bridges the two with JavaScript Promise Integration
 code until the call's promise settles, while Node's event loop (and with it
 other requests) keeps running; the Python caller sees a plain function call.
 
-Limits:
-- Only inside a handler (fetch, scheduled, ...): pyflare runs handlers
-  through `callPromising`, which gives JSPI a stack it can suspend. At import
-  time (where Cloudflare's runtime allows no I/O) and from code JavaScript
-  calls back synchronously (a stream's `pull`, an event listener), `call`
-  raises `SyncCallError` instead of blocking.
-- Not emulated: on Cloudflare a Durable Object's synchronous storage call
-  holds the isolate; here other requests interleave during the call, as at
-  an `await` (the call itself still returns only once pyflare answered).
-  Code that relies on nothing else running during a synchronous call must
-  not share state with concurrent requests.
+Code JavaScript calls back synchronously (an event listener, a timer's
+callback, a stream's `pull`) has no stack JSPI can suspend. There the call
+blocks the whole isolate instead, as workerd's in-process SQLite does: the
+host writes it to pyflare over a second connection and waits for the reply
+with a blocking read (`callBlocking` in pyodide-runtime/src/channel.mjs).
 
-The alternative, a worker thread blocking on `Atomics.wait` over a
-SharedArrayBuffer, would block the whole isolate and needs Node's
-`--allow-worker`, which the host's sandbox refuses.
+Limits:
+- Only once the worker serves: at import time Cloudflare's runtime allows
+  no I/O, and `call` raises `SyncCallError`.
+- Not emulated: on Cloudflare a Durable Object's synchronous storage call
+  inside a handler holds the isolate; here other requests interleave during
+  it, as at an `await` (the call itself still returns only once pyflare
+  answered). Code that relies on nothing else running during a synchronous
+  call must not share state with concurrent requests.
 """
 
 from js import Object
 from pyodide.ffi import can_run_sync, jsnull, run_sync, to_js
 
 NOT_IN_A_HANDLER = (
-    "pyflare: a synchronous binding call works only inside a handler "
-    "(fetch, scheduled, ...), not at import time or in a callback JavaScript "
-    "calls synchronously"
+    "pyflare: a synchronous binding call works only once the worker serves "
+    "(in a handler, or in a callback JavaScript makes), not at import time"
 )
 
 
@@ -49,21 +47,34 @@ def call(binding, method, args=None, body=None):
     """
     import _pyflare_host
 
-    return call_with(lambda *a: _pyflare_host.call(binding, *a), method, args, body)
+    return call_with(
+        lambda *a: _pyflare_host.call(binding, *a),
+        method,
+        args,
+        body,
+        lambda *a: _pyflare_host.callBlocking(binding, *a),
+    )
 
 
-def call_with(js_call, method, args=None, body=None):
+def call_with(js_call, method, args=None, body=None, js_blocking=None):
     """Like `call`, through `js_call(method, args, body)`, a JavaScript
     function that returns the call's promise (a binding's shim hands one to
     the Python objects it makes, to run the call its own way: behind a
-    Durable Object's input gate, say)."""
+    Durable Object's input gate, say). Where JSPI cannot suspend, the call
+    goes through `js_blocking(method, args, body)`, which returns the reply
+    itself; without one, it raises `SyncCallError`."""
     import _pyflare_host
 
-    if not _pyflare_host.serving() or not can_run_sync():
+    if not _pyflare_host.serving():
         raise SyncCallError(NOT_IN_A_HANDLER)
     js_args = to_js(args or {}, dict_converter=Object.fromEntries)
     js_body = None if body is None else to_js(bytes(body))
-    reply = run_sync(js_call(method, js_args, js_body))
+    if can_run_sync():
+        reply = run_sync(js_call(method, js_args, js_body))
+    elif js_blocking is not None:
+        reply = js_blocking(method, js_args, js_body)
+    else:
+        raise SyncCallError(NOT_IN_A_HANDLER)
     return _py(reply.value), _bytes(reply.body)
 
 
