@@ -45,7 +45,18 @@ pub(super) fn serve(stream: UnixStream, shared: Weak<Shared>, runtime: tokio::ru
         stream,
         buf: BytesMut::with_capacity(64 * 1024),
     };
-    while let Ok(Some((call, body))) = connection.next_call() {
+    loop {
+        let (call, body) = match connection.next_call() {
+            Ok(Some(call)) => call,
+            // The host exited.
+            Ok(None) => return,
+            Err(e) if e.is::<std::io::Error>() => return,
+            Err(e) => {
+                // Its next blocking call fails with the connection closed.
+                tracing::warn!("closing the host's connection for blocking calls: {e}");
+                return;
+            }
+        };
         let Some(bindings) = shared.upgrade().map(|shared| shared.bindings()) else {
             return;
         };
