@@ -281,6 +281,26 @@ async fn websocket_listener_in_a_durable_object_stores_with_the_synchronous_kv_a
 }
 
 #[tokio::test]
+async fn durable_object_sql_in_a_timer_callback_answers_as_in_a_handler() {
+    // A timer's callback blocks on each call; a handler waits with JSPI.
+    // Both see the same rows and the same error.
+    let w = TestWorker::start("websockets").await;
+    let answer: serde_json::Value = w.get("/in-timer/sql").await.json().await.unwrap();
+    let handler = &answer["handler"];
+    assert_eq!(handler["rows"], serde_json::json!([42]), "{answer}");
+    assert!(
+        handler["error"].as_str().unwrap().contains("syntax error"),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["timer"]["rows"],
+        serde_json::json!([42, 42]),
+        "{answer}"
+    );
+    assert_eq!(answer["timer"]["error"], handler["error"], "{answer}");
+}
+
+#[tokio::test]
 async fn websocket_idle_longer_than_the_connection_timeouts_stays_open() {
     // The wait for a next request head does not apply to an upgraded
     // connection: a quiet socket outlives both timeouts.
