@@ -5,8 +5,10 @@ They are synchronous in Cloudflare's API, so they are Python objects whose
 calls wait with `_pyflare.sync.call_with` (JSPI), not JavaScript ones: a
 JavaScript frame between the worker's Python and the wait would keep JSPI
 from suspending. The shim's `call(method, args, body)` runs each call behind
-the object's input gate; `codec` turns JavaScript values into the bytes
-Cloudflare stores (V8's serialization) and back.
+the object's input gate; its `blocking(method, args, body)` runs it where
+JSPI cannot suspend (a callback JavaScript calls), blocking the isolate, so
+no gate is needed. `codec` turns JavaScript values into the bytes Cloudflare
+stores (V8's serialization) and back.
 """
 
 from pyodide.ffi import JsProxy
