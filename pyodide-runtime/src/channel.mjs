@@ -61,12 +61,8 @@ export class Channel {
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
-      setImmediate(() => {
-        // `sendNow` may have sent them already.
-        if (!this.#corked) return;
-        this.#corked = false;
-        this.#socket.uncork();
-      });
+      // Unless `sendNow` or a blocking call has sent them already.
+      setImmediate(() => this.#uncork());
     }
     this.#socket.write(buffer);
   }
@@ -166,16 +162,10 @@ export class Channel {
   callBlocking(binding, method, args, body) {
     const bytes = body === null || body === undefined ? null : toBytes(body);
     // What this turn wrote so far leaves first.
-    if (this.#corked) {
-      this.#corked = false;
-      this.#socket.uncork();
-    }
+    this.#uncork();
     writeAll(encodeJson({ binding, method, args: args ?? {}, has_body: bytes !== null }));
     if (bytes) {
-      for (const [piece, isLastPiece] of pieces(bytes)) {
-        writeAll(encodeChunkHeader(0, piece.byteLength, isLastPiece));
-        writeAll(piece);
-      }
+      for (const frame of wholeBodyFrames(0, bytes)) writeAll(frame);
     }
     const decoder = new FrameDecoder();
     const scratch = Buffer.allocUnsafe(64 * 1024);
@@ -250,10 +240,7 @@ export class Channel {
 
   /** Small and whole at hand: at once, the last chunk ends the stream. */
   #writeWhole(stream, bytes) {
-    for (const [piece, isLastPiece] of pieces(bytes)) {
-      this.#write(encodeChunkHeader(stream, piece.byteLength, isLastPiece));
-      this.#write(piece);
-    }
+    for (const frame of wholeBodyFrames(stream, bytes)) this.#write(frame);
   }
 
   /** Whether `stream` is the body of a call this host is still sending. */
@@ -283,11 +270,16 @@ export class Channel {
    * from code that will not yield (a worker's allocation loop).
    */
   sendNow(message) {
+    this.#uncork();
+    this.#socket.write(encodeJson(message));
+  }
+
+  /** Sends what this turn has written so far, now. */
+  #uncork() {
     if (this.#corked) {
       this.#corked = false;
       this.#socket.uncork();
     }
-    this.#socket.write(encodeJson(message));
   }
 
   /** Whether `stream` belongs to a call made by this host. */
@@ -404,6 +396,14 @@ function replyError(reply) {
 function settled(reply, body) {
   if (reply.error) throw replyError(reply);
   return { value: reply.ok ?? null, body };
+}
+
+/** The frames of a whole body of `stream`: chunk headers and pieces, the last ending it. */
+function* wholeBodyFrames(stream, bytes) {
+  for (const [piece, isLastPiece] of pieces(bytes)) {
+    yield encodeChunkHeader(stream, piece.byteLength, isLastPiece);
+    yield piece;
+  }
 }
 
 /**

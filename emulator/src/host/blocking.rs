@@ -61,16 +61,15 @@ pub(super) fn serve(stream: UnixStream, shared: Weak<Shared>, runtime: tokio::ru
             return;
         };
         let result = runtime.block_on(async {
-            let Some(target) = bindings.get(&call.binding) else {
-                return Err(WireError::error(format!(
-                    "pyflare has no binding named {}",
-                    call.binding
-                )));
-            };
             let run = async {
-                let reply = target
-                    .call(&call.method, call.args, body.map(BodyStream::whole))
-                    .await?;
+                let reply = super::calls::call_binding(
+                    &bindings,
+                    &call.binding,
+                    &call.method,
+                    call.args,
+                    body.map(BodyStream::whole),
+                )
+                .await?;
                 let body = match reply.body {
                     Some(body) => Some(body.collect(MAX_FRAME_BYTES - 5).await.map_err(|e| {
                         WireError::error(format!("the reply of a synchronous call failed: {e}"))

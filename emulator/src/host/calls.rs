@@ -12,14 +12,7 @@ pub(super) async fn run_call(
     args: serde_json::Value,
     body: Option<BodyStream>,
 ) {
-    let bindings = shared.bindings();
-    let result = match bindings.get(&binding) {
-        Some(target) => target.call(&method, args, body).await,
-        None => Err(WireError::error(format!(
-            "pyflare has no binding named {binding}"
-        ))),
-    };
-    match result {
+    match call_binding(&shared.bindings(), &binding, &method, args, body).await {
         Ok(reply) => {
             shared.send(&ToHost::CallReply {
                 id,
@@ -37,6 +30,22 @@ pub(super) async fn run_call(
             error: Some(error),
             has_body: false,
         }),
+    }
+}
+
+/// Runs `method` of the live binding named `binding`.
+pub(super) async fn call_binding(
+    bindings: &BindingMap,
+    binding: &str,
+    method: &str,
+    args: serde_json::Value,
+    body: Option<BodyStream>,
+) -> Result<pyflare_bindings::Reply, WireError> {
+    match bindings.get(binding) {
+        Some(target) => target.call(method, args, body).await,
+        None => Err(WireError::error(format!(
+            "pyflare has no binding named {binding}"
+        ))),
     }
 }
 
