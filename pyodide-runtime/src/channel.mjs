@@ -6,7 +6,7 @@
 // Node's own, not the global one actors.mjs counts as Python's steps.
 import { setImmediate } from "node:timers";
 import { readSync, writeSync } from "node:fs";
-import { encodeJson, encodeChunkHeader, CHUNK_BYTES, FrameDecoder } from "./transport.mjs";
+import { encodeJson, encodeChunkHeader, CHUNK_BYTES, FrameDecoder, FrameWriter } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
 
@@ -47,24 +47,44 @@ export class Channel {
   }
 
   send(message) {
-    this.#write(encodeJson(message));
+    this.#gather().json(message);
   }
 
-  // Writes issued in one turn of the event loop leave in one syscall: the
+  // Frames issued in one turn of the event loop leave in one syscall: the
   // frames of every request that ran in the turn (each step of a Python
   // task is a callback of its own), not one write per callback. Under load
   // that is fewer writes here and fewer reads and wake-ups in pyflare:
   // ~10% less CPU per KV put+get request for the two processes (~3-6% of
   // the host's, ~20% of pyflare's), measured with both loaded at once.
+  // Messages, chunk headers and small bodies are copied into one buffer
+  // (#frames), not written as a buffer each; a large piece of a body is
+  // written as it is, after what was gathered before it. For the 7 frames
+  // of a KV put+get request that took the send side from 4.5 to 3.1 us of
+  // CPU, measured apart from the rest of the host.
   #corked = false;
-  #write(buffer) {
+  #frames = new FrameWriter();
+
+  /** The writer of this turn's frames, which leave when the turn ends. */
+  #gather() {
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       // Unless `sendNow` or a blocking call has sent them already.
       setImmediate(() => this.#uncork());
     }
-    this.#socket.write(buffer);
+    return this.#frames;
+  }
+
+  /** A chunk of `stream`: copied when small, else written as it is. */
+  #chunk(stream, bytes, last) {
+    const frames = this.#gather();
+    frames.chunkHeader(stream, bytes.byteLength, last);
+    if (bytes.byteLength <= COPIED_BYTES) {
+      frames.bytes(bytes);
+      return;
+    }
+    this.#socket.write(frames.take());
+    this.#socket.write(bytes);
   }
 
   /**
@@ -98,8 +118,7 @@ export class Channel {
       state.inFlight += piece.byteLength;
       const final = last && isLastPiece;
       if (final) this.#outgoing.delete(stream);
-      this.#write(encodeChunkHeader(stream, piece.byteLength, final));
-      this.#write(piece);
+      this.#chunk(stream, piece, final);
     }
     return !state.cancelled;
   }
@@ -240,7 +259,7 @@ export class Channel {
 
   /** Small and whole at hand: at once, the last chunk ends the stream. */
   #writeWhole(stream, bytes) {
-    for (const frame of wholeBodyFrames(stream, bytes)) this.#write(frame);
+    for (const [piece, isLastPiece] of pieces(bytes)) this.#chunk(stream, piece, isLastPiece);
   }
 
   /** Whether `stream` is the body of a call this host is still sending. */
@@ -278,6 +297,7 @@ export class Channel {
   #uncork() {
     if (this.#corked) {
       this.#corked = false;
+      if (this.#frames.length > 0) this.#socket.write(this.#frames.take());
       this.#socket.uncork();
     }
   }
@@ -375,6 +395,9 @@ export class Channel {
     this.send(error ? { type: "body_end", stream, error } : { type: "body_end", stream });
   }
 }
+
+/** Body pieces up to this size are copied into the turn's frames; larger ones are written as they are. */
+const COPIED_BYTES = 16 * 1024;
 
 /** The host's standard input: pyflare's connection for blocking calls. */
 const BLOCKING_FD = 0;

@@ -9,6 +9,7 @@ import {
   FrameDecoder,
   encodeJson,
   encodeChunkHeader,
+  FrameWriter,
   MAX_FRAME_BYTES,
 } from "../src/transport.mjs";
 import { PROTOCOL_VERSION, BODY_WINDOW_BYTES } from "../src/protocol.mjs";
@@ -39,6 +40,25 @@ test("byte layout matches the Rust side", () => {
   assert.deepEqual([...encodeJson({})], [0, 0, 0, 3, 0, 0x7b, 0x7d]);
   assert.deepEqual([...encodeChunkHeader(258, 2)], [0, 0, 0, 7, 1, 0, 0, 1, 2]);
   assert.deepEqual([...encodeChunkHeader(258, 2, true)], [0, 0, 0, 7, 2, 0, 0, 1, 2]);
+});
+
+test("frames gathered by a FrameWriter are the bytes the one-frame encoders give", () => {
+  const writer = new FrameWriter();
+  const body = Buffer.from([0, 255, 10, 13]);
+  // Multi-byte text, and enough frames to grow past the writer's first buffer.
+  const messages = Array.from({ length: 400 }, (_, i) => ({ type: "log", message: `é€😀 ${"x".repeat(i)}` }));
+  const expected = [];
+  for (const message of messages) {
+    writer.json(message);
+    writer.chunkHeader(7, body.length, message === messages.at(-1));
+    writer.bytes(body);
+    expected.push(encodeJson(message), encodeChunkHeader(7, body.length, message === messages.at(-1)), body);
+  }
+  assert.deepEqual(writer.take(), Buffer.concat(expected));
+  assert.equal(writer.length, 0);
+  // Emptied by take: the next frames start a new buffer.
+  writer.json({});
+  assert.deepEqual([...writer.take()], [0, 0, 0, 3, 0, 0x7b, 0x7d]);
 });
 
 test("a last chunk decodes as a chunk that ends its stream", () => {
