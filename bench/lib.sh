@@ -25,6 +25,10 @@ wait_up() { until curl -sf "http://127.0.0.1:$1/" >/dev/null 2>&1; do sleep 0.00
 # Requests per second and p99 latency from wrk's output.
 rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1 == "99%" {print $2}' <<<"$1"; }
+# The same p99 in milliseconds (wrk prints us, ms or s).
+p99_ms() {
+  awk '$1 == "99%" {v = $2; x = v + 0; if (v ~ /us$/) x /= 1000; else if (v !~ /ms$/) x *= 1000; printf "%.2f", x}' <<<"$1"
+}
 # Requests wrk made, from its output.
 requests() { awk '/requests in/ {print $1}' <<<"$1"; }
 # CPU time (user + system) that processes "$@" have used so far, in ms.

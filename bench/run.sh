@@ -8,7 +8,8 @@
 #   - a request doing one KV put and one KV get, and one doing a D1 select,
 #     each next to the same route's ceiling (bench/ceiling.mjs: the same
 #     worker in a bare Node+Pyodide+SDK process with in-memory bindings),
-#     both serving at once and loaded in turns (ROUNDS, default 4); and
+#     both serving at once and loaded in turns (ROUNDS one-second rounds,
+#     default 3 x DURATION); and
 #     the CPU each request costs the worker host, pyflare and the ceiling,
 #     and the times pyflare's threads block and are woken per request
 #   - memory of the worker host
@@ -89,12 +90,17 @@ echo "ratio later reload / bare start: $(ratio "$later" "$bare")"
 
 # 3-5. Throughput: each route through pyflare next to its SDK-bound ceiling
 # (bench/ceiling.mjs). Both serve at once and are loaded in turns, ROUNDS
-# rounds of DURATION/ROUNDS seconds each, so that load from elsewhere on the
-# machine falls on both alike; the ratio printed is the median of the
-# rounds' ratios.
-ROUNDS="${ROUNDS:-4}"
-SLICE=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
+# rounds of one second each, so that load from elsewhere on the machine
+# falls on both alike; the ratio printed is the median of the rounds'
+# ratios. Many short rounds, because on a shared machine one round's ratio
+# can be off by 20-40%: the ceiling measured against a copy of itself gave
+# medians of 0.99 and 1.04 over 30 and 50 such rounds, where 4 rounds of
+# 2 s gave anything from 0.70 to 0.92 for the same KV route in one hour.
+ROUNDS="${ROUNDS:-$((3 * DURATION))}"
+SLICE=1
 slice() { wrk -t2 -c"$CONNECTIONS" -d"${SLICE}s" --latency "http://127.0.0.1:$1/"; }
+# The lowest and highest of numbers given on standard input, as "low-high".
+spread() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk 'NR == 1 {low = $1} {high = $1} END {print low "-" high}'; }
 # compare LABEL ROUTE TARGET: pyflare (started by the caller) against the ceiling of ROUTE.
 compare() {
   "$NODE" bench/ceiling.mjs "$PYODIDE_DIR" "$SDK_DIR" "$BASE_PORT" "$2" >/dev/null 2>&1 &
@@ -114,12 +120,12 @@ compare() {
     b0=$(cpu_ms "$BASE_PID"); b=$(slice "$BASE_PORT")
     base_cpu="$base_cpu $(us_per $(( $(cpu_ms "$BASE_PID") - b0 )) "$(requests "$b")")"
     ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
-    ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99 "$a")"
+    ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99_ms "$a")"
   done
   BASE_RSS=$(rss_mb "$BASE_PID")
   kill "$BASE_PID"; wait "$BASE_PID" 2>/dev/null || true
-  printf '%-32s%s req/s (median of %s rounds of %s s, wrk -c%s; p99s:%s)\n' "$1 via pyflare dev:" "$(echo $ours | median)" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$p99s"
-  printf '%-32s%s req/s; ratio %s (target >= %s; rounds:%s)\n' "  its SDK-bound ceiling:" "$(echo $theirs | median)" "$(echo $ratios | median)" "$3" "$ratios"
+  printf '%-32s%s req/s (median of %s rounds of %s s, wrk -c%s; p99 %s ms, rounds %s)\n' "$1 via pyflare dev:" "$(echo $ours | median)" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$(echo $p99s | median)" "$(echo $p99s | spread)"
+  printf '%-32s%s req/s; ratio %s (target >= %s; rounds %s)\n' "  its SDK-bound ceiling:" "$(echo $theirs | median)" "$(echo $ratios | median)" "$3" "$(echo $ratios | spread)"
   # CPU per request, medians of the rounds: the worker host's main cost
   # against the ceiling process's (the host is the one that saturates a
   # core), and pyflare's own process beside it.
