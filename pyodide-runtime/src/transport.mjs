@@ -54,8 +54,9 @@ export class FrameWriter {
 
   json(message) {
     const text = JSON.stringify(message);
-    // A UTF-16 unit is at most 3 bytes of UTF-8.
-    this.#reserve(5 + 3 * text.length);
+    // A UTF-16 unit is at most 3 bytes of UTF-8; a long text (a large log
+    // line) is measured rather than given three times its room.
+    this.#reserve(5 + (text.length <= EXACT_LENGTH_ABOVE ? 3 * text.length : Buffer.byteLength(text, "utf8")));
     const start = this.#length;
     const written = this.#buffer.write(text, start + 5, "utf8");
     this.#buffer.writeUInt32BE(1 + written, start);
@@ -98,6 +99,7 @@ export class FrameWriter {
 }
 
 const INITIAL_WRITER_BYTES = 16 * 1024;
+const EXACT_LENGTH_ABOVE = 64 * 1024;
 /** A writer that grew past this (a burst of large frames) shrinks back when emptied. */
 const MAX_KEPT_WRITER_BYTES = 1024 * 1024;
 

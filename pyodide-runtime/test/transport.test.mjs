@@ -45,8 +45,10 @@ test("byte layout matches the Rust side", () => {
 test("frames gathered by a FrameWriter are the bytes the one-frame encoders give", () => {
   const writer = new FrameWriter();
   const body = Buffer.from([0, 255, 10, 13]);
-  // Multi-byte text, and enough frames to grow past the writer's first buffer.
+  // Multi-byte text, enough frames to grow past the writer's first buffer,
+  // and one text long enough to be measured rather than given 3x its room.
   const messages = Array.from({ length: 400 }, (_, i) => ({ type: "log", message: `é€😀 ${"x".repeat(i)}` }));
+  messages.splice(200, 0, { type: "log", message: "€😀".repeat(50_000) });
   const expected = [];
   for (const message of messages) {
     writer.json(message);
