@@ -94,8 +94,9 @@ echo "ratio later reload / bare start: $(ratio "$later" "$bare")"
 # falls on both alike; the ratio printed is the median of the rounds'
 # ratios. Many short rounds, because on a shared machine one round's ratio
 # can be off by 20-40%: the ceiling measured against a copy of itself gave
-# medians of 0.99 and 1.04 over 30 and 50 such rounds, where 4 rounds of
-# 2 s gave anything from 0.70 to 0.92 for the same KV route in one hour.
+# medians of 0.99 and 1.04 over 30 and 50 such rounds, where medians of 4
+# rounds of 2 s gave anything from 0.70 to 0.92 for the same KV route in
+# one day.
 ROUNDS="${ROUNDS:-$((3 * DURATION))}"
 SLICE=1
 slice() { wrk -t2 -c"$CONNECTIONS" -d"${SLICE}s" --latency "http://127.0.0.1:$1/"; }
