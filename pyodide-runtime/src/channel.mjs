@@ -6,7 +6,7 @@
 // Node's own, not the global one actors.mjs counts as Python's steps.
 import { setImmediate } from "node:timers";
 import { readSync, writeSync } from "node:fs";
-import { encodeJson, encodeChunkHeader, CHUNK_BYTES, FrameDecoder, FrameWriter } from "./transport.mjs";
+import { encodeJson, CHUNK_BYTES, FrameDecoder, FrameWriter } from "./transport.mjs";
 import { BODY_WINDOW_BYTES } from "./protocol.mjs";
 import { IncomingBody, toBytes } from "./bodies.mjs";
 
@@ -78,11 +78,11 @@ export class Channel {
   /** A chunk of `stream`: copied when small, else written as it is. */
   #chunk(stream, bytes, last) {
     const frames = this.#gather();
-    frames.chunkHeader(stream, bytes.byteLength, last);
     if (bytes.byteLength <= COPIED_BYTES) {
-      frames.bytes(bytes);
+      frames.chunk(stream, bytes, last);
       return;
     }
+    frames.chunkHeader(stream, bytes.byteLength, last);
     this.#socket.write(frames.take());
     this.#socket.write(bytes);
   }
@@ -182,10 +182,13 @@ export class Channel {
     const bytes = body === null || body === undefined ? null : toBytes(body);
     // What this turn wrote so far leaves first.
     this.#uncork();
-    writeAll(encodeJson({ binding, method, args: args ?? {}, has_body: bytes !== null }));
+    // The call and its body (stream 0) leave in one write.
+    const frames = new FrameWriter();
+    frames.json({ binding, method, args: args ?? {}, has_body: bytes !== null });
     if (bytes) {
-      for (const frame of wholeBodyFrames(0, bytes)) writeAll(frame);
+      for (const [piece, isLastPiece] of pieces(bytes)) frames.chunk(0, piece, isLastPiece);
     }
+    writeAll(frames.take());
     const decoder = new FrameDecoder();
     const scratch = Buffer.allocUnsafe(64 * 1024);
     let reply = null;
@@ -419,14 +422,6 @@ function replyError(reply) {
 function settled(reply, body) {
   if (reply.error) throw replyError(reply);
   return { value: reply.ok ?? null, body };
-}
-
-/** The frames of a whole body of `stream`: chunk headers and pieces, the last ending it. */
-function* wholeBodyFrames(stream, bytes) {
-  for (const [piece, isLastPiece] of pieces(bytes)) {
-    yield encodeChunkHeader(stream, piece.byteLength, isLastPiece);
-    yield piece;
-  }
 }
 
 /**

@@ -74,6 +74,12 @@ export class FrameWriter {
     this.#length = start + 9;
   }
 
+  /** A whole chunk frame: its header and `data` (a Uint8Array). */
+  chunk(stream, data, last = false) {
+    this.chunkHeader(stream, data.byteLength, last);
+    this.bytes(data);
+  }
+
   /** Raw body bytes (a Uint8Array). */
   bytes(data) {
     this.#reserve(data.byteLength);

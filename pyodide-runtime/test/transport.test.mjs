@@ -52,8 +52,7 @@ test("frames gathered by a FrameWriter are the bytes the one-frame encoders give
   const expected = [];
   for (const message of messages) {
     writer.json(message);
-    writer.chunkHeader(7, body.length, message === messages.at(-1));
-    writer.bytes(body);
+    writer.chunk(7, body, message === messages.at(-1));
     expected.push(encodeJson(message), encodeChunkHeader(7, body.length, message === messages.at(-1)), body);
   }
   assert.deepEqual(writer.take(), Buffer.concat(expected));
