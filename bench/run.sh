@@ -10,7 +10,8 @@
 #     worker in a bare Node+Pyodide+SDK process with in-memory bindings),
 #     both serving at once and loaded in turns (ROUNDS one-second rounds,
 #     default 3 x DURATION); and
-#     the CPU each request costs the worker host, pyflare and the ceiling,
+#     the CPU each request costs the worker host, pyflare and the ceiling
+#     (all threads, and the main threads alone),
 #     and the times pyflare's threads block and are woken per request
 #   - memory of the worker host
 #
@@ -109,17 +110,19 @@ compare() {
   wait_up "$BASE_PORT"
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$BASE_PORT/" >/dev/null
-  local ours="" theirs="" ratios="" p99s="" host_cpu="" own_cpu="" base_cpu="" own_switches=""
+  local ours="" theirs="" ratios="" p99s="" host_cpu="" own_cpu="" base_cpu="" own_switches="" host_main="" base_main=""
   local host; host=$(pgrep -P "$PYFLARE_PID" | head -1)
   for _ in $(seq "$ROUNDS"); do
-    local a b h0 o0 b0
+    local a b h0 o0 b0 hm0 bm0
     local s0; s0=$(switches "$PYFLARE_PID")
-    h0=$(cpu_ms "$host"); o0=$(cpu_ms "$PYFLARE_PID"); a=$(slice "$PORT")
+    h0=$(cpu_ms "$host"); hm0=$(main_thread_ms "$host"); o0=$(cpu_ms "$PYFLARE_PID"); a=$(slice "$PORT")
     host_cpu="$host_cpu $(us_per $(( $(cpu_ms "$host") - h0 )) "$(requests "$a")")"
+    host_main="$host_main $(us_per $(( $(main_thread_ms "$host") - hm0 )) "$(requests "$a")")"
     own_cpu="$own_cpu $(us_per $(( $(cpu_ms "$PYFLARE_PID") - o0 )) "$(requests "$a")")"
     own_switches="$own_switches $(per_request $(( $(switches "$PYFLARE_PID") - s0 )) "$(requests "$a")")"
-    b0=$(cpu_ms "$BASE_PID"); b=$(slice "$BASE_PORT")
+    b0=$(cpu_ms "$BASE_PID"); bm0=$(main_thread_ms "$BASE_PID"); b=$(slice "$BASE_PORT")
     base_cpu="$base_cpu $(us_per $(( $(cpu_ms "$BASE_PID") - b0 )) "$(requests "$b")")"
+    base_main="$base_main $(us_per $(( $(main_thread_ms "$BASE_PID") - bm0 )) "$(requests "$b")")"
     ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
     ratios="$ratios $(ratio "$(rps "$a")" "$(rps "$b")")"; p99s="$p99s $(p99_ms "$a")"
   done
@@ -132,6 +135,10 @@ compare() {
   # core), and pyflare's own process beside it.
   local h c; h=$(echo $host_cpu | median); c=$(echo $base_cpu | median)
   printf '%-32s%s us worker host + %s us pyflare; ceiling %s us; host / ceiling %s\n' "  CPU per request:" "$h" "$(echo $own_cpu | median)" "$c" "$(ratio "$h" "$c")"
+  # The same for the main threads alone, without V8's helper threads:
+  # throughput follows this ratio while the host's main thread is busy.
+  h=$(echo $host_main | median); c=$(echo $base_main | median)
+  printf '%-32s%s us worker host; ceiling %s us; host / ceiling %s\n' "  main thread CPU per request:" "$h" "$c" "$(ratio "$h" "$c")"
   # pyflare's threads blocking and being woken: a count that CPU noise
   # does not blur, for work on pyflare's own path (hops between threads).
   printf '%-32s%s per request\n' "  pyflare's context switches:" "$(echo $own_switches | median)"
