@@ -39,8 +39,9 @@ cpu_ms() {
 }
 # CPU time (user + system) the main thread of process $1 has used so far, in
 # ms: the worker host and the ceiling each run their JavaScript and Python
-# on it, so it is the thread that saturates under load.
-main_thread_ms() { echo $(( $(awk '{print $14 + $15}' "/proc/$1/task/$1/stat") * 1000 / $(getconf CLK_TCK) )); }
+# on it, so it is the thread that saturates under load. A thread's stat
+# file has the process's layout, at /proc/<pid>/task/<tid>/stat.
+main_thread_ms() { cpu_ms "$1/task/$1"; }
 # Times the live threads of process $1 have blocked so far (voluntary
 # context switches: each is a thread going to sleep to be woken again). A
 # thread that exits takes its count with it: tokio's idle blocking threads
