@@ -6,6 +6,8 @@ import { Actors } from "./actors.mjs";
 
 /** A loaded worker: dispatches events to its Python handlers. */
 export class Worker {
+  #invokers = new Map();
+
   constructor(py, entrypoints, info, env, background, origin) {
     this.origin = origin;
     this.py = py;
@@ -24,20 +26,29 @@ export class Worker {
       if (!info.default_methods.includes(method)) {
         throw new Error(`Handler does not export a ${method}() function.`);
       }
-      const relaxed = method === "fetch" || method === "test";
       // Class instances get env and ctx from the constructor; the handler
-      // still receives three arguments, the last two undefined.
-      const padded = [args[0], undefined, undefined];
-      // Spread, not an array: Pyodide converts each argument by itself,
-      // where an array would be one more proxy to make and walk.
-      const { call } = this.entrypoints;
-      result = await call.callPromising(info.default_class, ctx, this.env, method, relaxed, ...padded);
+      // still receives three arguments, the last two undefined. Separate
+      // arguments, not an array: Pyodide converts each by itself, where an
+      // array would be one more proxy to make and walk.
+      result = await this.#invoker(method).callPromising(ctx, this.env, args[0], undefined, undefined);
     } else if (info.legacy.includes(`on_${method}`)) {
       result = await this.entrypoints.call_legacy.callPromising(`on_${method}`, [args[0], this.env, ctx]);
     } else {
       throw new Error(`Handler does not export a ${method}() function.`);
     }
     return result;
+  }
+
+  /** The Python function that handles `method` events of the default
+   * export, made once per method (entrypoints.py, `invoker`). */
+  #invoker(method) {
+    let invoke = this.#invokers.get(method);
+    if (!invoke) {
+      const relaxed = method === "fetch" || method === "test";
+      invoke = this.entrypoints.invoker(this.info.default_class, method, relaxed);
+      this.#invokers.set(method, invoke);
+    }
+    return invoke;
   }
 
   isPyProxy(value) {

@@ -145,24 +145,47 @@ async fn runtime_legacy_on_fetch_handler_before_no_global_handlers_date() {
 
 /// `fetch` is called as Cloudflare calls it: arguments the method does not
 /// declare are dropped, and `*args` receives the rest (env and ctx, which a
-/// class-based handler gets as None). The second request checks the answer
-/// kept per class.
+/// class-based handler gets as None). A decorator that keeps the method's
+/// signature (`functools.wraps`) passes what that signature takes. The
+/// second request checks the answer kept per class.
 #[tokio::test]
 async fn runtime_fetch_takes_only_the_arguments_it_declares() {
-    for (signature, body, want) in [
-        ("self", "\"no arguments\"", "no arguments"),
+    for (decorator, signature, body, want) in [
+        ("", "self", "\"no arguments\"", "no arguments"),
         (
+            "",
             "self, request, *rest",
             "f\"{request.method} {rest}\"",
             "GET (None, None)",
+        ),
+        (
+            "",
+            "self, request, env=\"unset\"",
+            "f\"{request.method} {env}\"",
+            "GET None",
+        ),
+        (
+            "@logged",
+            "self, request",
+            "f\"{request.method} {sorted(set(seen))}\"",
+            "GET [1]",
         ),
     ] {
         let project = copy_fixture("hello");
         std::fs::write(
             project.path().join("src/entry.py"),
             format!(
-                "from workers import Response, WorkerEntrypoint\n\n\
+                "import functools\n\
+                 from workers import Response, WorkerEntrypoint\n\n\
+                 seen = []\n\n\
+                 def logged(method):\n    \
+                 @functools.wraps(method)\n    \
+                 async def wrapper(*args):\n        \
+                 seen.append(len(args) - 1)\n        \
+                 return await method(*args)\n    \
+                 return wrapper\n\n\
                  class Default(WorkerEntrypoint):\n    \
+                 {decorator}\n    \
                  async def fetch({signature}):\n        \
                  return Response({body})\n"
             ),
