@@ -42,6 +42,12 @@ cpu_ms() {
 # on it, so it is the thread that saturates under load. A thread's stat
 # file has the process's layout, at /proc/<pid>/task/<tid>/stat.
 main_thread_ms() { cpu_ms "$1/task/$1"; }
+# Time the main thread of process $1 has spent ready to run but waiting for
+# a CPU so far, in us (the second field of its schedstat, in ns): while
+# another thread has the core, such as one of pyflare's or wrk's. Main-thread
+# CPU does not count it; throughput does. Empty without the kernel's
+# schedstat.
+runq_wait_us() { awk '{printf "%d", $2 / 1000}' "/proc/$1/task/$1/schedstat" 2>/dev/null; }
 # Times the live threads of process $1 have blocked so far (voluntary
 # context switches: each is a thread going to sleep to be woken again). A
 # thread that exits takes its count with it: tokio's idle blocking threads

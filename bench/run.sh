@@ -11,8 +11,9 @@
 #     both serving at once and loaded in turns (ROUNDS one-second rounds,
 #     default 3 x DURATION); and
 #     the CPU each request costs the worker host, pyflare and the ceiling
-#     (all threads, and the main threads alone),
-#     and the times pyflare's threads block and are woken per request
+#     (all threads, and the main threads alone), the time each main
+#     thread waited for a core while ready to run, and the times pyflare's
+#     threads block and are woken per request
 #   - memory of the worker host
 #
 #   - with PACKAGES=1, package-heavy workers too (bench/packages.sh: starts
@@ -110,17 +111,21 @@ compare() {
   wait_up "$BASE_PORT"
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
   wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$BASE_PORT/" >/dev/null
-  local ours="" theirs="" ratios="" p99s="" host_cpu="" own_cpu="" base_cpu="" own_switches="" host_main="" base_main=""
+  local ours="" theirs="" ratios="" p99s="" host_cpu="" own_cpu="" base_cpu="" own_switches="" host_main="" base_main="" host_wait="" base_wait=""
   local host; host=$(pgrep -P "$PYFLARE_PID" | head -1)
   for _ in $(seq "$ROUNDS"); do
-    local a b h0 o0 b0 hm0 bm0
+    local a b h0 o0 b0 hm0 bm0 hw0 bw0
     local s0; s0=$(switches "$PYFLARE_PID")
+    hw0=$(runq_wait_us "$host")
     h0=$(cpu_ms "$host"); hm0=$(main_thread_ms "$host"); o0=$(cpu_ms "$PYFLARE_PID"); a=$(slice "$PORT")
+    [ -n "$hw0" ] && host_wait="$host_wait $(per_request $(( $(runq_wait_us "$host") - hw0 )) "$(requests "$a")")"
     host_cpu="$host_cpu $(us_per $(( $(cpu_ms "$host") - h0 )) "$(requests "$a")")"
     host_main="$host_main $(us_per $(( $(main_thread_ms "$host") - hm0 )) "$(requests "$a")")"
     own_cpu="$own_cpu $(us_per $(( $(cpu_ms "$PYFLARE_PID") - o0 )) "$(requests "$a")")"
     own_switches="$own_switches $(per_request $(( $(switches "$PYFLARE_PID") - s0 )) "$(requests "$a")")"
+    bw0=$(runq_wait_us "$BASE_PID")
     b0=$(cpu_ms "$BASE_PID"); bm0=$(main_thread_ms "$BASE_PID"); b=$(slice "$BASE_PORT")
+    [ -n "$bw0" ] && base_wait="$base_wait $(per_request $(( $(runq_wait_us "$BASE_PID") - bw0 )) "$(requests "$b")")"
     base_cpu="$base_cpu $(us_per $(( $(cpu_ms "$BASE_PID") - b0 )) "$(requests "$b")")"
     base_main="$base_main $(us_per $(( $(main_thread_ms "$BASE_PID") - bm0 )) "$(requests "$b")")"
     ours="$ours $(rps "$a")"; theirs="$theirs $(rps "$b")"
@@ -139,6 +144,9 @@ compare() {
   # throughput follows this ratio while the host's main thread is busy.
   h=$(echo $host_main | median); c=$(echo $base_main | median)
   printf '%-32s%s us worker host; ceiling %s us; host / ceiling %s\n' "  main thread CPU per request:" "$h" "$c" "$(ratio "$h" "$c")"
+  # Time the main threads were ready but another thread had the core:
+  # the host's main thread shares the machine with pyflare's threads.
+  [ -n "$host_wait" ] && printf '%-32s%s us worker host; ceiling %s us\n' "  main thread's run-queue wait:" "$(echo $host_wait | median)" "$(echo $base_wait | median)"
   # pyflare's threads blocking and being woken: a count that CPU noise
   # does not blur, for work on pyflare's own path (hops between threads).
   printf '%-32s%s per request\n' "  pyflare's context switches:" "$(echo $own_switches | median)"
