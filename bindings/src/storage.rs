@@ -2,10 +2,12 @@
 //! folder apart from a damaged store, so errors say which it is; opening a
 //! store at start; a SQLite store's one connection.
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions};
+use sqlx::{ConnectOptions, SqlitePool};
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// Runs `open` to its end now when pyflare runs on a multi-threaded runtime
 /// (`pyflare dev`), so a store that cannot be opened stops pyflare at start
@@ -19,10 +21,43 @@ pub fn open_at_start<F: Future>(open: F) -> Option<F::Output> {
     Some(tokio::task::block_in_place(|| runtime.block_on(open)))
 }
 
-/// A pool of one SQLite connection, opened now and never closed: the
-/// store's statements run one at a time and it never waits on itself. It is
-/// not pinged before each use (a file on this machine does not drop a
-/// connection): each ping is a round trip to sqlx's worker thread.
+/// A store's one SQLite connection, opened now and never closed, which its
+/// statements take in turn: they run one at a time and the store never waits
+/// on itself. Not a sqlx pool of one: a pool pings a connection each time it
+/// is given back (sqlx 0.8), one more round trip to sqlx's worker thread
+/// after every statement, and the next statement waits behind it. For a D1
+/// select, pyflare's threads blocked ~7.6 times per request with the pool
+/// and ~5.9 without. A transaction dropped before its commit is rolled back
+/// by sqlx before the connection's next statement, as in a pool.
+#[derive(Debug, Clone)]
+pub struct OneConnection(Arc<Mutex<SqliteConnection>>);
+
+/// How long a statement waits for the connection: sqlx's pool default.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The connection, held until dropped.
+pub type Held<'a> = MutexGuard<'a, SqliteConnection>;
+
+impl OneConnection {
+    /// Opens the connection.
+    pub async fn open(options: &SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        Ok(Self(Arc::new(Mutex::new(options.connect().await?))))
+    }
+
+    /// The connection, once no other statement holds it; a statement that
+    /// holds it longer than [`ACQUIRE_TIMEOUT`] fails the others as sqlx's
+    /// pool did ("pool timed out while waiting for an open connection").
+    pub async fn acquire(&self) -> Result<Held<'_>, sqlx::Error> {
+        tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)
+    }
+}
+
+/// A pool of one SQLite connection, for the stores not yet on
+/// [`OneConnection`] (queues, R2): their methods holding its guard across
+/// sqlx's generic calls fail rustc's `Send` check as written. Not pinged
+/// before each use, only after (see [`OneConnection`]).
 pub async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new()
         .max_connections(1)

@@ -8,13 +8,14 @@ use pyflare_sqlite::take_counts_and_size;
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::{
-    Column, Either, Executor, Row, SqliteConnection, SqlitePool, Statement as _, TypeInfo, ValueRef,
+    Column, Connection, Either, Executor, Row, SqliteConnection, Statement as _, TypeInfo, ValueRef,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::D1Error;
 use super::statements::Statement;
+use crate::storage::OneConnection;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +81,7 @@ pub trait D1Store: Send + Sync + std::fmt::Debug {
 /// A D1 database in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteD1Store {
-    pool: SqlitePool,
+    db: OneConnection,
     path: PathBuf,
 }
 
@@ -102,15 +103,18 @@ impl SqliteD1Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         // One connection: D1 runs a database's queries one at a time.
-        let pool = crate::storage::one_connection(options).await.map_err(|e| {
-            match crate::storage::read_only(dir) {
-                true => unopenable(dir, &e.to_string()),
-                false => damaged(path, &e.to_string()),
-            }
-        })?;
-        check_integrity(&pool, path).await?;
+        let db =
+            OneConnection::open(&options).await.map_err(|e| {
+                match crate::storage::read_only(dir) {
+                    true => unopenable(dir, &e.to_string()),
+                    false => damaged(path, &e.to_string()),
+                }
+            })?;
+        let mut conn = db.acquire().await.map_err(|e| damaged(path, &e.to_string()))?;
+        check_integrity(&mut conn, path).await?;
+        drop(conn);
         Ok(Self {
-            pool,
+            db,
             path: path.to_path_buf(),
         })
     }
@@ -118,7 +122,8 @@ impl SqliteD1Store {
 
 impl SqliteD1Store {
     /// The store at `path`, shared by every user in this process (bindings
-    /// of a reloaded worker, the CLI), so one pool serializes its queries.
+    /// of a reloaded worker, the CLI), so one connection serializes its
+    /// queries.
     pub async fn open_shared(path: &Path) -> Result<Self, D1Error> {
         static OPEN: std::sync::Mutex<std::collections::BTreeMap<PathBuf, SqliteD1Store>> =
             std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -138,7 +143,7 @@ impl SqliteD1Store {
 #[async_trait]
 impl D1Store for SqliteD1Store {
     async fn run(&self, statements: &[Statement], params: &[Param]) -> Result<Outcome, D1Error> {
-        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         run_statements(&mut conn, statements, params).await
     }
 
@@ -146,7 +151,8 @@ impl D1Store for SqliteD1Store {
         &self,
         queries: &[(Vec<Statement>, Vec<Param>)],
     ) -> Result<Vec<Outcome>, D1Error> {
-        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
+        let mut tx = conn.begin().await.map_err(sqlite_error)?;
         let mut out = Vec::with_capacity(queries.len());
         for (statements, params) in queries {
             // Dropping `tx` on error rolls the whole batch back.
@@ -166,7 +172,8 @@ impl D1Store for SqliteD1Store {
         statements: &[Statement],
         record: &[(Statement, Vec<Param>)],
     ) -> Result<(), D1Error> {
-        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
+        let mut tx = conn.begin().await.map_err(sqlite_error)?;
         for statement in statements {
             run_one(&mut tx, statement, &[]).await?;
         }
@@ -178,7 +185,7 @@ impl D1Store for SqliteD1Store {
     }
 
     async fn dump(&self) -> Result<Vec<u8>, D1Error> {
-        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             .await
             .map_err(|e| D1Error::Dump(e.to_string()))?;
@@ -187,7 +194,7 @@ impl D1Store for SqliteD1Store {
     }
 
     async fn checkpoint(&self) -> Result<(), D1Error> {
-        let mut conn = self.pool.acquire().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&mut *conn)
             .await
@@ -207,9 +214,9 @@ impl D1Store for SqliteD1Store {
 /// Runs SQLite's `quick_check` (every page readable, every record well
 /// formed, indexes in order) so a damaged file is reported when it is
 /// opened, not seen as empty tables later. About 1 ms per MB.
-async fn check_integrity(pool: &SqlitePool, path: &Path) -> Result<(), D1Error> {
+async fn check_integrity(conn: &mut SqliteConnection, path: &Path) -> Result<(), D1Error> {
     let rows = sqlx::query("PRAGMA quick_check(5)")
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
         .map_err(|e| damaged(path, &e.to_string()))?;
     let problems: Vec<String> = rows

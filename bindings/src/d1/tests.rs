@@ -3,6 +3,7 @@
 
 use super::migrations;
 use super::*;
+use sqlx::ConnectOptions;
 
 async fn db() -> (tempfile::TempDir, D1Database) {
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +110,7 @@ async fn d1_rules_and_messages() {
 
 #[tokio::test]
 async fn d1_batch_is_all_or_nothing() {
-    let (_dir, db) = db().await;
+    let (dir, db) = db().await;
     query(&db, "CREATE TABLE t (x UNIQUE)", json!([]), "all")
         .await
         .unwrap();
@@ -134,6 +135,22 @@ async fn d1_batch_is_all_or_nothing() {
         .await
         .unwrap();
     assert_eq!(count["results"][0]["n"], 0);
+    // The failed batch's transaction is over: a later write is committed,
+    // as another connection to the file sees.
+    query(&db, "INSERT INTO t VALUES (2)", json!([]), "run")
+        .await
+        .unwrap();
+    let path = dir.path().join("d1").join("test-db.sqlite3");
+    let mut other = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    let committed: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(committed, 1);
 }
 
 #[tokio::test]
