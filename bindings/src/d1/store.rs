@@ -110,7 +110,10 @@ impl SqliteD1Store {
                     false => damaged(path, &e.to_string()),
                 }
             })?;
-        let mut conn = db.acquire().await.map_err(|e| damaged(path, &e.to_string()))?;
+        let mut conn = db
+            .acquire()
+            .await
+            .map_err(|e| damaged(path, &e.to_string()))?;
         check_integrity(&mut conn, path).await?;
         drop(conn);
         Ok(Self {
