@@ -2,8 +2,8 @@
 //! folder apart from a damaged store, so errors say which it is; opening a
 //! store at start; a SQLite store's one connection.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePoolOptions};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,13 +21,19 @@ pub fn open_at_start<F: Future>(open: F) -> Option<F::Output> {
     Some(tokio::task::block_in_place(|| runtime.block_on(open)))
 }
 
-/// A store's one SQLite connection, opened now and never closed, which its
-/// statements take in turn: they run one at a time and the store never waits
-/// on itself. Not a sqlx pool of one: a pool pings a connection each time it
-/// is given back (sqlx 0.8), one more round trip to sqlx's worker thread
-/// after every statement, and the next statement waits behind it. For a D1
-/// select, pyflare's threads blocked ~7.6 times per request with the pool
-/// and ~5.9 without. A transaction dropped before its commit is rolled back
+/// A store's one SQLite connection (D1, queues, R2's local metadata), opened
+/// now and never closed, which its statements take in turn: they run one at
+/// a time and the store never waits on itself. Not a sqlx pool of one: a
+/// pool pings a connection each time it is given back (sqlx 0.8), one more
+/// round trip to sqlx's worker thread after every statement, and the next
+/// statement waits behind it. For a D1 select, pyflare's threads blocked
+/// ~7.6 times per request with the pool and ~5.9 without.
+///
+/// A store's own async methods that take the connection run their SQL
+/// through sqlx's `Executor` or `sqlx::query`; `sqlx::raw_sql(..).execute`
+/// on the held connection makes rustc reject their futures as not `Send`
+/// ("implementation of `Executor` is not general enough"), where
+/// `Executor::execute` with the same script does not. A transaction dropped before its commit is rolled back
 /// by sqlx before the connection's next statement, as in a pool.
 #[derive(Debug, Clone)]
 pub struct OneConnection(Arc<Mutex<SqliteConnection>>);
@@ -52,21 +58,6 @@ impl OneConnection {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)
     }
-}
-
-/// A pool of one SQLite connection, for the stores not yet on
-/// [`OneConnection`] (queues, R2): their methods holding its guard across
-/// sqlx's generic calls fail rustc's `Send` check as written. Not pinged
-/// before each use, only after (see [`OneConnection`]).
-pub async fn one_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .test_before_acquire(false)
-        .connect_with(options)
-        .await
 }
 
 /// Whether pyflare cannot create a file in `dir` (a read-only file system,

@@ -13,9 +13,10 @@
 //! or dropped). Leases left by a pyflare that was killed are released when
 //! the next one starts delivering.
 
+use crate::storage::OneConnection;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Executor, Row, SqliteConnection};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,7 +178,7 @@ CREATE TABLE IF NOT EXISTS counters (
 /// Every queue of a state folder in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteQueueStore {
-    pool: SqlitePool,
+    db: OneConnection,
     path: PathBuf,
     /// Woken by every send and deliver-now in this process, so consumers
     /// do not wait for their next poll.
@@ -210,22 +211,10 @@ impl SqliteQueueStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         // One connection: writes are serialized anyway.
-        let pool = crate::storage::one_connection(options)
-            .await
-            .map_err(sqlite_error)?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .map_err(sqlite_error)?;
-        let check: String = sqlx::query_scalar("PRAGMA quick_check")
-            .fetch_one(&pool)
-            .await
-            .map_err(sqlite_error)?;
-        if check != "ok" {
-            return Err(format!("the file is damaged: {check}"));
-        }
+        let db = OneConnection::open(&options).await.map_err(sqlite_error)?;
+        prepare(&mut *db.acquire().await.map_err(sqlite_error)?).await?;
         Ok(Self {
-            pool,
+            db,
             path: path.to_path_buf(),
             wake: tokio::sync::Notify::new(),
             flush: Mutex::new(HashSet::new()),
@@ -276,9 +265,10 @@ impl SqliteQueueStore {
     /// database to deliver its pending messages now (`pyflare queues
     /// deliver`): a row its consumer finds when it next looks.
     pub async fn request_flush_durably(&self, queue: &str) -> Result<(), String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         sqlx::query("INSERT OR IGNORE INTO deliver_now (queue) VALUES (?)")
             .bind(queue)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(sqlite_error)?;
         Ok(())
@@ -286,9 +276,10 @@ impl SqliteQueueStore {
 
     /// Whether a `pyflare queues deliver` asked for `queue` (and clears it).
     pub async fn take_flush_request(&self, queue: &str) -> Result<bool, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let asked: Option<i64> = sqlx::query_scalar("SELECT 1 FROM deliver_now WHERE queue = ?")
             .bind(queue)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(sqlite_error)?;
         if asked.is_none() {
@@ -296,7 +287,7 @@ impl SqliteQueueStore {
         }
         sqlx::query("DELETE FROM deliver_now WHERE queue = ?")
             .bind(queue)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(sqlite_error)?;
         Ok(true)
@@ -313,6 +304,20 @@ impl SqliteQueueStore {
     }
 }
 
+/// Creates the tables of a new file and checks an old one.
+async fn prepare(conn: &mut SqliteConnection) -> Result<(), String> {
+    // Every statement of the script; not `sqlx::raw_sql` (see `OneConnection`).
+    conn.execute(SCHEMA).await.map_err(sqlite_error)?;
+    let check: String = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sqlite_error)?;
+    if check != "ok" {
+        return Err(format!("the file is damaged: {check}"));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl QueueStore for SqliteQueueStore {
     async fn send(
@@ -321,7 +326,8 @@ impl QueueStore for SqliteQueueStore {
         timestamp_ms: i64,
         messages: Vec<NewMessage>,
     ) -> Result<Backlog, String> {
-        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
+        let mut tx = conn.begin().await.map_err(sqlite_error)?;
         for message in messages {
             sqlx::query(
                 "INSERT INTO messages (queue, timestamp_ms, content_type, body, visible_at_ms) VALUES (?, ?, ?, ?, ?)",
@@ -352,6 +358,7 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn due(&self, queue: &str, now_ms: i64, limit: u32) -> Result<Due, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let row = sqlx::query(
             "SELECT COUNT(*), MIN(visible_at_ms) FROM (SELECT visible_at_ms FROM messages
              WHERE queue = ? AND leased = 0 AND visible_at_ms <= ? ORDER BY visible_at_ms, seq LIMIT ?)",
@@ -359,7 +366,7 @@ impl QueueStore for SqliteQueueStore {
         .bind(queue)
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(sqlite_error)?;
         Ok(Due {
@@ -369,17 +376,19 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn next_due(&self, queue: &str, now_ms: i64) -> Result<Option<i64>, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         sqlx::query_scalar(
             "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ? AND leased = 0 AND visible_at_ms > ?",
         )
         .bind(queue)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(sqlite_error)
     }
 
     async fn lease(&self, queue: &str, now_ms: i64, limit: u32) -> Result<Vec<Leased>, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let rows = sqlx::query(
             "UPDATE messages SET leased = 1, attempts = attempts + 1 WHERE seq IN (
                SELECT seq FROM messages WHERE queue = ? AND leased = 0 AND visible_at_ms <= ?
@@ -389,7 +398,7 @@ impl QueueStore for SqliteQueueStore {
         .bind(queue)
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(sqlite_error)?;
         let mut leased: Vec<(i64, Leased)> = rows
@@ -413,7 +422,8 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn settle(&self, queue: &str, outcomes: &[(i64, Settle)]) -> Result<(), String> {
-        let mut tx = self.pool.begin().await.map_err(sqlite_error)?;
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
+        let mut tx = conn.begin().await.map_err(sqlite_error)?;
         let (mut acked, mut retried, mut dead, mut dropped) = (0i64, 0i64, 0i64, 0i64);
         for (seq, settle) in outcomes {
             let query = match settle {
@@ -477,23 +487,25 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn recover(&self) -> Result<u64, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let done = sqlx::query(
             "UPDATE messages SET leased = 0, attempts = MAX(attempts - 1, 0) WHERE leased = 1",
         )
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(sqlite_error)?;
         Ok(done.rows_affected())
     }
 
     async fn counts(&self, now_ms: i64) -> Result<Vec<QueueCounts>, String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         let mut by_queue: BTreeMap<String, QueueCounts> = BTreeMap::new();
         let rows = sqlx::query(
             "SELECT queue, SUM(leased = 0 AND visible_at_ms <= ?1), SUM(leased = 0 AND visible_at_ms > ?1),
                     SUM(leased = 1) FROM messages GROUP BY queue",
         )
         .bind(now_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(sqlite_error)?;
         for row in rows {
@@ -504,7 +516,7 @@ impl QueueStore for SqliteQueueStore {
         }
         let rows =
             sqlx::query("SELECT queue, acked, retried, dead_lettered, dropped FROM counters")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(sqlite_error)?;
         for row in rows {
@@ -518,8 +530,9 @@ impl QueueStore for SqliteQueueStore {
     }
 
     async fn checkpoint(&self) -> Result<(), String> {
+        let mut conn = self.db.acquire().await.map_err(sqlite_error)?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(sqlite_error)?;
         Ok(())

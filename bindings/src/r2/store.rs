@@ -17,14 +17,14 @@
 //! holding the folder's `lock` file; on S3 only those older than a grace
 //! period, as another process may be about to commit one).
 
+use crate::storage::{Held, OneConnection};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as BlobPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
-use sqlx::{Acquire, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Acquire, Executor, Row, SqliteConnection};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,14 +194,14 @@ const READ_CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 enum Meta {
     /// A SQLite file on this machine.
-    Local(SqlitePool),
+    Local(OneConnection),
     /// An in-memory copy of the SQLite object on S3 (see [`super::shared`]).
     Shared(Arc<Shared>),
 }
 
 /// The metadata, held for one call.
 enum Conn<'a> {
-    Local(PoolConnection<Sqlite>),
+    Local(Held<'a>),
     Shared(shared::Guard<'a>),
 }
 
@@ -333,22 +333,10 @@ impl R2Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         // One connection: one writer, and every read sees the last commit.
-        let pool = crate::storage::one_connection(options).await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        sqlx::query("INSERT OR IGNORE INTO bucket (name, value) VALUES ('blobs', ?)")
-            .bind(where_)
-            .execute(&pool)
-            .await?;
-        let recorded: String = sqlx::query_scalar("SELECT value FROM bucket WHERE name = 'blobs'")
-            .fetch_one(&pool)
-            .await?;
-        if recorded != where_ {
-            return Err(StoreError::Config(format!(
-                "this bucket's objects are in {recorded}, not {where_}"
-            )));
-        }
+        let db = OneConnection::open(&options).await?;
+        record_blobs_place(&mut *db.acquire().await?, where_).await?;
         let store = Self {
-            meta: Meta::Local(pool),
+            meta: Meta::Local(db),
             blobs,
             inline_max: INLINE_MAX,
             _lock: None,
@@ -415,7 +403,7 @@ impl R2Store {
     /// The store of folder `dir` (on the local disk) or of an S3 URL (with
     /// its settings and the time before which orphan blobs are swept),
     /// shared by every user in this process (bindings of a reloaded worker,
-    /// the CLI), so one pool or one lock serializes its writes.
+    /// the CLI), so one connection or one lock serializes its writes.
     pub async fn open_shared(
         dir: &Path,
         s3: Option<(&str, &std::collections::BTreeMap<String, String>, i64)>,
@@ -457,7 +445,7 @@ impl R2Store {
     /// The metadata for one call (on S3: locked and fresh).
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         Ok(match &self.meta {
-            Meta::Local(pool) => Conn::Local(pool.acquire().await?),
+            Meta::Local(db) => Conn::Local(db.acquire().await?),
             Meta::Shared(shared) => Conn::Shared(shared.lock().await?),
         })
     }
@@ -871,13 +859,34 @@ impl R2Store {
 
     /// Writes the write-ahead log into the database file (clean stop).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        if let Meta::Local(pool) = &self.meta {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(pool)
+        if let Meta::Local(db) = &self.meta {
+            db.acquire()
+                .await?
+                .execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await?;
         }
         Ok(())
     }
+}
+
+/// Creates the tables of a new metadata file and records where its blobs
+/// are (`where_`), or checks that an old file's are there.
+async fn record_blobs_place(conn: &mut SqliteConnection, where_: &str) -> Result<(), StoreError> {
+    // Every statement of the script; not `sqlx::raw_sql` (see `OneConnection`).
+    conn.execute(SCHEMA).await?;
+    sqlx::query("INSERT OR IGNORE INTO bucket (name, value) VALUES ('blobs', ?)")
+        .bind(where_)
+        .execute(&mut *conn)
+        .await?;
+    let recorded: String = sqlx::query_scalar("SELECT value FROM bucket WHERE name = 'blobs'")
+        .fetch_one(&mut *conn)
+        .await?;
+    if recorded != where_ {
+        return Err(StoreError::Config(format!(
+            "this bucket's objects are in {recorded}, not {where_}"
+        )));
+    }
+    Ok(())
 }
 
 /// Stores `row` (replacing the key's row) within `tx`.
