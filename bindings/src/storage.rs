@@ -27,14 +27,15 @@ pub fn open_at_start<F: Future>(open: F) -> Option<F::Output> {
 /// pool pings a connection each time it is given back (sqlx 0.8), one more
 /// round trip to sqlx's worker thread after every statement, and the next
 /// statement waits behind it. For a D1 select, pyflare's threads blocked
-/// ~7.6 times per request with the pool and ~5.9 without.
+/// ~7.6 times per request with the pool and ~5.9 without. A transaction
+/// dropped before its commit is rolled back by sqlx before the connection's
+/// next statement, as in a pool.
 ///
-/// A store's own async methods that take the connection run their SQL
-/// through sqlx's `Executor` or `sqlx::query`; `sqlx::raw_sql(..).execute`
-/// on the held connection makes rustc reject their futures as not `Send`
+/// A store's async methods run their SQL on the held connection with
+/// `sqlx::query` or sqlx's `Executor`, not `sqlx::raw_sql(..).execute`:
+/// that one makes rustc reject their futures as not `Send`
 /// ("implementation of `Executor` is not general enough"), where
-/// `Executor::execute` with the same script does not. A transaction dropped before its commit is rolled back
-/// by sqlx before the connection's next statement, as in a pool.
+/// `Executor::execute` of the same script does not.
 #[derive(Debug, Clone)]
 pub struct OneConnection(Arc<Mutex<SqliteConnection>>);
 
